@@ -1,0 +1,176 @@
+"""The `compress` command line: parses arguments and calls library functions, nothing more."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import UserError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="compress")
+def cli() -> None:
+    """facecompress: train, prune, quantize, export and benchmark the paper's MobileNet face recognizer."""
+
+
+# ---------------------------------------------------------------- schedules
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def schedules(ctx: click.Context) -> None:
+    """List channel schedules (profiles/*.toml); `schedules show NAME` prints one as the paper's table."""
+    if ctx.invoked_subcommand is None:
+        from .model import build_model
+        from .model.complexity import count_macs
+        from .schedules import list_schedules
+
+        click.echo(f"{'name':<10}{'stages':>7}{'params':>12}{'MACs':>14}  description")
+        for s in list_schedules():
+            m = build_model(s).eval()
+            macs = count_macs(m, (3, s.input_size, s.input_size))
+            params = sum(p.numel() for p in m.parameters())
+            click.echo(f"{s.name:<10}{len(s.stages):>7}{params:>12,}{macs:>14,}  {s.description}")
+        click.echo("MACs: ptflops pytorch backend at batch 1; `compress schedules show NAME` for per-layer rows.")
+
+
+@schedules.command("show")
+@click.argument("name")
+def schedules_show(name: str) -> None:
+    """Per-layer table (input, operator, t, c, n, s, output, params, MACs) of schedule NAME or a .toml file."""
+    from .model import build_model
+    from .model.complexity import format_table, layer_table
+    from .schedules import load_schedule
+
+    s = load_schedule(name)
+    title = f"{s.name}: {s.description}  [{s.path}]"
+    click.echo(format_table(layer_table(build_model(s)), title))
+    blocks = ", ".join(f"stage {i}: ({st.residual})" for i, st in enumerate(s.stages, 1))
+    click.echo(f"residual structures: {blocks}")
+    if s.prune_from:
+        mapping = ", ".join(f"{st.source}->{i}" for i, st in enumerate(s.stages, 1) if st.source)
+        click.echo(f"prunes from {s.prune_from}, stage mapping (source->this): {mapping}")
+
+
+# ---------------------------------------------------------------- train
+@cli.command()
+@click.option("--recipe", help="recipe name in profiles/ or .toml path; options below override it")
+@click.option("--schedule", help="schedule name (table2, table3) or .toml file  [table3]")
+@click.option("--data", help="'synthetic' (built-in generator) or an ImageFolder of aligned 112x112 crops")
+@click.option("--loss", type=click.Choice(["arcface_w", "arcface", "softmax"]), help="[arcface_w]")
+@click.option("--s", "s", type=float, help="margin-loss scale  [64]")
+@click.option("--m", "m", type=float, help="additive angular margin  [0.5]")
+@click.option("--terms", type=int, help="ArcFace-w: arcsin series terms N")
+@click.option("--epochs", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--lr", type=float)
+@click.option("--lr-schedule", type=click.Choice(["cosine", "step", "constant"]))
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]))
+@click.option("--seed", type=int)
+@click.option("--device", help="auto, cpu, cuda, cuda:1")
+@click.option("--threads", type=int, help="torch CPU threads (0 = torch default)")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="run folder to write")
+@click.option("--resume", type=click.Path(path_type=Path), help="continue the run in this folder / checkpoint")
+@click.option("--overwrite", is_flag=True, help="replace an existing run folder")
+@click.option("--no-progress", is_flag=True)
+def train(recipe, out, resume, overwrite, no_progress, **opts) -> None:
+    """Train a face-embedding network. Under torchrun it runs data-parallel (DDP) with the same code."""
+    from .train.config import make_config
+    from .train.trainer import train as run
+
+    cfg = make_config(recipe, progress=False if no_progress else None, **opts)
+    manifest = run(cfg, out, resume=resume, overwrite=overwrite)
+    if manifest:
+        click.echo(f"wrote {out}/model.pt and {out}/manifest.json (final loss {manifest['metrics']['final_loss']:.3f})")
+
+
+# ---------------------------------------------------------------- evaluate
+@cli.command()
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
+              help="run folder, model.pt, or any .onnx face model")
+@click.option("--data", help="'synthetic' (held-out synthetic identities) or an ImageFolder of aligned crops")
+@click.option("--lfw", type=click.Path(path_type=Path), help="LFW folder with pairs.txt (standard 10-fold protocol)")
+@click.option("--identities", default=100, show_default=True, help="synthetic: held-out identities")
+@click.option("--no-flip", is_flag=True, help="no horizontal-flip feature fusion")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the result as JSON")
+@click.option("--roc", type=click.Path(path_type=Path), help="LFW: write the ROC curve PNG here")
+def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc) -> None:
+    """Face-verification accuracy of a model (PyTorch artifact or ONNX) on pairs."""
+    from .artifacts import write_json
+    from .evaluate.embed import load_embedder
+
+    if not data and not lfw:
+        raise UserError("nothing to evaluate on; pass --data synthetic, --data DIR or --lfw DIR")
+    emb = load_embedder(model_path)
+    if lfw:
+        from .evaluate.lfw import evaluate_lfw, format_lfw
+
+        res = evaluate_lfw(emb, lfw, roc_path=roc)
+        click.echo(format_lfw(res))
+    else:
+        from .data.sources import EVAL_IDENTITY_OFFSET, load_faces
+        from .evaluate.pairs_eval import evaluate_pairs
+
+        faces = load_faces(data, identities=identities, per_identity=10, first_identity=EVAL_IDENTITY_OFFSET)
+        folds = min(10, faces.num_classes // 2)
+        res = evaluate_pairs(emb, faces, folds=folds, flip=not no_flip, progress=True)
+        click.echo(f"{res['model']} [{res['runtime']}, measured on {res['host']}]\n  data: {res['dataset']}\n"
+                   f"  protocol: {res['protocol']}\n  accuracy: {res['summary']}")
+    if json_out:
+        write_json(json_out, res)
+
+
+# ---------------------------------------------------------------- pipeline
+@cli.command()
+@click.option("--recipe", default="demo", show_default=True, help="recipe name in profiles/ or .toml path")
+@click.option("--out", type=click.Path(path_type=Path), help="output folder  [runs/<recipe>]")
+@click.option("--force", is_flag=True, help="recompute stages even when cached")
+def pipeline(recipe, out, force) -> None:
+    """Run a recipe's stages end to end, reusing finished stages whose inputs did not change."""
+    from .pipeline import run_pipeline
+
+    run_pipeline(recipe, out, force=force)
+
+
+# ---------------------------------------------------------------- data
+@cli.group()
+def data() -> None:
+    """Data helpers: synthetic faces, alignment."""
+
+
+@data.command("synth")
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--identities", default=50, show_default=True)
+@click.option("--per-identity", default=20, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def data_synth(dst, identities, per_identity, seed) -> None:
+    """Write built-in SYNTHETIC faces as an ImageFolder (aligned 112x112 PNGs)."""
+    from .data.synthetic import write_image_folder
+
+    if dst.exists() and any(dst.iterdir()):
+        raise UserError(f"{dst} is not empty; choose an empty or new folder")
+    n = write_image_folder(dst, identities, per_identity, seed=seed)
+    click.echo(f"wrote {n} synthetic face images of {identities} identities to {dst}")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except UserError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted; a training run can continue with --resume RUN_FOLDER", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

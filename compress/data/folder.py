@@ -1,0 +1,92 @@
+"""ImageFolder reader for aligned face crops: one sub-folder per identity, images inside.
+
+Everything is decoded once into one uint8 array (6k faces at 112x112 is 240 MB), which makes a CPU epoch
+cost only the network. Unreadable images are skipped and counted, never a crash; images that are not the
+expected size are resized and counted, since they were probably not aligned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from ..errors import UserError
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+@dataclass
+class FaceSet:
+    """Aligned faces in memory: images uint8 [N,H,W,3] RGB, labels int64 [N], one class name per label."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+    source: str
+    synthetic: bool = False
+    skipped: list[str] = field(default_factory=list)
+    resized: int = 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def fingerprint(self) -> str:
+        """Content hash of pixels and labels: two runs used the same data iff this matches."""
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.images).data)
+        h.update(np.ascontiguousarray(self.labels).data)
+        return h.hexdigest()[:16]
+
+    def describe(self) -> str:
+        kind = "SYNTHETIC faces (built-in generator)" if self.synthetic else "image folder"
+        extra = f", {len(self.skipped)} unreadable skipped" if self.skipped else ""
+        extra += f", {self.resized} resized" if self.resized else ""
+        return f"{kind} {self.source}: {len(self)} images of {self.num_classes} identities{extra}"
+
+
+def read_image_folder(root: str | Path, size: int = 112, progress: bool = True, min_images: int = 1) -> FaceSet:
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"data folder {root} does not exist; pass an ImageFolder of aligned faces "
+                        "(one sub-folder per identity) or --data synthetic")
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir())
+    files: list[tuple[Path, int]] = []
+    classes: list[str] = []
+    for d in class_dirs:
+        imgs = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+        if len(imgs) < min_images:
+            continue
+        files += [(p, len(classes)) for p in imgs]
+        classes.append(d.name)
+    if not files:
+        raise UserError(f"{root} holds no images in identity sub-folders; expected {root}/<identity>/<image>.jpg")
+    images = np.empty((len(files), size, size, 3), np.uint8)
+    labels = np.empty(len(files), np.int64)
+    skipped: list[str] = []
+    resized = 0
+    n = 0
+    for p, y in tqdm(files, desc=f"reading {root.name}", unit="img", disable=not progress, leave=False):
+        try:
+            with Image.open(p) as im:
+                im = im.convert("RGB")
+                if im.size != (size, size):
+                    im = im.resize((size, size), Image.BILINEAR)
+                    resized += 1
+                images[n] = np.asarray(im)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            skipped.append(str(p))
+            continue
+        labels[n] = y
+        n += 1
+    if n == 0:
+        raise UserError(f"none of the {len(files)} images under {root} could be read; check the files are images")
+    return FaceSet(images[:n], labels[:n], classes, str(root), skipped=skipped, resized=resized)

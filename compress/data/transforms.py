@@ -1,0 +1,40 @@
+"""Batch augmentation (mirror, shift, crop) and normalisation, on uint8 NHWC tensors.
+
+Done on whole batches with torch ops, because per-image PIL transforms dominate a CPU training step for a
+network this small. Normalisation is ImageNet's mean/std, the same as the MobileFaceNet teacher, so every model
+in the project (and exported files) takes identical input.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+NORMALIZATION = "rgb, (x/255 - imagenet_mean) / imagenet_std"
+
+
+def to_float(batch_nhwc_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [N,H,W,3] RGB -> normalised float [N,3,H,W]."""
+    x = batch_nhwc_uint8.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, max_shift: int = 6, min_scale: float = 0.88,
+            p_flip: float = 0.5) -> torch.Tensor:
+    """Random horizontal mirror, then a random crop (scale in [min_scale, 1]) and shift resampled back to
+    the input size, as one affine grid sample per batch. x: float [N,3,H,W]."""
+    n, _, h, w = x.shape
+    dev = x.device
+    flip = torch.rand(n, generator=generator) < p_flip
+    scale = min_scale + (1 - min_scale) * torch.rand(n, generator=generator)
+    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (2 * max_shift / w)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = scale * torch.where(flip, -1.0, 1.0)
+    theta[:, 1, 1] = scale
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta.to(dev), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

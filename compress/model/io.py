@@ -1,0 +1,50 @@
+"""Saving and loading model artifacts. A model file carries its own schedule, so it rebuilds anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..artifacts import atomic_write
+from ..data.transforms import NORMALIZATION
+from ..errors import UserError
+from ..schedules import Schedule
+from .network import FaceMobileNet
+
+MODEL_FORMAT = "compress.model/1"
+MODEL_FILE = "model.pt"
+
+
+def save_model(model: FaceMobileNet, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    payload = {
+        "format": MODEL_FORMAT,
+        "schedule": model.schedule.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "normalization": NORMALIZATION,
+        **(extra or {}),
+    }
+    return atomic_write(path, lambda p: torch.save(payload, p))
+
+
+def resolve_model_file(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        p = p / MODEL_FILE
+    if not p.is_file():
+        raise UserError(f"model {path} not found; pass an artifact folder (from `compress train`) or its model.pt")
+    return p
+
+
+def load_model(path: str | Path) -> FaceMobileNet:
+    p = resolve_model_file(path)
+    try:
+        payload = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for foreign/corrupt pickles
+        raise UserError(f"{p} is not a readable compress model ({type(e).__name__}); re-run `compress train`") from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise UserError(f"{p} is not a compress model file (expected format {MODEL_FORMAT})")
+    model = FaceMobileNet(Schedule.from_dict(payload["schedule"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.eval()

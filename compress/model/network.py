@@ -1,0 +1,75 @@
+"""FaceMobileNet: the paper's backbone and embedding head, read top to bottom like torchvision's MobileNetV2.
+
+stem conv3x3 -> stages of residual blocks (a)/(b) from the schedule -> conv1x1 to head width -> global average
+pool -> conv1x1 to the embedding size -> BatchNorm (the usual face-embedding normaliser, ArcFace's "BN" head).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..schedules import Schedule, load_schedule
+from .blocks import BLOCKS, conv_bn
+
+
+class FaceMobileNet(nn.Module):
+    def __init__(self, schedule: Schedule) -> None:
+        super().__init__()
+        self.schedule = schedule
+        self.stem = conv_bn(3, schedule.stem_c, 3, schedule.stem_s)
+        stages = []
+        cin = schedule.stem_c
+        for st in schedule.stages:
+            block = BLOCKS[st.residual]
+            blocks = [block(cin if i == 0 else st.c, st.c, st.t, st.s if i == 0 else 1) for i in range(st.n)]
+            stages.append(nn.Sequential(*blocks))
+            cin = st.c
+        self.stages = nn.Sequential(*stages)
+        self.head = conv_bn(cin, schedule.head_c, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.embedding = nn.Conv2d(schedule.head_c, schedule.embedding_size, 1, bias=False)
+        self.bn = nn.BatchNorm1d(schedule.embedding_size)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        x = self.pool(self.head(x))
+        return self.bn(self.embedding(x).flatten(1))
+
+    def rows(self) -> list[tuple[str, nn.Module, dict[str, Any]]]:
+        """The paper's table rows: (operator, module, {t, c, n, s}) in forward order."""
+        sch = self.schedule
+        out: list[tuple[str, nn.Module, dict[str, Any]]] = [
+            ("conv2d 3x3", self.stem, {"t": None, "c": sch.stem_c, "n": 1, "s": sch.stem_s})
+        ]
+        for st, mod in zip(sch.stages, self.stages):
+            op = "bottleneck (a)" if st.residual == "a" else "parallel expansion (b)"
+            out.append((op, mod, {"t": st.t, "c": st.c, "n": st.n, "s": st.s}))
+        out.append(("conv2d 1x1", self.head, {"t": None, "c": sch.head_c, "n": 1, "s": 1}))
+        out.append(("avgpool", self.pool, {"t": None, "c": None, "n": 1, "s": None}))
+        out.append(("conv2d 1x1 + BN", nn.Sequential(self.embedding, _Flatten(), self.bn),
+                    {"t": None, "c": sch.embedding_size, "n": 1, "s": None}))
+        return out
+
+
+class _Flatten(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+def build_model(schedule: Schedule | str | Path) -> FaceMobileNet:
+    if not isinstance(schedule, Schedule):
+        schedule = load_schedule(schedule)
+    return FaceMobileNet(schedule)

@@ -1,0 +1,154 @@
+"""Channel schedules: the paper's Tables 2 and 3, and any user file of the same format, as data.
+
+A schedule is a TOML file (see profiles/table3.toml): a stem, a list of stages (t, c, n, s, residual kind,
+optional `source` stage for pruning) and a head. Validation names the file and the exact field, because a
+schedule is hand-written and the network builder must never see a malformed one.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+RESIDUAL_KINDS = ("a", "b")
+_TOP_KEYS = {"name", "description", "input_size", "embedding_size", "prune_from", "stem", "stages", "head"}
+_STAGE_KEYS = {"t", "c", "n", "s", "residual", "source"}
+
+
+def profiles_dir() -> Path:
+    """Where built-in schedules and recipes live (override with COMPRESS_PROFILES)."""
+    env = os.environ.get("COMPRESS_PROFILES")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "profiles"
+
+
+@dataclass(frozen=True)
+class Stage:
+    t: int
+    c: int
+    n: int
+    s: int
+    residual: str = "a"
+    source: int | None = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    stem_c: int
+    stem_s: int
+    stages: tuple[Stage, ...]
+    head_c: int
+    embedding_size: int = 128
+    input_size: int = 112
+    description: str = ""
+    prune_from: str | None = None
+    path: str = field(default="", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, stored inside model artifacts so a model rebuilds without the profiles folder."""
+        d = asdict(self)
+        d["stages"] = [asdict(s) for s in self.stages]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Schedule":
+        d = dict(d)
+        d["stages"] = tuple(Stage(**s) for s in d["stages"])
+        return cls(**d)
+
+
+def list_schedules() -> list[Schedule]:
+    """Every schedule file in the profiles folder (recipes, which have no [[stages]], are skipped)."""
+    out = []
+    for p in sorted(profiles_dir().glob("*.toml")):
+        with open(p, "rb") as f:
+            if "stages" in tomllib.load(f):
+                out.append(load_schedule(p))
+    return out
+
+
+def load_schedule(name_or_path: str | Path) -> Schedule:
+    """Load a built-in schedule by name (`table3`) or any schedule file by path, validated."""
+    p = Path(name_or_path)
+    if p.suffix != ".toml" and not p.exists():
+        p = profiles_dir() / f"{name_or_path}.toml"
+        if not p.exists():
+            names = ", ".join(s.name for s in list_schedules()) or "none"
+            raise UserError(f"unknown schedule '{name_or_path}'; choose one of: {names}, or pass a .toml file path")
+    if not p.is_file():
+        raise UserError(f"schedule file {p} does not exist; pass a path to a .toml schedule or a built-in name")
+    try:
+        with open(p, "rb") as f:
+            raw = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{p}: not valid TOML ({e}); fix the syntax") from None
+    return parse_schedule(raw, str(p))
+
+
+def _int(where: str, v: Any, lo: int = 1, choices: tuple[int, ...] | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise UserError(f"{where} must be an integer, got {v!r}")
+    if choices and v not in choices:
+        raise UserError(f"{where} must be one of {list(choices)}, got {v}")
+    if v < lo:
+        raise UserError(f"{where} must be >= {lo}, got {v}")
+    return v
+
+
+def parse_schedule(raw: dict[str, Any], origin: str = "<schedule>") -> Schedule:
+    """Validate a schedule mapping; every error names `origin` and the offending field."""
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise UserError(f"{origin}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+    for key in ("stem", "stages", "head"):
+        if key not in raw:
+            raise UserError(f"{origin}: missing [{key}] section")
+    stem, head = raw["stem"], raw["head"]
+    if not isinstance(stem, dict) or set(stem) - {"c", "s"}:
+        raise UserError(f"{origin}: [stem] takes only c and s")
+    if not isinstance(head, dict) or set(head) - {"c"}:
+        raise UserError(f"{origin}: [head] takes only c")
+    stages_raw = raw["stages"]
+    if not isinstance(stages_raw, list) or not stages_raw:
+        raise UserError(f"{origin}: [[stages]] must be a non-empty list of tables")
+    stages = []
+    for i, st in enumerate(stages_raw, start=1):
+        where = f"{origin}: stage {i}"
+        if not isinstance(st, dict):
+            raise UserError(f"{where} must be a table with t, c, n, s")
+        bad = set(st) - _STAGE_KEYS
+        if bad:
+            raise UserError(f"{where}: unknown field(s) {sorted(bad)}; allowed: {sorted(_STAGE_KEYS)}")
+        for k in ("t", "c", "n", "s"):
+            if k not in st:
+                raise UserError(f"{where}: missing field '{k}'")
+        residual = st.get("residual", "a")
+        if residual not in RESIDUAL_KINDS:
+            raise UserError(f"{where}.residual must be 'a' or 'b', got {residual!r}")
+        c = _int(f"{where}.c", st["c"])
+        if residual == "b" and c % 2:
+            raise UserError(f"{where}.c must be even for residual 'b' (it splits channels in half), got {c}")
+        source = st.get("source")
+        stages.append(Stage(
+            t=_int(f"{where}.t", st["t"]), c=c, n=_int(f"{where}.n", st["n"]),
+            s=_int(f"{where}.s", st["s"], choices=(1, 2)), residual=residual,
+            source=None if source is None else _int(f"{where}.source", source),
+        ))
+    size = _int(f"{origin}: input_size", raw.get("input_size", 112), lo=16)
+    return Schedule(
+        name=str(raw.get("name") or Path(origin).stem),
+        description=str(raw.get("description", "")),
+        input_size=size,
+        embedding_size=_int(f"{origin}: embedding_size", raw.get("embedding_size", 128)),
+        stem_c=_int(f"{origin}: stem.c", stem.get("c", 32)),
+        stem_s=_int(f"{origin}: stem.s", stem.get("s", 2), choices=(1, 2)),
+        stages=tuple(stages),
+        head_c=_int(f"{origin}: head.c", head.get("c", 1280)),
+        prune_from=raw.get("prune_from"),
+        path=origin,
+    )

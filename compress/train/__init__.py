@@ -1,0 +1,1 @@
+"""Training: margin losses and the training loop."""

@@ -1,0 +1,98 @@
+"""Training configuration: a dataclass, filled from a recipe file's [train] table, then CLI overrides."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..schedules import profiles_dir
+from .losses import DEFAULT_TERMS, LOSSES
+
+# Fields that may change between a checkpoint and its resumed run without making it another run.
+RESUMABLE_CHANGES = {"epochs", "device", "threads", "progress"}
+
+
+@dataclass
+class TrainConfig:
+    schedule: str = "table3"
+    data: str = "synthetic"  # "synthetic" (built-in generator) or an ImageFolder of aligned 112x112 crops
+    synthetic_identities: int = 120
+    synthetic_images_per_identity: int = 20
+    synthetic_seed: int = 0
+    loss: str = "arcface_w"
+    s: float = 64.0
+    m: float = 0.5
+    terms: int = DEFAULT_TERMS
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    lr_schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    augment: bool = True
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    eval_identities: int = 60  # held-out synthetic identities for the final verification check
+    eval_images_per_identity: int = 10
+    progress: bool = True
+
+    def validate(self) -> "TrainConfig":
+        if self.loss not in LOSSES:
+            raise UserError(f"unknown loss '{self.loss}'; choose one of: {', '.join(LOSSES)}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise UserError(f"unknown optimizer '{self.optimizer}'; choose sgd or adamw")
+        if self.lr_schedule not in ("cosine", "step", "constant"):
+            raise UserError(f"unknown lr schedule '{self.lr_schedule}'; choose cosine, step or constant")
+        for k in ("epochs", "batch_size", "terms", "synthetic_identities", "synthetic_images_per_identity"):
+            if getattr(self, k) < 1:
+                raise UserError(f"{k} must be >= 1, got {getattr(self, k)}")
+        if self.lr <= 0 or self.s <= 0 or self.m < 0:
+            raise UserError("lr and s must be > 0 and m >= 0")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that define the run, for telling a resumable checkpoint from a foreign one."""
+        return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_CHANGES}
+
+
+def resolve_recipe(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    q = profiles_dir() / f"{name_or_path}.toml"
+    if q.is_file():
+        return q
+    raise UserError(f"recipe '{name_or_path}' not found; pass a .toml file or a name from {profiles_dir()}")
+
+
+def load_recipe(name_or_path: str | Path, section: str = "train") -> dict[str, Any]:
+    p = resolve_recipe(name_or_path)
+    try:
+        with open(p, "rb") as f:
+            raw = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{p}: not valid TOML ({e})") from None
+    table = raw.get(section)
+    if not isinstance(table, dict):
+        raise UserError(f"{p}: no [{section}] table; a recipe needs one")
+    known = {f.name for f in fields(TrainConfig)} if section == "train" else None
+    if known is not None:
+        bad = sorted(set(table) - known)
+        if bad:
+            raise UserError(f"{p}: unknown [{section}] field(s) {bad}; allowed: {sorted(known)}")
+    return table
+
+
+def make_config(recipe: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    values: dict[str, Any] = load_recipe(recipe) if recipe else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**values).validate()

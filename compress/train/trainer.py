@@ -1,0 +1,254 @@
+"""The training loop: schedule -> network, margin head, SGD/AdamW with warmup + cosine, per-epoch atomic
+checkpoints, exact resume, and DistributedDataParallel when launched by torchrun (same code path).
+
+A run folder holds `checkpoint.pt` (rewritten atomically each epoch) while training, and gains `model.pt` and
+`manifest.json` when it finishes; the manifest is written last, so its presence means the run is complete.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from ..artifacts import atomic_write, host_description, now_iso, versions, write_json
+from ..data.folder import FaceSet
+from ..data.sources import EVAL_IDENTITY_OFFSET, load_faces, synthetic_faces
+from ..data.transforms import augment, to_float
+from ..errors import UserError
+from ..model.io import save_model
+from ..model.network import FaceMobileNet
+from ..schedules import load_schedule
+from .config import TrainConfig
+from .losses import MarginHead
+
+CHECKPOINT_FORMAT = "compress.checkpoint/1"
+CHECKPOINT_FILE = "checkpoint.pt"
+MANIFEST_FILE = "manifest.json"
+
+
+class _Trainable(nn.Module):
+    """Backbone + head as one module, so DDP synchronises both."""
+
+    def __init__(self, model: FaceMobileNet, head: MarginHead) -> None:
+        super().__init__()
+        self.model, self.head = model, head
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = self.model(x)
+        loss, _ = self.head(emb, y)
+        with torch.no_grad():
+            acc = (self.head.logits(emb).argmax(1) == y).float().mean()
+        return loss, acc
+
+
+def _dist_info(device: str) -> tuple[int, int, str]:
+    """(rank, world, device); initialises the process group when torchrun set WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    if device.startswith("cuda"):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    return dist.get_rank(), world, device
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{device}' requested but no CUDA GPU is visible; use --device cpu")
+    return device
+
+
+def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    total = cfg.epochs * steps_per_epoch
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if cfg.lr_schedule == "step":  # x0.1 at 60% and 85% of the run
+        return cfg.lr * (0.1 ** sum(step >= f * total for f in (0.6, 0.85)))
+    progress = (step - warm) / max(1, total - warm)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if p.is_dir():
+        p = p / CHECKPOINT_FILE
+    if not p.is_file():
+        raise UserError(f"--resume: checkpoint {p} not found; pass a run folder that holds {CHECKPOINT_FILE}")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise UserError(f"--resume: {p} is not a readable checkpoint ({type(e).__name__}); start without --resume") from None
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"--resume: {p} is not a compress training checkpoint; start without --resume")
+    return ck
+
+
+def _check_resumable(ck: dict[str, Any], cfg: TrainConfig, fingerprint: str) -> None:
+    mine, theirs = cfg.identity(), TrainConfig(**ck["config"]).identity()
+    diff = sorted(k for k in mine if mine[k] != theirs.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: checkpoint {theirs.get(k)!r} vs now {mine[k]!r}" for k in diff[:3])
+        raise UserError(f"--resume: checkpoint is from another run ({shown}); use the same settings or start afresh")
+    if ck["data_fingerprint"] != fingerprint:
+        raise UserError("--resume: checkpoint was trained on different data (fingerprint mismatch); "
+                        "use the same --data or start afresh")
+
+
+def prepare_out(out: Path, resume: str | Path | None, overwrite: bool) -> None:
+    if (out / MANIFEST_FILE).exists() and not overwrite and resume is None:
+        raise UserError(f"{out} already holds a finished run; pass --overwrite to replace it or choose another --out")
+    if (out / CHECKPOINT_FILE).exists() and resume is None and not overwrite:
+        raise UserError(f"{out} holds an unfinished run; pass --resume {out} to continue it or --overwrite to restart")
+    if overwrite and resume is None:
+        for name in (MANIFEST_FILE, "model.pt", CHECKPOINT_FILE):
+            (out / name).unlink(missing_ok=True)
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, overwrite: bool = False,
+          faces: FaceSet | None = None, _stop_after_epoch: int | None = None) -> dict[str, Any]:
+    """Train per `cfg`, write the run folder `out`, return the manifest. `faces` overrides cfg.data (tests)."""
+    cfg.validate()
+    out = Path(out)
+    ck = load_checkpoint(resume) if resume is not None else None
+    prepare_out(out, resume, overwrite)
+    device = _resolve_device(cfg.device)
+    rank, world, device = _dist_info(device)
+    main = rank == 0
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    schedule = load_schedule(cfg.schedule)
+    if faces is None:
+        faces = load_faces(cfg.data, identities=cfg.synthetic_identities, per_identity=cfg.synthetic_images_per_identity,
+                           seed=cfg.synthetic_seed, progress=cfg.progress and main)
+    fingerprint = faces.fingerprint()
+    if ck is not None:
+        _check_resumable(ck, cfg, fingerprint)
+    if cfg.batch_size % world:
+        raise UserError(f"batch size {cfg.batch_size} does not split over {world} processes; use a multiple of {world}")
+
+    torch.manual_seed(cfg.seed)
+    model = FaceMobileNet(schedule)
+    head = MarginHead(schedule.embedding_size, faces.num_classes, cfg.loss, cfg.s, cfg.m, cfg.terms)
+    net = _Trainable(model, head).to(device)
+    decay, no_decay = [], []
+    for n, p in net.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = (torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True) if cfg.optimizer == "sgd"
+           else torch.optim.AdamW(groups, lr=cfg.lr))
+    start_epoch, history = 0, []
+    if ck is not None:
+        net.load_state_dict(ck["net"])
+        opt.load_state_dict(ck["optimizer"])
+        start_epoch, history = ck["epoch"], ck["history"]
+    ddp = nn.parallel.DistributedDataParallel(net) if world > 1 else net
+
+    images = torch.from_numpy(faces.images)
+    labels = torch.from_numpy(faces.labels)
+    local_bs = cfg.batch_size // world
+    steps = len(faces) // cfg.batch_size
+    if steps == 0:
+        raise UserError(f"batch size {cfg.batch_size} is larger than the data set ({len(faces)} images); lower --batch-size")
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"training {schedule.name} on {faces.describe()}\n  loss {head.describe()}, {cfg.epochs} epochs x "
+              f"{steps} steps, batch {cfg.batch_size}, {world} process(es) on {device}")
+    bar = tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, unit="step", disable=not (cfg.progress and main),
+               dynamic_ncols=True)
+    t_start = time.perf_counter()
+    for epoch in range(start_epoch, cfg.epochs):
+        ddp.train()
+        # Per-epoch generators: a resumed run draws exactly the batches and augmentations it would have.
+        g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+        perm = torch.randperm(len(faces), generator=g)[: steps * cfg.batch_size].view(steps, cfg.batch_size)
+        losses, accs, t0 = [], [], time.perf_counter()
+        bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
+        for i in range(steps):
+            idx = perm[i, rank * local_bs:(rank + 1) * local_bs]
+            x = to_float(images[idx].to(device))
+            if cfg.augment:
+                x = augment(x, g)
+            y = labels[idx].to(device)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(cfg, epoch * steps + i, steps)
+            loss, acc = ddp(x, y)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"loss became {loss.item()} at epoch {epoch + 1} step {i + 1}; lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            accs.append(acc.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", acc=f"{np.mean(accs[-20:]):.2f}",
+                            img_s=f"{(i + 1) * cfg.batch_size / (time.perf_counter() - t0):.0f}")
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_accuracy": float(np.mean(accs)),
+                         "lr_end": opt.param_groups[0]["lr"],
+                         "images_per_s": round(steps * cfg.batch_size / (time.perf_counter() - t0), 1)})
+        if main:
+            state = {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "data_fingerprint": fingerprint,
+                     "epoch": epoch + 1, "history": history, "net": net.state_dict(), "optimizer": opt.state_dict(),
+                     "schedule": schedule.to_dict()}
+            atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(state, p))
+        if _stop_after_epoch is not None and epoch + 1 >= _stop_after_epoch:
+            bar.close()
+            return {"interrupted_after_epoch": epoch + 1}
+    bar.close()
+    train_s = time.perf_counter() - t_start
+    if world > 1:
+        dist.barrier()
+    if not main:
+        return {}
+
+    metrics: dict[str, Any] = {"final_loss": history[-1]["loss"], "final_train_accuracy": history[-1]["train_accuracy"],
+                               "train_seconds_this_run": round(train_s, 1)}
+    if faces.synthetic:
+        metrics["verification"] = _synthetic_eval(model, cfg)
+        print(f"  held-out synthetic verification: {metrics['verification']['summary']}")
+    save_model(model.cpu(), out / "model.pt", {"trained_with": head.describe()})
+    manifest = {
+        "kind": "train",
+        "created": now_iso(),
+        "model": "model.pt",
+        "schedule": schedule.to_dict(),
+        "config": cfg.to_dict(),
+        "data": {"description": faces.describe(), "fingerprint": fingerprint, "synthetic": faces.synthetic,
+                 "images": len(faces), "identities": faces.num_classes, "skipped_unreadable": len(faces.skipped)},
+        "loss": head.describe(),
+        "history": history,
+        "metrics": metrics,
+        "host": host_description(),
+        "world_size": world,
+        "device": device,
+        "versions": versions(),
+    }
+    write_json(out / MANIFEST_FILE, manifest)
+    return manifest
+
+
+def _synthetic_eval(model: FaceMobileNet, cfg: TrainConfig) -> dict[str, Any]:
+    from ..evaluate.embed import TorchEmbedder
+    from ..evaluate.pairs_eval import evaluate_pairs
+
+    faces = synthetic_faces(cfg.eval_identities, cfg.eval_images_per_identity, cfg.synthetic_seed,
+                            first_identity=EVAL_IDENTITY_OFFSET, progress=False)
+    folds = min(10, cfg.eval_identities // 2)
+    return evaluate_pairs(TorchEmbedder(model, name=cfg.schedule), faces, folds=folds, pairs_per_fold=200)
