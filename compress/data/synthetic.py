@@ -83,7 +83,9 @@ def _interp_palette(pal: np.ndarray, t: float) -> np.ndarray:
 
 
 def _col(c) -> tuple:
-    return tuple(float(min(max(v, 0.0), 255.0)) for v in c)
+    if isinstance(c, tuple):
+        return c
+    return tuple(np.clip(np.asarray(c, np.float64), 0.0, 255.0).tolist())
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -202,73 +204,42 @@ def _ipts(p: np.ndarray) -> np.ndarray:
     return np.round(p * _MUL).astype(np.int32).reshape(-1, 1, 2)
 
 
+def _mix(over, color, a: float) -> np.ndarray:
+    """Colour of ``color`` painted with opacity ``a`` over a known flat colour ``over``."""
+    return np.asarray(over, np.float64) * (1.0 - a) + np.asarray(color, np.float64) * a
+
+
 class _Canvas:
     def __init__(self, img: np.ndarray, scale: float):
         self.img = img
-        self.h, self.w = img.shape[:2]
         self.s = scale
 
-    def _roi(self, pts: np.ndarray, pad: float):
-        x0 = max(0, int(math.floor(pts[:, 0].min() - pad)))
-        y0 = max(0, int(math.floor(pts[:, 1].min() - pad)))
-        x1 = min(self.w, int(math.ceil(pts[:, 0].max() + pad)) + 1)
-        y1 = min(self.h, int(math.ceil(pts[:, 1].max() + pad)) + 1)
-        return x0, y0, x1, y1
+    def fill(self, pts, color):
+        cv2.fillPoly(self.img, [_ipts(pts)], _col(color), _AA, _SHIFT)
 
-    def _blend(self, mask: np.ndarray, x0: int, y0: int, color, alpha: float):
-        a = mask.astype(np.float32) * np.float32(alpha / 255.0)
-        sub = self.img[y0:y0 + mask.shape[0], x0:x0 + mask.shape[1]].astype(np.float32)
-        sub += (np.asarray(color, np.float32) - sub) * a[..., None]
-        self.img[y0:y0 + mask.shape[0], x0:x0 + mask.shape[1]] = (sub + 0.5).astype(np.uint8)
+    def fill_many(self, polys, color):
+        cv2.fillPoly(self.img, [_ipts(q) for q in polys], _col(color), _AA, _SHIFT)
 
-    def fill(self, pts: np.ndarray, color, alpha: float = 1.0):
-        if alpha <= 0.004 or len(pts) < 3:
-            return
-        if alpha >= 0.996:
-            cv2.fillPoly(self.img, [_ipts(pts)], _col(color), _AA, _SHIFT)
-            return
-        x0, y0, x1, y1 = self._roi(pts, 2)
-        if x1 <= x0 or y1 <= y0:
-            return
-        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(mask, [_ipts(pts - (x0, y0))], 255, _AA, _SHIFT)
-        self._blend(mask, x0, y0, color, alpha)
+    def line(self, pts, color, th: float = 1.0, closed: bool = False):
+        cv2.polylines(self.img, [_ipts(pts)], closed, _col(color), max(1, int(round(th * self.s))), _AA, _SHIFT)
 
-    def line(self, pts: np.ndarray, color, th: float, alpha: float = 1.0, closed: bool = False):
-        if alpha <= 0.004 or len(pts) < 2:
-            return
-        t = max(1, int(round(th * self.s)))
-        if alpha >= 0.996:
-            cv2.polylines(self.img, [_ipts(pts)], closed, _col(color), t, _AA, _SHIFT)
-            return
-        x0, y0, x1, y1 = self._roi(pts, t + 2)
-        if x1 <= x0 or y1 <= y0:
-            return
-        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.polylines(mask, [_ipts(pts - (x0, y0))], closed, 255, t, _AA, _SHIFT)
-        self._blend(mask, x0, y0, color, alpha)
+    def lines(self, polys, color, th: float = 1.0, closed: bool = False):
+        cv2.polylines(self.img, [_ipts(q) for q in polys], closed, _col(color), max(1, int(round(th * self.s))),
+                      _AA, _SHIFT)
 
-    def fill_clipped(self, clip_pts: np.ndarray, draw):
-        """Run ``draw(sub_canvas)`` on a copy of the ROI of clip_pts and keep it only inside the polygon."""
-        x0, y0, x1, y1 = self._roi(clip_pts, 2)
-        if x1 <= x0 or y1 <= y0:
-            return
-        sub = self.img[y0:y1, x0:x1]
-        work = _Canvas(sub.copy(), self.s)
-        draw(work, np.array([x0, y0], np.float64))
-        mask = np.zeros(sub.shape[:2], np.uint8)
-        cv2.fillPoly(mask, [_ipts(clip_pts - (x0, y0))], 255, _AA, _SHIFT)
-        a = mask.astype(np.float32)[..., None] * np.float32(1 / 255.0)
-        out = sub.astype(np.float32) * (1 - a) + work.img.astype(np.float32) * a
-        self.img[y0:y1, x0:x1] = (out + 0.5).astype(np.uint8)
+
+_CIRC = {k: (np.cos(np.linspace(0.0, 2 * math.pi, k, endpoint=False)),
+             np.sin(np.linspace(0.0, 2 * math.pi, k, endpoint=False))) for k in (8, 10, 12, 14, 16, 20)}
+_T = {k: np.linspace(0.0, 1.0, k) for k in (5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 16, 26)}
+_S = {k: np.linspace(-1.0, 1.0, k) for k in (5, 7, 8, 11, 13, 15)}
 
 
 def _ellipse(cx, cy, rx, ry, n=16, rot=0.0):
-    t = np.linspace(0.0, 2 * math.pi, n, endpoint=False)
-    x, y = rx * np.cos(t), ry * np.sin(t)
+    c, s = _CIRC[n]
+    x, y = rx * c, ry * s
     if rot:
-        c, s = math.cos(rot), math.sin(rot)
-        x, y = c * x - s * y, s * x + c * y
+        cr, sr = math.cos(rot), math.sin(rot)
+        x, y = cr * x - sr * y, sr * x + cr * y
     return cx + x, cy + y
 
 
@@ -285,13 +256,32 @@ def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def _grid(size: int):
     c = (np.arange(size, dtype=np.float32) + 0.5) / size * 2.0 - 1.0
-    return np.broadcast_to(c[None, :], (size, size)), np.broadcast_to(c[:, None], (size, size))
+    return c[None, :], c[:, None]
+
+
+@functools.lru_cache(maxsize=1)
+def _noise_bank() -> np.ndarray:
+    """A fixed bank of N(0, 1) float32 samples; each image reads its sensor noise at its own offset
+    (drawing fresh normals per image costs more than the whole drawing)."""
+    return np.random.default_rng(0x5EED).standard_normal(1 << 20, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def _gamma_lut(gamma: float) -> np.ndarray:
+    return np.clip(255.0 * (np.arange(256) / 255.0) ** gamma + 0.5, 0, 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------------
 # head model / projection
 # ---------------------------------------------------------------------------------------------------
 class _Head:
+    """A face drawn on the front of an ellipsoidal head, rotated (yaw, pitch) and projected orthographically.
+
+    ``P`` maps points on the face surface (x, y, extra depth dz) to the canvas; ``S`` maps points of the
+    head silhouette (outline, hair outline) which stays centred while surface features shift with yaw."""
+
+    YC = 12.0  # height of the rotation centre
+
     def __init__(self, p: dict, yaw: float, pitch: float):
         self.p = p
         self.W = p["W"]
@@ -299,112 +289,151 @@ class _Head:
         self.iw2 = 0.92 / (self.W * self.W)
         self.cy, self.sy = math.cos(yaw), math.sin(yaw)
         self.cp, self.sp = math.cos(pitch), math.sin(pitch)
-        self.yc = 12.0  # rotation centre height
         self.sil_x = math.sqrt(self.cy ** 2 + (self.D / self.W) ** 2 * self.sy ** 2)
         self.sil_y = math.sqrt(self.cp ** 2 + (self.D / 70.0) ** 2 * self.sp ** 2)
-        self.A = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        self.set_affine(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
 
-    def rot(self, x, y, dz=0.0):
-        x = np.asarray(x, np.float64)
-        y = np.asarray(y, np.float64)
-        z = self.D * np.sqrt(np.clip(1.0 - x * x * self.iw2 - ((y - 14.0) * (1.0 / 82.0)) ** 2, 0.02, 1.0)) + dz
-        x1 = x * self.cy + z * self.sy
-        z1 = -x * self.sy + z * self.cy
-        y1 = self.yc + (y - self.yc) * self.cp - z1 * self.sp
-        return x1, y1
-
-    def _aff(self, x1, y1):
-        A = self.A
-        return np.stack([A[0, 0] * x1 + A[0, 1] * y1 + A[0, 2], A[1, 0] * x1 + A[1, 1] * y1 + A[1, 2]], -1)
+    def set_affine(self, A: np.ndarray) -> None:
+        self.A = A
+        cy, sy, cp, sp, yc = self.cy, self.sy, self.cp, self.sp, self.YC
+        # rotated: x1 = x cy + z sy ; y1 = yc (1 - cp) + y cp + x sy sp - z cy sp
+        R = np.array([[cy, 0.0, sy, 0.0], [sy * sp, cp, -cy * sp, yc * (1.0 - cp)], [0.0, 0.0, 0.0, 1.0]])
+        self.MP = (A @ R)[:, :3].T.copy(), (A @ R)[:, 3].copy()
+        Rs = np.array([[self.sil_x, 0.0, 0.0], [0.0, self.sil_y, yc * (1.0 - self.sil_y)], [0.0, 0.0, 1.0]])
+        self.MS = (A @ Rs)[:, :2].T.copy(), (A @ Rs)[:, 2].copy()
 
     def P(self, x, y, dz=0.0) -> np.ndarray:
-        """Surface point(s) -> canvas (N, 2)."""
-        return self._aff(*self.rot(x, y, dz))
-
-    def S(self, x, y) -> np.ndarray:
-        """Silhouette point(s) -> canvas (N, 2)."""
         x = np.asarray(x, np.float64)
         y = np.asarray(y, np.float64)
-        return self._aff(x * self.sil_x, self.yc + (y - self.yc) * self.sil_y)
+        t = 1.0 - x * x * self.iw2 - (y - 14.0) ** 2 * (1.0 / 6724.0)
+        z = self.D * np.sqrt(np.maximum(t, 0.02)) + dz
+        M, b = self.MP
+        return np.stack([x, y, z], -1) @ M + b
 
-    # head outline half-width as a function of y
+    def Pn(self, parts) -> list:
+        """Project several (x, y, dz) point sets in one go; returns the list of (N_i, 2) arrays."""
+        lens = [len(a) for a, _, _ in parts]
+        d = [np.full(k, c, np.float64) if np.ndim(c) == 0 else c for k, (_, _, c) in zip(lens, parts)]
+        pts = self.P(np.concatenate([a for a, _, _ in parts]), np.concatenate([b for _, b, _ in parts]),
+                     np.concatenate(d))
+        out, i = [], 0
+        for k in lens:
+            out.append(pts[i:i + k])
+            i += k
+        return out
+
+    def S(self, x, y) -> np.ndarray:
+        M, b = self.MS
+        return np.stack([np.asarray(x, np.float64), np.asarray(y, np.float64)], -1) @ M + b
+
     def half_width(self, y):
         p = self.p
         y = np.asarray(y, np.float64)
         yc, W = p["cheek_y"], self.W
-        up = W * np.sqrt(np.clip(1.0 - ((y - yc) / p["crown"]) ** 2, 0.0, 1.0))
+        up = W * np.sqrt(np.maximum(1.0 - ((y - yc) / p["crown"]) ** 2, 0.0))
         t = np.clip((y - yc) / (p["chin_y"] - yc), 0.0, 1.0)
         jp = p["jaw_p"]
         cw = p["chin_w"]
         lo = cw + (W * (1.0 - p["jaw_taper"] * t) - cw) * (1.0 - t ** jp) ** (1.0 / jp)
         return np.where(y < yc, up, lo)
 
-    def outline(self, n=44):
-        """Closed face outline in face coordinates (x, y), clockwise from the crown."""
+    def outline(self):
+        """Closed face outline in face coordinates (x, y), from the crown down the right side and back."""
         p = self.p
         top = p["cheek_y"] - p["crown"]
-        s = np.linspace(0.0, 1.0, n)
-        ys = top + (p["chin_y"] - top) * (1 - np.cos(s * math.pi)) / 2
+        ys = top + (p["chin_y"] - top) * _OUT_S
         ws = self.half_width(ys)
         cw = p["chin_w"]
-        bx = np.linspace(cw, -cw, 7)[1:-1]
-        by = p["chin_y"] + 0.35 * cw * (1 - (bx / max(cw, 1e-3)) ** 2) + 1.0
+        bx = cw * _CHIN_S
+        by = p["chin_y"] + 0.35 * cw * (1 - _CHIN_S ** 2) + 1.0
         x = np.concatenate([ws, bx, -ws[::-1]])
         y = np.concatenate([ys, by, ys[::-1]])
         return x, y
 
 
+_OUT_S = (1 - np.cos(np.linspace(0.0, 1.0, 40) * math.pi)) / 2
+_CHIN_S = np.linspace(1.0, -1.0, 7)[1:-1]
+
+
+@functools.lru_cache(maxsize=4096)
+def _geometry(identity: int, seed: int) -> dict:
+    """Pose-independent outline geometry of an identity (cached; pure function of the parameters)."""
+    p = identity_params(identity, seed)
+    h = _Head(p, 0.0, 0.0)
+    top = p["cheek_y"] - p["crown"]
+    yt = min(p["ear_y"] - 2.0 + p["sideburn"], p["cheek_y"] + 4)
+    ys_arc = yt + (top - yt) * _T[26]
+    yb0 = p["ear_y"] + p["beard_top"]
+    ys_out = yb0 + (p["chin_y"] - yb0) * _T[12]
+    mo = p["moles"]
+    return {
+        "outline": h.outline(),
+        "yt": yt,
+        "ys_arc": ys_arc,
+        "w_arc": h.half_width(ys_arc),
+        "w_t": float(h.half_width(np.array([yt]))[0]),
+        "beard_out": (ys_out, h.half_width(ys_out)),
+        "moles_x": mo[:, 0] * h.half_width(mo[:, 1]) if len(mo) else None,
+    }
+
+
 # ---------------------------------------------------------------------------------------------------
 # per-image rendering
 # ---------------------------------------------------------------------------------------------------
+_MASK_COLS = np.array([(170, 200, 228), (235, 235, 235), (40, 40, 45), (120, 160, 200), (210, 190, 200)], float)
+
+
 def _nuisance(identity: int, sample: int, seed: int, p: dict) -> dict:
     rng = np.random.default_rng([int(seed), int(identity), int(sample), 1])
-    u = rng.uniform
+    r = rng.random(40)
+    nrm = rng.standard_normal(64)
+    ri = iter(r[16:])
+
+    def u(lo=0.0, hi=1.0):
+        return lo + (hi - lo) * next(ri)
     n: dict = {}
-    n["yaw"] = math.radians(float(np.clip(rng.normal(0.0, 11.0), -30, 30)))
-    n["pitch"] = math.radians(float(np.clip(rng.normal(0.0, 7.0), -18, 18)))
-    n["lm_noise"] = rng.normal(0.0, 1.1, (5, 2))
-    n["roll"] = math.radians(rng.normal(0.0, 3.0))
-    n["scale"] = math.exp(rng.normal(0.0, 0.04))
-    n["shift"] = rng.normal(0.0, 1.6, 2)
-    n["smile"] = float(np.clip(rng.normal(0.2, 0.4), 0.0, 1.0))
-    n["open"] = u(0.15, 1.0) if rng.random() < 0.25 else 0.0
-    n["brow"] = float(np.clip(rng.normal(0.0, 0.5), -0.6, 1.2))
-    eye = 1.0 - 0.35 * n["smile"] + rng.normal(0.0, 0.08)
-    if rng.random() < 0.07:
-        eye = u(0.0, 0.3)
-    n["eye_open"] = float(np.clip(eye, 0.0, 1.15))
-    n["gaze"] = rng.normal(0.0, 0.18, 2)
-    n["age"] = float(np.clip(p["age"] + rng.normal(0.0, 0.08), 0.0, 1.0))
-    ang = u(0, 2 * math.pi)
+    n["yaw"] = math.radians(min(max(9.0 * nrm[0], -30.0), 30.0))
+    n["pitch"] = math.radians(min(max(7.0 * nrm[1], -18.0), 18.0))
+    n["lm_noise"] = 0.8 * nrm[16:26].reshape(5, 2)
+    n["roll"] = math.radians(2.5 * nrm[2])
+    n["scale"] = math.exp(0.04 * nrm[3])
+    n["shift"] = 1.2 * nrm[4:6]
+    n["smile"] = min(max(0.2 + 0.4 * nrm[6], 0.0), 1.0)
+    n["open"] = 0.15 + 0.85 * r[0] if r[1] < 0.25 else 0.0
+    n["brow"] = min(max(0.5 * nrm[7], -0.6), 1.2)
+    eye = 1.0 - 0.35 * n["smile"] + 0.08 * nrm[8]
+    if r[2] < 0.07:
+        eye = 0.3 * r[3]
+    n["eye_open"] = min(max(eye, 0.0), 1.15)
+    n["gaze"] = 0.18 * nrm[9:11]
+    n["age"] = min(max(p["age"] + 0.08 * nrm[11], 0.0), 1.0)
+    ang = 2 * math.pi * r[4]
     n["light_dir"] = (math.cos(ang), math.sin(ang))
-    n["light_g"] = u(0.0, 0.5)
-    n["light_side"] = u(0.0, 0.45)
-    n["light_i"] = math.exp(rng.normal(0.0, 0.2))
-    n["cast"] = np.exp(rng.normal(0.0, 0.07, 3))
-    n["gamma"] = math.exp(rng.normal(0.0, 0.12))
-    n["bg"] = rng.uniform(0, 255, (3, 3, 3))
-    n["bg_shapes"] = int(rng.integers(0, 4))
-    n["bg_shape_params"] = rng.uniform(0, 1, (3, 8))
-    n["hair_dv"] = rng.normal(0.0, 1.2)
-    n["hair_dl"] = rng.normal(0.0, 1.0)
-    n["hair_tint"] = np.exp(rng.normal(0.0, 0.05, 3))
-    r = rng.random()
-    n["glasses"] = rng.random() < p["glasses_rate"]
-    n["sunglasses"] = (not n["glasses"]) and r < 0.05
-    n["mask"] = rng.random() < 0.07
-    n["mask_col"] = _col(
-        [(170, 200, 228), (235, 235, 235), (40, 40, 45), (120, 160, 200), (210, 190, 200)][int(rng.integers(5))]
-        * np.exp(rng.normal(0.0, 0.05, 3))
-    )
+    n["light_g"] = 0.35 * r[5]
+    n["light_side"] = 0.3 * r[6]
+    n["light_i"] = math.exp(0.15 * nrm[12])
+    n["cast"] = np.exp(0.05 * nrm[26:29]).astype(np.float32)
+    n["gamma"] = math.exp(0.12 * nrm[13])
+    sat = u(0, 0.6)
+    base = u(25, 235) * (1 - sat) + 255.0 * sat * r[37:40]
+    n["bg"] = np.clip(base + 30.0 * nrm[29:56].reshape(3, 3, 3), 0, 255)
+    n["bg_shapes"] = int(4 * u())
+    n["bg_shape_params"] = rng.random((3, 8))
+    n["hair_dv"] = 1.2 * nrm[14]
+    n["hair_dl"] = 1.0 * nrm[15]
+    n["hair_tint"] = np.exp(0.05 * nrm[56:59])
+    n["glasses"] = r[7] < p["glasses_rate"]
+    n["sunglasses"] = (not n["glasses"]) and r[8] < 0.05
+    n["mask"] = r[9] < 0.07
+    n["mask_col"] = _MASK_COLS[int(r[10] * 5)] * np.exp(0.05 * nrm[59:62])
     n["mask_top"] = u(-3.0, 3.0)
-    n["occluder"] = rng.random() < 0.06
-    n["occ"] = rng.uniform(0, 1, 8)
-    n["blur"] = u(0.4, 1.5) if rng.random() < 0.35 else 0.0
-    n["noise"] = u(0.0, 6.0)
-    n["jpeg"] = int(rng.integers(30, 90)) if rng.random() < 0.3 else 0
-    n["gray"] = rng.random() < 0.04
-    n["noise_seed"] = rng.integers(0, 2 ** 32)
+    n["occluder"] = r[11] < 0.06
+    n["occ"] = n["bg_shape_params"][2]
+    n["blur"] = u(0.4, 1.5) if r[12] < 0.35 else 0.0
+    n["noise"] = 6.0 * r[13]
+    n["jpeg"] = int(u(30, 90)) if r[14] < 0.3 else 0
+    n["gray"] = r[15] < 0.04
+    n["noise_off"] = u()
     return n
 
 
@@ -415,30 +444,32 @@ def _background(n: dict, size: int) -> np.ndarray:
         q = n["bg_shape_params"][k]
         cx, cy = q[0] * size, q[1] * size
         w, h = (0.1 + 0.5 * q[2]) * size, (0.1 + 0.5 * q[3]) * size
-        col = q[4:7] * 255
+        col = n["bg"][k, k] * 0.5 + q[4:7] * 128
         if q[7] < 0.5:
             pts = np.array([[cx - w, cy - h], [cx + w, cy - h], [cx + w, cy + h], [cx - w, cy + h]])
         else:
             pts = np.stack(_ellipse(cx, cy, w, h, 20), -1)
-        cv.fill(pts, col, 0.5 + 0.5 * q[7])
+        cv.fill(pts, col)
     return img
 
 
 def render(identity: int, sample: int, seed: int = 0, size: int = SIZE) -> np.ndarray:
     """Render image ``sample`` of synthetic ``identity``: an HxWx3 uint8 RGB aligned face crop."""
-    p = identity_params(int(identity), int(seed))
+    identity, sample, seed, size = int(identity), int(sample), int(seed), int(size)
+    if sample < 0:
+        raise ValueError("sample must be a non-negative integer")
+    p = identity_params(identity, seed)
     n = _nuisance(identity, sample, seed, p)
     sc = size / SIZE
     head = _Head(p, n["yaw"], n["pitch"])
 
-    # --- alignment: project the 5 landmarks, add detector noise, fit to the reference (like an aligner)
+    # --- alignment: project the 5 landmarks, add detector noise, fit to the reference like an aligner
     smile, mopen = n["smile"], n["open"]
     mw = p["mouth_w"] * (1.0 + 0.12 * smile)
     my = p["mouth_y"] - 1.5 * smile + 1.5 * mopen
-    lx = np.array([-p["eye_dx"], p["eye_dx"], 0.0, -mw, mw])
-    ly = np.array([0.0, 0.0, p["nose_y"], my - 2.0 * smile, my - 2.0 * smile])
-    ldz = np.array([-2.0, -2.0, p["nose_pro"], 0.0, 0.0])
-    lm = np.stack(head.rot(lx, ly, ldz), -1)
+    lm = head.P(np.array([-p["eye_dx"], p["eye_dx"], 0.0, -mw, mw]),
+                np.array([0.0, 0.0, p["nose_y"], my - 2.0 * smile, my - 2.0 * smile]),
+                np.array([-2.0, -2.0, p["nose_pro"], 0.0, 0.0]))
     F = _similarity(lm, REFERENCE_LANDMARKS + n["lm_noise"])
     # aligner jitter: residual roll and scale about the crop centre, plus shift
     c, s = math.cos(n["roll"]) * n["scale"], math.sin(n["roll"]) * n["scale"]
@@ -447,283 +478,280 @@ def render(identity: int, sample: int, seed: int = 0, size: int = SIZE) -> np.nd
     A = np.empty((2, 3))
     A[:, :2] = R @ F[:, :2]
     A[:, 2] = R @ (F[:, 2] - centre) + centre + n["shift"]
-    head.A = A * sc
+    head.set_affine(A * sc)
     P, S = head.P, head.S
 
     img = _background(n, size)
     cv = _Canvas(img, sc)
     skin = p["skin"]
     age = n["age"]
-    grey = float(np.clip((age - 0.45) * 1.6, 0.0, 0.9))
+    grey = min(max((age - 0.45) * 1.6, 0.0), 0.9)
     hair = p["hair"] * n["hair_tint"]
-    hair = hair * (1 - grey) + np.array([200.0, 200.0, 200.0]) * grey
+    hair = hair * (1 - grey) + 200.0 * grey
     W = p["W"]
     style = p["style"]
     vol = max(0.5, p["hair_vol"] + n["hair_dv"])
     hl = p["hairline"] + n["hair_dl"] - p["recede"] * 0.5
-
-    ox, oy = head.outline()
+    g = _geometry(identity, seed)
+    ox, oy = g["outline"]
     top = p["cheek_y"] - p["crown"]
+    ew = p["ew"]
+    nose_y, nwid, npro = p["nose_y"], p["nose_w"], p["nose_pro"]
+    dark = skin * 0.55
+
     # --- long hair behind the head
     if style == 1:
-        k = ox * (1 + (vol + 4) / W)
-        ys_back = np.linspace(top - vol, p["long_len"], 16)
+        ys_back = top - vol + (p["long_len"] - top + vol) * _T[12]
         wb = head.half_width(np.minimum(ys_back, p["cheek_y"])) + vol + 4
-        xb = np.concatenate([-wb, wb[::-1]])
-        yb = np.concatenate([ys_back, ys_back[::-1]])
-        cv.fill(S(xb, yb), hair * 0.85)
-        del k
-    # --- neck and shoulders
+        cv.fill(S(np.concatenate([-wb, wb[::-1]]), np.concatenate([ys_back, ys_back[::-1]])), hair * 0.85)
+    # --- neck
     nw = W * 0.62
-    neck = S(np.array([-nw, nw, nw * 1.05, -nw * 1.05]), np.array([20.0, 20.0, 90.0, 90.0]))
-    cv.fill(neck, skin * 0.78)
-    # --- ears
+    cv.fill(S(np.array([-nw, nw, nw * 1.05, -nw * 1.05]), np.array([20.0, 20.0, 90.0, 90.0])), skin * 0.78)
+    # --- ears (pinned to the silhouette sides, slightly behind)
+    ex, ey = _ellipse(0.0, p["ear_y"], p["ear_w"], p["ear_h"], 14)
+    ears = []
     for side in (-1.0, 1.0):
-        ex, ey = _ellipse(0.0, p["ear_y"], p["ear_w"], p["ear_h"], 14)
         x3 = side * (W - 1.0 + p["ear_w"] * 0.6) + ex
-        pts = head._aff(x3 * head.cy + (-6.0) * head.sy, head.yc + (ey - head.yc) * head.cp)
-        cv.fill(pts, skin * 0.9)
-        cv.line(pts[3:10] if side > 0 else pts[[10, 11, 12, 13, 0, 1]], skin * 0.7, 1.0, 0.5)
+        ears.append(head.S(x3 * head.cy / head.sil_x - 6.0 * head.sy / head.sil_x, ey))
+    cv.fill_many(ears, skin * 0.9)
+    cv.lines([ears[0][[10, 11, 12, 13, 0, 1]], ears[1][3:10]], skin * 0.72)
     # --- face
-    face = S(ox, oy)
-    cv.fill(face, skin)
-    # subtle chin/jaw shading line and cheek blush
+    cv.fill(S(ox, oy), skin)
     if p["blush"] > 0.02:
-        for side in (-1.0, 1.0):
-            bx, by = _ellipse(side * (p["eye_dx"] + 2), p["nose_y"] + 2, 7.0, 4.5, 12)
-            cv.fill(P(bx, by), np.array([220.0, 90.0, 90.0]), p["blush"] * 0.6)
-    # age: wrinkles
-    wr = float(np.clip((age - 0.35) * 1.2, 0.0, 0.7))
-    dark = skin * 0.55
+        bx, by = _ellipse(p["eye_dx"] + 2.0, nose_y + 2.0, 7.0, 4.5, 12)
+        cv.fill_many([P(bx, by), P(-bx, by)], _mix(skin, (220, 90, 90), p["blush"] * 0.5))
+
+    # --- eyes (drawn first on the bare face so the iris can be clipped by a skin ring)
+    eye_open = n["eye_open"]
+    eh = p["eh"] * eye_open
+    ehl = p["eh_lo"] * min(1.0, eye_open + 0.2)
+    tt = _S[11]
+    prof = (1.0 - tt ** 2) ** p["eye_pow"]
+    lid_col = skin * 0.5 * (1 - p["lid_dark"]) + 18.0 * p["lid_dark"]
+    ir = p["iris_r"]
+    gx = n["gaze"][0] * ew * 0.5
+    gy = -0.15 * eh + n["gaze"][1] * eh * 0.3
+    tilt = p["eye_tilt"]
+    xu = tt * ew
+    yu = -eh * prof - tilt * xu
+    yl = ehl * prof - tilt * xu
+    ex_rel = np.concatenate([xu, xu[-2:0:-1]])
+    ey_rel = np.concatenate([yu, yl[-2:0:-1]])
+    cr_x = tt[1:-1] * ew * 0.95
+    cr_y = -eh * prof[1:-1] * 1.1 - 2.2 - 0.8 * p["eh"] - tilt * cr_x
+    irx, iry = _ellipse(gx, gy, ir, ir, 16)
+    pux, puy = _ellipse(gx, gy, ir * 0.45, ir * 0.45, 10)
+    hx, hy = _ellipse(gx + ir * 0.3, gy - ir * 0.35, ir * 0.17, ir * 0.17, 8)
+    rx, ry = _ellipse(0.0, gy * 0.5, ew * 1.25, max(ir + abs(gy) + 1.5, eh + 1.0) * 1.5, 16)
+    parts = []
+    for side in (-1.0, 1.0):
+        cx = side * p["eye_dx"]
+        parts += [(ex_rel + cx, ey_rel, -2.0), (cr_x + cx, cr_y, -2.0), (irx + cx, iry, -1.0),
+                  (pux + cx, puy, -1.0), (hx + cx, hy, -0.5), (rx + cx, ry, -2.0)]
+    pr = head.Pn(parts)
+    eyes, creases = [pr[0], pr[6]], [pr[1], pr[7]]
+    if eh > 0.6:
+        cv.fill_many(eyes, (226, 221, 214))
+        # iris + pupil + highlight, then a skin ring (outer ellipse minus the eye opening) clips them
+        cv.fill_many([pr[2], pr[8]], p["iris"])
+        cv.fill_many([pr[3], pr[9]], (12, 10, 10))
+        cv.fill_many([pr[4], pr[10]], (245, 245, 245))
+        cv.fill_many([pr[5], pr[0], pr[11], pr[6]], skin)
+        cv.lines([e[10:] for e in eyes], _mix(skin, skin * 0.6, 0.35))
+    cv.lines(creases, _mix(skin, skin * 0.65, 0.4))
+    cv.lines([e[:11] for e in eyes], lid_col, 1.0 + 0.6 * p["lid_dark"])
+
+    # --- age: wrinkles; crow's feet
+    wr = min(max((age - 0.35) * 1.2, 0.0), 0.7)
     fw = wr * 0.6 + max(n["brow"], 0.0) * 0.25
     if fw > 0.03:
+        xs = 14.0 * _S[8]
+        bend = 1.5 * np.cos(xs / 14.0 * 1.5)
+        fl = []
         for k in range(3):
             yy = p["brow_y"] - 6.0 - 3.5 * k - 2.0 * max(n["brow"], 0.0)
-            if yy < hl + 3:
-                continue
-            xs = np.linspace(-14.0, 14.0, 8)
-            cv.line(P(xs, yy - 1.5 * np.cos(xs / 14.0 * 1.5)), dark, 1.0, fw)
+            if yy > hl + 3:
+                fl.append(P(xs, yy - bend))
+        if fl:
+            cv.lines(fl, _mix(skin, dark, fw))
     nl = wr * 0.6 + 0.35 * smile
     if nl > 0.05:
+        t = _T[6]
+        xs = nwid + 2.0 + (mw - nwid + 1.5) * t ** 0.8
+        ys = nose_y + 0.5 + (my - nose_y + 2.0) * t
+        cv.lines([P(xs, ys), P(-xs, ys)], _mix(skin, dark, nl))
+    cf = wr * 0.6 + max(smile - 0.5, 0.0) * 0.5
+    if cf > 0.05:
+        segs = []
         for side in (-1.0, 1.0):
-            t = np.linspace(0.0, 1.0, 6)
-            xs = side * (p["nose_w"] + 2.0 + (mw - p["nose_w"] + 1.5) * t ** 0.8)
-            ys = p["nose_y"] + 0.5 + (my - p["nose_y"] + 2.0) * t
-            cv.line(P(xs, ys), dark, 1.0, nl)
-    # identity marks
+            x0 = side * (p["eye_dx"] + ew + 1.5)
+            for k in (-1, 0, 1):
+                segs.append(P(np.array([x0, x0 + side * 4.0]), np.array([k * 1.5, k * 2.5])))
+        cv.lines(segs, _mix(skin, dark, cf))
+    # --- identity marks
     if len(p["moles"]):
-        for mx, myy, mr, ma in p["moles"]:
-            xx = mx * head.half_width(myy)
-            cc = P(np.array([xx]), np.array([myy]))[0]
-            ex, ey = _ellipse(cc[0], cc[1], mr * sc, mr * sc, 8)
-            cv.fill(np.stack([ex, ey], -1), skin * 0.35, ma)
+        mo = p["moles"]
+        xx = g["moles_x"]
+        cc = P(xx, mo[:, 1])
+        for (px, py), (_, _, mr, ma) in zip(cc, mo):
+            ex_, ey_ = _ellipse(px, py, mr * sc, mr * sc, 8)
+            cv.fill(np.stack([ex_, ey_], -1), _mix(skin, skin * 0.35, ma))
     if len(p["freckles"]):
         fp = P(p["freckles"][:, 0], p["freckles"][:, 1])
         ix = np.clip(fp[:, 0].astype(np.int64), 0, size - 1)
         iy = np.clip(fp[:, 1].astype(np.int64), 0, size - 1)
         f = 1.0 - p["freckle_a"]
         img[iy, ix] = (img[iy, ix] * np.array([f, f * 0.95, f * 0.9])).astype(np.uint8)
-    # beard
+    # --- beard
     beard = p["beard"]
+    bcol = _mix(skin, hair * 0.8, p["beard_a"])
     if beard in (1, 2):
-        t = np.linspace(0.0, 1.0, 9)
+        t = _T[9]
         yb0 = p["ear_y"] + p["beard_top"]
-        xs_in = np.concatenate([-(W - 2) + (W - 2 - mw - 3) * t, (mw + 3) + (W - 2 - mw - 3) * t])
-        ys_in = np.concatenate([yb0 + (p["nose_y"] + 3 - yb0) * t, p["nose_y"] + 3 + (yb0 - p["nose_y"] - 3) * t])
-        ys_out = np.linspace(yb0, p["chin_y"], 12)
-        wo = head.half_width(ys_out)
-        inner = P(xs_in[::-1], ys_in[::-1])
-        outer_r = S(wo, ys_out)
-        outer_l = S(-wo[::-1], ys_out[::-1])
-        chin = S(np.array([0.0]), np.array([p["chin_y"] + 1.5]))
-        poly = np.concatenate([inner, outer_r, chin, outer_l])
-        cv.fill(poly, hair * (0.8 if beard == 2 else 0.9), p["beard_a"])
-    if beard == 3:
-        gx, gy = _ellipse(0.0, (my + p["chin_y"]) / 2 + 2, mw * 0.55, (p["chin_y"] - my) / 2 + 1, 16)
-        cv.fill(P(gx, gy), hair * 0.8, p["beard_a"])
+        span = W - 2.0 - mw - 3.0
+        # inner edge: right sideburn -> under the nose -> left sideburn; outer edge: down the left jaw
+        # line, round the chin, up the right one
+        xs_in = np.concatenate([(W - 2.0) - span * t, -(mw + 3.0) - span * t])
+        ys_in = np.concatenate([yb0 + (nose_y + 3.0 - yb0) * t, nose_y + 3.0 + (yb0 - nose_y - 3.0) * t])
+        ys_out, wo = g["beard_out"]
+        poly = np.concatenate([P(xs_in, ys_in), S(-wo, ys_out), S(np.array([0.0]), np.array([p["chin_y"] + 1.5])),
+                               S(wo[::-1], ys_out[::-1])])
+        cv.fill(poly, bcol)
+    elif beard == 3:
+        gx_, gy_ = _ellipse(0.0, (my + p["chin_y"]) / 2 + 2, mw * 0.55, (p["chin_y"] - my) / 2 + 1, 16)
+        cv.fill(P(gx_, gy_), bcol)
     # --- nose
-    lx_, ly_ = n["light_dir"]
-    nose_y, nwid, npro = p["nose_y"], p["nose_w"], p["nose_pro"]
-    sh_side = -1.0 if (lx_ * head.cy + 0.3 * head.sy) > 0 else 1.0
-    t = np.linspace(0.0, 1.0, 7)
-    bx = sh_side * (2.5 + 1.5 * t)
-    by = -2.0 + (nose_y - 3.0) * t
-    bridge = np.concatenate([P(bx, by, npro * t ** 2), P(sh_side * (nwid * 0.8) * np.ones(1), np.array([nose_y]), np.array([2.0])), P(sh_side * 1.0 * np.ones(2), np.array([nose_y - 2.0, 0.0]), np.array([npro * 0.8, 0.0]))])
-    cv.fill(bridge, skin * 0.7, 0.25 + 0.3 * n["light_g"])
-    for side in (-1.0, 1.0):
-        t = np.linspace(0.0, 1.0, 6)
-        ax = side * (nwid * (0.55 + 0.45 * np.sin(t * math.pi)))
-        ay = nose_y - 4.5 + 5.5 * t
-        cv.line(P(ax, ay, npro * 0.3 * np.ones(6)), skin * 0.6, 1.0, 0.55)
-        ex, ey = _ellipse(side * nwid * 0.42, nose_y + 0.8, p["nostril"] * 1.5, p["nostril"], 10, rot=side * 0.3)
-        cv.fill(P(ex, ey, npro * 0.55), skin * 0.3, 0.85)
+    lxd, lyd = n["light_dir"]
+    sh_side = -1.0 if (lxd * head.cy + 0.3 * head.sy) > 0 else 1.0
+    t = _T[7]
+    ta = _T[6]
+    ax = nwid * (0.55 + 0.45 * np.sin(ta * math.pi))
+    ay = nose_y - 4.5 + 5.5 * ta
+    nx_, ny_ = _ellipse(nwid * 0.42, nose_y + 0.8, p["nostril"] * 1.4, p["nostril"] * 0.9, 10, rot=0.3)
     tx, ty = _ellipse(0.0, nose_y - 1.5, nwid * 0.35, 1.6, 10)
-    cv.fill(P(tx, ty, npro * 0.95), np.minimum(skin * 1.12 + 10, 255), 0.35)
-    # --- eyes
-    ew, eh, ehl = p["ew"], p["eh"] * n["eye_open"], p["eh_lo"] * min(1.0, n["eye_open"] + 0.2)
-    tt = np.linspace(-1.0, 1.0, 11)
-    prof = (1.0 - tt ** 2) ** p["eye_pow"]
-    for side in (-1.0, 1.0):
-        cx = side * p["eye_dx"]
-        tilt = p["eye_tilt"] * side
-        xu = tt * ew
-        yu = -eh * prof - tilt * xu * side
-        yl = ehl * prof - tilt * xu * side
-        ex = np.concatenate([xu, xu[::-1][1:-1]]) + cx
-        ey = np.concatenate([yu, yl[::-1][1:-1]])
-        eye_poly = P(ex, ey, -2.0)
-        lid_col = skin * 0.5 * (1 - p["lid_dark"]) + np.array([20.0, 15.0, 15.0]) * p["lid_dark"]
-        if eh > 0.6:
-            cv.fill(eye_poly, np.array([236.0, 232.0, 226.0]) * 0.95)
-            ir = p["iris_r"]
-            gx = cx + n["gaze"][0] * ew * 0.5 + 0.35 * ew * math.sin(n["yaw"]) * 0
-            gy = -0.15 * eh + n["gaze"][1] * eh * 0.3
-            ic = P(np.array([gx]), np.array([gy]), -1.0)[0]
-            rr = ir * math.hypot(head.A[0, 0], head.A[0, 1])
-
-            def draw_iris(w: _Canvas, off, ic=ic, rr=rr):
-                c0 = ic - off
-                x_, y_ = _ellipse(c0[0], c0[1], rr * head.sil_x, rr, 16)
-                w.fill(np.stack([x_, y_], -1), p["iris"])
-                x_, y_ = _ellipse(c0[0], c0[1], rr * 0.45 * head.sil_x, rr * 0.45, 12)
-                w.fill(np.stack([x_, y_], -1), (12, 10, 10))
-                x_, y_ = _ellipse(c0[0] + rr * 0.35, c0[1] - rr * 0.35, rr * 0.18, rr * 0.18, 8)
-                w.fill(np.stack([x_, y_], -1), (250, 250, 250), 0.8)
-
-            cv.fill_clipped(eye_poly, draw_iris)
-        # lids
-        upper = eye_poly[:11]
-        cv.line(upper, lid_col, 1.0 + 0.6 * p["lid_dark"], 0.9)
-        crease = P(cx + tt[1:-1] * ew * 0.95, -eh * prof[1:-1] * 1.1 - 2.2 - 0.8 * p["eh"], -2.0)
-        cv.line(crease, skin * 0.65, 1.0, 0.35)
-        if eh > 0.6:
-            cv.line(eye_poly[10:] if len(eye_poly) > 11 else eye_poly, skin * 0.6, 1.0, 0.3)
-        if wr > 0.1 or smile > 0.5:
-            a = wr * 0.6 + max(smile - 0.5, 0.0) * 0.5
-            for k in (-1, 0, 1):
-                x0 = cx + side * (ew + 1.5)
-                cv.line(P(np.array([x0, x0 + side * 4.0]), np.array([k * 1.5, k * 2.5])), dark, 1.0, a)
+    pr = head.Pn([
+        (np.concatenate([sh_side * (2.5 + 1.5 * t), [sh_side * nwid * 0.8, sh_side, sh_side]]),
+         np.concatenate([-2.0 + (nose_y - 3.0) * t, [nose_y, nose_y - 2.0, 0.0]]),
+         np.concatenate([npro * t ** 2, [2.0, npro * 0.8, 0.0]])),
+        (ax, ay, npro * 0.3), (-ax, ay, npro * 0.3),
+        (nx_, ny_, npro * 0.55), (-nx_, ny_, npro * 0.55),
+        (tx, ty, npro * 0.95),
+    ])
+    cv.fill(pr[0], _mix(skin, skin * 0.7, 0.2 + 0.3 * n["light_g"]))
+    cv.lines(pr[1:3], _mix(skin, skin * 0.6, 0.55))
+    cv.fill_many(pr[3:5], _mix(skin, skin * 0.3, 0.7))
+    cv.fill(pr[5], _mix(skin, np.minimum(skin * 1.12 + 10, 255), 0.35))
     # --- eyebrows
     braise = n["brow"] * 2.5
+    t = _T[9]
+    brows = []
     for side in (-1.0, 1.0):
-        xi = side * (p["eye_dx"] - p["ew"] * p["brow_in"])
-        xo = side * (p["eye_dx"] + p["ew"] * p["brow_out"])
-        t = np.linspace(0.0, 1.0, 9)
+        xi = side * (p["eye_dx"] - ew * p["brow_in"])
+        xo = side * (p["eye_dx"] + ew * p["brow_out"])
         xs = xi + (xo - xi) * t
         ys = p["brow_y"] - braise - p["brow_arch"] * np.sin(t * math.pi * 0.85) ** 1.2 - p["brow_slope"] * t
         th = p["brow_th"] * (1.0 - 0.55 * t ** 1.5) + 0.4
-        pts = np.concatenate([P(xs, ys - th / 2), P(xs[::-1], (ys + th / 2)[::-1])])
-        cv.fill(pts, hair * 0.7 + skin * 0.08, p["brow_alpha"])
+        brows.append((np.concatenate([xs, xs[::-1]]), np.concatenate([ys - th / 2, (ys + th / 2)[::-1]]), 0.0))
+    cv.fill_many(head.Pn(brows), _mix(skin, hair * 0.7, p["brow_alpha"]))
     # --- hair cap
-    if style != 2 or True:
-        yt = min(p["ear_y"] - 2.0 + p["sideburn"], p["cheek_y"] + 4)
-        n_arc = 26
-        ys_arc = np.linspace(yt, top, n_arc)
-        w_arc = head.half_width(ys_arc)
-        if style == 3:
-            ang = np.linspace(0.0, math.pi, n_arc)
-            bump = 1.0 + 0.05 * np.sin(p["curl_k"] * ang + p["curl_phase"])
-        else:
-            bump = 1.0
-        ex_ = (W + vol) / W
-        xr = w_arc * ex_ * bump
-        yr = top + (ys_arc - top) * ex_ - vol * 0.4
-        yr = ys_arc - vol * (1.0 - (ys_arc - top) / (yt - top)) * 1.0
-        arc_x = np.concatenate([-xr, xr[::-1]])
-        arc_y = np.concatenate([yr, yr[::-1]])
-        arc_y = np.concatenate([ys_arc - vol * np.clip((yt - ys_arc) / (yt - top), 0, 1), (ys_arc - vol * np.clip((yt - ys_arc) / (yt - top), 0, 1))[::-1]])
-        outer = S(arc_x, arc_y)
-        # hairline across the forehead (right temple -> left temple)
-        xs = np.linspace(0.88, -0.88, 15) * W
-        r = np.abs(xs) / W
-        yh = hl + p["hl_curve"] * r ** 2 - p["recede"] * np.exp(-(((r - 0.5) / 0.2) ** 2)) + p["part"] * xs / W
-        if style == 4:
-            yh = yh + 0.8 * np.sin(xs * 0.9 + p["curl_phase"])
-        yh = np.minimum(yh, yt - 2)
-        front = P(xs, yh, 1.0)
-        w_t = head.half_width(np.array([yt]))[0]
-        right_t = S(np.array([w_t * 0.99]), np.array([yt]))
-        left_t = S(np.array([-w_t * 0.99]), np.array([yt]))
-        side_r = P(np.array([w_t * 0.92]), np.array([yt]))
-        side_l = P(np.array([-w_t * 0.92]), np.array([yt]))
-        poly = np.concatenate([outer, right_t, side_r, front, side_l, left_t])
-        cv.fill(poly, hair, 0.3 if style == 2 else 1.0)
-        if style != 2:
-            # a few strands for texture
-            for k in range(5):
-                xx = np.linspace(-0.6, 0.6, 5) * W + (k - 2) * 6.0
-                yy = top + 10.0 + k * 0.0 + 6 * (xx / W) ** 2 + (hl - top - 12) * 0.5
-                cv.line(P(xx, yy, 2.0), hair * 0.75 + 8, 1.0, 0.35)
+    yt, ys_arc = g["yt"], g["ys_arc"]
+    w_arc = g["w_arc"] * ((W + vol) / W)
+    if style == 3:
+        w_arc = w_arc * (1.0 + 0.05 * np.sin(p["curl_k"] * math.pi * _T[26] + p["curl_phase"]))
+    ya = ys_arc - vol * _T[26]
+    outer = S(np.concatenate([-w_arc, w_arc[::-1]]), np.concatenate([ya, ya[::-1]]))
+    xs = 0.88 * W * _S[15][::-1]
+    r = np.abs(xs) / W
+    yh = hl + p["hl_curve"] * r ** 2 - p["recede"] * np.exp(-(((r - 0.5) / 0.2) ** 2)) + p["part"] * xs / W
+    if style == 4:
+        yh = yh + 0.8 * np.sin(xs * 0.9 + p["curl_phase"])
+    yh = np.minimum(yh, yt - 2)
+    w_t = g["w_t"]
+    poly = np.concatenate([
+        outer,
+        S(np.array([w_t * 0.99]), np.array([yt])),
+        P(np.concatenate([[w_t * 0.92], xs, [-w_t * 0.92]]), np.concatenate([[yt], yh, [yt]]), 1.0),
+        S(np.array([-w_t * 0.99]), np.array([yt])),
+    ])
+    if style == 2:
+        cv.fill(poly, _mix(skin, hair, 0.35))
+    else:
+        cv.fill(poly, hair)
+        xx = 0.6 * W * _S[5]
+        strands = [P(xx + (k - 1) * 7.0, hl - 6.0 - 5.0 * k + 5 * (xx / W) ** 2, 2.0) for k in range(3)]
+        cv.lines(strands, _mix(hair, hair * 0.7 + 10, 0.4))
     # --- mouth
     lip = p["lip"]
-    t = np.linspace(-1.0, 1.0, 13)
-    curve = 2.5 * smile * t ** 2
-    yline = my - curve
+    t = _S[13]
+    yline = my - 2.5 * smile * t ** 2
     gap = 5.5 * mopen + 1.0 * mopen * smile
-    up_th = p["lip_up"] * (1.0 - 0.25 * smile) * (1 - t ** 2) ** 0.6
+    env = 1 - t ** 2
+    up_th = p["lip_up"] * (1.0 - 0.25 * smile) * env ** 0.6
     bow = p["bow"] * np.exp(-((np.abs(t) - 0.22) / 0.15) ** 2)
-    lo_th = p["lip_lo"] * (1 - t ** 2) ** 0.7
+    lo_th = p["lip_lo"] * env ** 0.7
     xs = mw * t
-    up_top = P(xs, yline - gap * 0.3 - up_th - bow * 0.6)
-    up_bot = P(xs, yline - gap * 0.3 + 0.2 * (1 - t ** 2))
-    lo_top = P(xs, yline + gap * 0.7 * (1 - t ** 2) ** 0.5)
-    lo_bot = P(xs, yline + gap * 0.7 * (1 - t ** 2) ** 0.5 + lo_th)
+    xs2 = np.concatenate([xs, xs[::-1]])
+    y_ub = yline - gap * 0.3 + 0.2 * env
+    y_lt = yline + gap * 0.7 * env ** 0.5
+    up_top = y_ub - 0.2 * env - up_th - bow * 0.6
+    teeth_b = y_ub[2:-2] + gap * 0.35 * env[2:-2]
+    pr = head.Pn([(xs2, np.concatenate([y_ub, y_lt[::-1]]), 0.0),
+                  (np.concatenate([xs[2:-2], xs[-3:1:-1]]), np.concatenate([y_ub[2:-2], teeth_b[::-1]]), 0.0),
+                  (xs2, np.concatenate([up_top, y_ub[::-1]]), 0.0),
+                  (xs2, np.concatenate([y_lt, (y_lt + lo_th)[::-1]]), 0.0)])
     if mopen > 0.05:
-        cv.fill(np.concatenate([up_bot, lo_top[::-1]]), (45, 20, 22))
+        cv.fill(pr[0], (45, 20, 22))
         if mopen > 0.3:
-            teeth_b = P(xs[2:-2], yline[2:-2] - gap * 0.3 + gap * 0.35 * (1 - t[2:-2] ** 2))
-            cv.fill(np.concatenate([up_bot[2:-2], teeth_b[::-1]]), (225, 220, 205))
-    cv.fill(np.concatenate([up_top, up_bot[::-1]]), lip * 0.92)
-    cv.fill(np.concatenate([lo_top, lo_bot[::-1]]), lip)
-    cv.line(up_bot, lip * 0.45, 1.0, 0.8)
-    if beard == 4 or beard == 2:
-        t2 = np.linspace(-1.0, 1.0, 11)
-        mx = (mw + 2.0) * t2
-        mtop = nose_y + 3.0 + 0.5 * np.abs(t2)
-        mbot = yline[::1][np.linspace(0, 12, 11).astype(int)] - gap * 0.3 - p["lip_up"] * 0.6 + 3.0 * np.abs(t2) ** 2
-        cv.fill(np.concatenate([P(mx, mtop), P(mx[::-1], mbot[::-1])]), hair * 0.75, p["beard_a"])
+            cv.fill(pr[1], (225, 220, 205))
+    cv.fill(pr[2], lip * 0.92)
+    cv.fill(pr[3], lip)
+    cv.line(pr[2][13:], lip * 0.5)
+    if beard in (2, 4):
+        t2 = _S[11]
+        mx = (mw + 1.5) * t2
+        mth = 2.5 + 0.25 * (p["beard_top"] + 4.0)
+        mbot = (my - 2.5 * smile * t2 ** 2) - gap * 0.3 - p["lip_up"] * 0.5 + 2.5 * t2 ** 2
+        mtop = mbot - mth * (1.0 - 0.5 * t2 ** 2)
+        cv.fill(P(np.concatenate([mx, mx[::-1]]), np.concatenate([mtop, mbot[::-1]])), _mix(skin, hair * 0.75, 0.9))
     # --- face mask
     if n["mask"]:
+        mcol = n["mask_col"]
         yt_m = nose_y - 11.0 + n["mask_top"]
-        xs = np.linspace(-1.0, 1.0, 13) * head.half_width(np.array([yt_m]))[0]
+        xs = _S[13] * float(head.half_width(np.array([yt_m]))[0])
         topl = P(xs, yt_m + 3.0 * (xs / W) ** 2 - 2.0 * np.exp(-((xs / 6.0) ** 2)), 6.0)
-        ys_o = np.linspace(yt_m + 2, p["chin_y"] + 2, 10)
-        wo = head.half_width(np.minimum(ys_o, p["chin_y"])) * 0.98
-        poly = np.concatenate([topl, S(wo, ys_o), S(-wo[::-1], ys_o[::-1])])
-        cv.fill(poly, n["mask_col"])
+        ys_o = yt_m + 2 + (p["chin_y"] - yt_m) * _T[10]
+        wo = head.half_width(ys_o) * 0.98
+        cv.fill(np.concatenate([topl, S(wo, ys_o), S(-wo[::-1], ys_o[::-1])]), mcol)
+        pleats = []
         for k in (1, 2, 3):
             yy = yt_m + k * (p["chin_y"] - yt_m) / 4.5
-            xs2 = np.linspace(-0.8, 0.8, 7) * head.half_width(np.array([yy]))[0]
-            cv.line(P(xs2, yy + 0 * xs2, 6.0), np.array(n["mask_col"]) * 0.75, 1.0, 0.45)
+            pleats.append(P(_S[7] * 0.8 * float(head.half_width(np.array([yy]))[0]), np.full(7, yy), 6.0))
+        cv.lines(pleats, _mix(mcol, mcol * 0.75, 0.45))
+        straps = []
         for side in (-1.0, 1.0):
-            a0 = topl[0 if side < 0 else -1]
             a1 = S(np.array([side * W * 1.02]), np.array([p["ear_y"] - 2]))[0]
-            cv.line(np.stack([a0, a1]), np.array(n["mask_col"]) * 0.9, 1.0)
+            straps.append(np.stack([topl[0 if side < 0 else -1], a1]))
+        cv.lines(straps, mcol * 0.9)
     # --- glasses / sunglasses
     if n["glasses"] or n["sunglasses"]:
-        tt2 = np.linspace(0.0, 2 * math.pi, 20, endpoint=False)
+        c_, s_ = _CIRC[20]
         pw = 2.0 / p["lens_pow"]
-        c_, s_ = np.cos(tt2), np.sin(tt2)
         lxs = np.sign(c_) * np.abs(c_) ** pw * ew * p["lens_w"]
         lys = np.sign(s_) * np.abs(s_) ** pw * ew * p["lens_h"] + 0.8
         frame = p["frame"] if n["glasses"] else (20, 20, 20)
         th = p["frame_th"] if n["glasses"] else 2
-        lenses = []
+        lenses = [P(side * p["eye_dx"] + lxs, lys, 7.0) for side in (-1.0, 1.0)]
+        if n["sunglasses"]:
+            cv.fill_many(lenses, (18, 20, 24))
+        arms = []
         for side in (-1.0, 1.0):
-            lens = P(side * p["eye_dx"] + lxs, lys, 7.0)
-            lenses.append(lens)
-            if n["sunglasses"]:
-                cv.fill(lens, (18, 20, 24), 0.93)
-            else:
-                cv.fill(lens, (200, 215, 230), 0.08)
-            cv.line(lens, frame, th, 1.0, closed=True)
-            # temple arm to the ear
-            a0 = P(np.array([side * (p["eye_dx"] + ew * p["lens_w"])]), np.array([-1.0]), np.array([7.0]))[0]
+            a0 = P(np.array([side * (p["eye_dx"] + ew * p["lens_w"])]), np.array([-1.0]), 7.0)[0]
             a1 = S(np.array([side * W]), np.array([p["ear_y"] - 5]))[0]
-            cv.line(np.stack([a0, a1]), frame, th)
-        inner_r = P(np.array([-p["eye_dx"] + ew * p["lens_w"], 0.0, p["eye_dx"] - ew * p["lens_w"]]),
-                    np.array([-1.0, -2.5, -1.0]), np.array([7.0, 9.0, 7.0]))
-        cv.line(inner_r, frame, th)
+            arms.append(np.stack([a0, a1]))
+        xb = p["eye_dx"] - ew * p["lens_w"]
+        arms.append(P(np.array([-xb, 0.0, xb]), np.array([-1.0, -2.5, -1.0]), np.array([7.0, 9.0, 7.0])))
+        cv.lines(lenses, frame, th, closed=True)
+        cv.lines(arms, frame, th)
     # --- random occluder (hand, object, microphone ...)
     if n["occluder"]:
         q = n["occ"]
@@ -731,33 +759,32 @@ def render(identity: int, sample: int, seed: int = 0, size: int = SIZE) -> np.nd
         cx = 56 * sc + side * (30 + 25 * q[1]) * sc
         cy = (50 + 50 * q[2]) * sc
         col = skin * (0.8 + 0.3 * q[3]) if q[4] < 0.5 else q[5:8] * 255
-        ex, ey = _ellipse(cx, cy, (12 + 14 * q[3]) * sc, (18 + 20 * q[6]) * sc, 18, rot=q[7] * 3)
-        cv.fill(np.stack([ex, ey], -1), col)
+        ex_, ey_ = _ellipse(cx, cy, (12 + 14 * q[3]) * sc, (18 + 20 * q[6]) * sc, 20, rot=q[7] * 3)
+        cv.fill(np.stack([ex_, ey_], -1), col)
 
-    # --- lighting, camera
+    # --- lighting and camera
     f = img.astype(np.float32)
-    gx, gy = _grid(size)
-    fc = head._aff(np.array([0.0]), np.array([20.0]))[0] / size * 2.0 - 1.0
-    uu = np.clip((gx - np.float32(fc[0])) * np.float32(size / (2.0 * W * sc * head.sil_x * 1.05)), -1.3, 1.3)
-    vv = gy - np.float32(fc[1])
-    lxd, lyd = n["light_dir"]
-    light = 1.0 + np.float32(n["light_g"]) * (np.float32(lxd) * uu + np.float32(lyd * 0.6) * vv)
-    light -= np.float32(n["light_side"]) * np.square(np.maximum(-np.float32(lxd) * uu, 0.0))
-    light *= np.float32(n["light_i"])
-    f *= light[..., None]
-    f *= (n["cast"].astype(np.float32))[None, None, :]
-    if abs(n["gamma"] - 1.0) > 0.02:
-        f = np.clip(f, 0.0, 255.0)
-        f = 255.0 * (f * np.float32(1.0 / 255.0)) ** np.float32(n["gamma"])
+    gxg, gyg = _grid(size)
+    fc = S(np.array([0.0]), np.array([20.0]))[0] / size * 2.0 - 1.0
+    k = size / (2.0 * W * sc * head.sil_x * 1.05)
+    uu = np.clip((gxg - np.float32(fc[0])) * np.float32(k), -1.3, 1.3)
+    light = (np.float32(n["light_g"] * lxd) * uu + np.float32(1.0 - n["light_g"] * lyd * 0.6 * fc[1])) \
+        + np.float32(n["light_g"] * lyd * 0.6) * gyg
+    light = light - np.float32(n["light_side"]) * np.square(np.maximum(np.float32(-lxd) * uu, 0.0))
+    f *= (light[..., None] * (n["cast"] * np.float32(n["light_i"]))[None, None, :])
     if n["blur"] > 0:
         f = cv2.GaussianBlur(f, (0, 0), n["blur"] * sc)
     if n["noise"] > 0.3:
-        nrng = np.random.default_rng(n["noise_seed"])
-        f += nrng.standard_normal(f.shape, dtype=np.float32) * np.float32(n["noise"])
+        bank = _noise_bank()
+        k = f.size
+        off = int(n["noise_off"] * (len(bank) - k))
+        f += bank[off:off + k].reshape(f.shape) * np.float32(n["noise"])
     if n["gray"]:
         g = f @ np.array([0.299, 0.587, 0.114], np.float32)
         f = np.repeat(g[..., None], 3, axis=2)
-    out = np.clip(f + 0.5, 0.0, 255.0).astype(np.uint8)
+    out = np.clip(f + np.float32(0.5), 0.0, 255.0).astype(np.uint8)
+    if abs(n["gamma"] - 1.0) > 0.02:
+        out = cv2.LUT(out, _gamma_lut(round(n["gamma"], 2)))
     if n["jpeg"]:
         ok, buf = cv2.imencode(".jpg", out[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, n["jpeg"]])
         out = np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])

@@ -254,8 +254,8 @@ def evaluate_lfw(embedder, lfw_dir: str | Path, *, flip: bool | Literal["both"] 
                     f"{pairs.n_folds - 1} folds, accuracy on the held-out fold (mean +- population std); "
                     f"TAR@FAR and ROC over all {n_pairs} pairs",
         "score": "cosine similarity of L2-normalised embeddings",
-        "flip_fusion": "flip: the embedder's flip=True embedding (image and its horizontal mirror fused); "
-                       "no_flip: the plain embedding",
+        "flip_fusion": "flip: embedding(image) + embedding(horizontal mirror), L2-normalised (the embedder's "
+                       "flip=True); no_flip: embedding(image) alone",
         "model": getattr(embedder, "name", type(embedder).__name__),
         "runtime": getattr(embedder, "runtime", "unknown"),
         "embedding_dim": dim,

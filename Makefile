@@ -1,0 +1,25 @@
+# Two entry points for a fresh machine: `make demo` (the main job on the built-in default) and `make test`.
+# Both create .venv and install the pinned project into it once; later runs reuse it (a stamp tracks
+# pyproject.toml), so they are idempotent and fast when the environment exists.
+PY ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/compress pipeline --recipe demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,77 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from compress.evaluate.embed import OnnxEmbedder, TorchEmbedder
+from compress.model import build_model
+from compress.model.io import save_model
+
+from .conftest import toy_faces
+
+
+def run(*args, check_rc=0):
+    r = subprocess.run([sys.executable, "-m", "compress.cli", *args], capture_output=True, text=True, timeout=600)
+    assert r.returncode == check_rc, (r.stdout[-1500:], r.stderr[-1500:])
+    return r
+
+
+def test_schedules_show_table3_prints_paper_rows_and_totals():
+    out = run("schedules", "show", "table3").stdout
+    for row in ["bottleneck (a)            1     8  1  1", "bottleneck (a)            6    12  2  2",
+                "bottleneck (a)            5    16  3  2", "bottleneck (a)            4    32  4  2",
+                "parallel expansion (b)    3    64  3  2", "parallel expansion (b)    2   128  1  1"]:
+        assert row in out
+    assert "total" in out and "426,740" in out and "ptflops" in out
+    assert "6->5, 7->6" in out
+    listing = run("schedules").stdout
+    assert "table2" in listing and "table3" in listing
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["schedules", "show", "nope"], "unknown schedule 'nope'"),
+    (["train", "--data", "/nonexistent/faces", "--out", "OUT"], "data folder /nonexistent/faces does not exist"),
+    (["train", "--resume", "/nonexistent/run", "--out", "OUT"], "checkpoint /nonexistent/run not found"),
+    (["evaluate", "--model", "/nonexistent.onnx", "--data", "synthetic"], "ONNX model /nonexistent.onnx not found"),
+    (["train", "--recipe", "nope", "--out", "OUT"], "recipe 'nope' not found"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, msg):
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in args]
+    r = run(*args, check_rc=2)
+    assert r.stderr.strip().startswith("error: ") and msg in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "model.pt").exists()
+
+
+def test_malformed_schedule_file_names_field(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text("[stem]\nc=8\ns=2\n[[stages]]\nt=2\nc=8\nn=1\ns=5\n[head]\nc=64\n")
+    r = run("schedules", "show", str(p), check_rc=2)
+    assert "stage 1.s must be one of [1, 2], got 5" in r.stderr
+
+
+def test_onnx_and_torch_embedders_agree(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("table3").eval()
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, torch.zeros(1, 3, 112, 112), path, input_names=["input"], output_names=["emb"],
+                      dynamic_axes={"input": {0: "b"}, "emb": {0: "b"}}, dynamo=False)
+    imgs = toy_faces(classes=2, per_class=3).images
+    a = TorchEmbedder(model).embed(imgs, flip=True)
+    b = OnnxEmbedder(path).embed(imgs, flip=True)
+    assert np.min(np.sum(a * b, axis=1)) > 0.9999
+
+
+def test_evaluate_artifact_on_synthetic_pairs(tmp_path):
+    torch.manual_seed(0)
+    save_model(build_model("table3"), tmp_path / "run" / "model.pt")
+    out = tmp_path / "eval.json"
+    r = run("evaluate", "--model", str(tmp_path / "run"), "--data", "synthetic", "--identities", "20",
+            "--json", str(out))
+    res = json.loads(out.read_text())
+    assert "SYNTHETIC" in res["dataset"] and res["runtime"] == "pytorch"
+    assert 0.3 <= res["accuracy"] <= 1.0
+    assert "accuracy:" in r.stdout and "measured on" in r.stdout

@@ -1,0 +1,114 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from compress.errors import UserError
+from compress.model.io import load_model
+from compress.train.config import TrainConfig, make_config
+from compress.train.trainer import train
+
+from .conftest import toy_faces
+
+
+def cfg(**kw) -> TrainConfig:
+    base = dict(schedule="table3", epochs=2, batch_size=24, lr=0.05, s=16, m=0.2, warmup_epochs=0.5,
+                progress=False, threads=2, augment=True)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_few_steps_reduce_the_loss(tmp_path, faces):
+    m = train(cfg(epochs=4, augment=False), tmp_path / "run", faces=faces)
+    losses = [h["loss"] for h in m["history"]]
+    assert losses[-1] < 0.8 * losses[0]
+    assert (tmp_path / "run" / "model.pt").is_file()
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["data"]["fingerprint"] == faces.fingerprint()
+    assert manifest["config"]["loss"] == "arcface_w" and "torch" in manifest["versions"]
+    model = load_model(tmp_path / "run")
+    assert model(torch.zeros(1, 3, 112, 112)).shape == (1, 128)
+
+
+def test_resume_continues_the_same_run(tmp_path, faces):
+    straight = train(cfg(epochs=2), tmp_path / "a", faces=faces)
+    first = train(cfg(epochs=2), tmp_path / "b", faces=faces, _stop_after_epoch=1)
+    assert first == {"interrupted_after_epoch": 1}
+    assert not (tmp_path / "b" / "model.pt").exists() and not (tmp_path / "b" / "manifest.json").exists()
+    resumed = train(cfg(epochs=2), tmp_path / "b", faces=faces, resume=tmp_path / "b")
+    assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in straight["history"]], rel=1e-5)
+    a, b = load_model(tmp_path / "a").state_dict(), load_model(tmp_path / "b").state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+
+
+def test_resume_errors(tmp_path, faces):
+    with pytest.raises(UserError, match="not found"):
+        train(cfg(), tmp_path / "x", faces=faces, resume=tmp_path / "missing")
+    junk = tmp_path / "junk.pt"
+    torch.save({"hello": 1}, junk)
+    with pytest.raises(UserError, match="not a compress training checkpoint"):
+        train(cfg(), tmp_path / "x", faces=faces, resume=junk)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a pickle")
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        train(cfg(), tmp_path / "x", faces=faces, resume=garbage)
+    train(cfg(epochs=2), tmp_path / "r", faces=faces, _stop_after_epoch=1)
+    with pytest.raises(UserError, match="another run .*loss"):
+        train(cfg(epochs=2, loss="arcface"), tmp_path / "r", faces=faces, resume=tmp_path / "r")
+    with pytest.raises(UserError, match="different data"):
+        train(cfg(epochs=2), tmp_path / "r", faces=toy_faces(seed=1), resume=tmp_path / "r")
+
+
+def test_existing_runs_are_not_overwritten(tmp_path, faces):
+    train(cfg(epochs=1), tmp_path / "r", faces=faces)
+    before = (tmp_path / "r" / "model.pt").read_bytes()
+    with pytest.raises(UserError, match="already holds a finished run"):
+        train(cfg(epochs=1), tmp_path / "r", faces=faces)
+    assert (tmp_path / "r" / "model.pt").read_bytes() == before
+    train(cfg(epochs=1, seed=3), tmp_path / "r", faces=faces, overwrite=True)
+    assert (tmp_path / "r" / "model.pt").read_bytes() != before
+
+
+def test_failed_run_leaves_no_model(tmp_path, faces):
+    with pytest.raises(RuntimeError, match="loss became"):
+        train(cfg(epochs=1, lr=1e30, augment=False), tmp_path / "r", faces=faces)
+    assert not (tmp_path / "r" / "model.pt").exists()
+    assert not (tmp_path / "r" / "manifest.json").exists()
+
+
+def test_config_validation_and_recipe(tmp_path):
+    with pytest.raises(UserError, match="unknown loss"):
+        TrainConfig(loss="cosface").validate()
+    r = tmp_path / "r.toml"
+    r.write_text("[train]\nepochs = 3\nbogus = 1\n")
+    with pytest.raises(UserError, match="unknown \\[train\\] field"):
+        make_config(r)
+    r.write_text("[train]\nepochs = 3\nloss = 'arcface'\n")
+    c = make_config(r, epochs=5, loss=None)
+    assert (c.epochs, c.loss) == (5, "arcface")
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_processes(tmp_path):
+    """The same training code under torchrun: 2 CPU processes (gloo) finish and write one model."""
+    data = tmp_path / "faces"
+    faces = toy_faces(classes=4, per_class=8)
+    from PIL import Image
+
+    for i, (img, y) in enumerate(zip(faces.images, faces.labels)):
+        d = data / f"id{y}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(d / f"{i}.png")
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           "-m", "compress.cli", "train", "--data", str(data), "--epochs", "1", "--batch-size", "8",
+           "--scale", "16", "--margin", "0.2", "--device", "cpu", "--threads", "1", "--no-progress", "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["world_size"] == 2
+    assert load_model(out)(torch.zeros(1, 3, 112, 112)).shape == (1, 128)
