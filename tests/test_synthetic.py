@@ -84,7 +84,7 @@ def test_identities_separable_by_raw_pixels():
         cent[y[i]] = (sums[y[i]] - f[i]) / (n_img - 1)  # leave this image out of its own centroid
         correct += int(((cent - f[i]) ** 2).sum(1).argmin() == y[i])
     acc = correct / len(f)
-    assert acc > 0.3, acc  # measured ~0.5 with seed 0
+    assert acc > 0.3, acc  # measured 0.43 with seed 0 (0.29 with 100 identities)
     assert acc < 1.0, acc
 
 

@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -47,7 +47,7 @@ STATUSES = ("ok", "haar_reject", "no_face", "unreadable")
 
 @dataclass(frozen=True)
 class AlignConfig:
-    min_face_size: float = 40.0  # pixels, in the source image
+    min_face_size: float = 40.0  # pixels, in the image MTCNN sees (source, unless detect_max_side shrinks it)
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     factor: float = 0.709
     pad_frac: float = 0.25  # border replicated on each side before detection, as a fraction of that side

@@ -203,6 +203,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_accuracy": float(np.mean(accs)),
                          "lr_end": opt.param_groups[0]["lr"],
                          "images_per_s": round(steps * cfg.batch_size / (time.perf_counter() - t0), 1)})
+        if main and not cfg.progress:
+            h = history[-1]
+            print(f"  epoch {h['epoch']}/{cfg.epochs}: loss {h['loss']:.3f}, train acc {h['train_accuracy']:.3f}, "
+                  f"{h['images_per_s']} img/s", flush=True)
         if main:
             state = {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "data_fingerprint": fingerprint,
                      "epoch": epoch + 1, "history": history, "net": net.state_dict(), "optimizer": opt.state_dict(),
