@@ -105,10 +105,15 @@ def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc) -> None:
         raise UserError("nothing to evaluate on; pass --data synthetic, --data DIR or --lfw DIR")
     emb = load_embedder(model_path)
     if lfw:
-        from .evaluate.lfw import evaluate_lfw, format_lfw
+        from .evaluate.lfw import evaluate_lfw
 
         res = evaluate_lfw(emb, lfw, roc_path=roc)
-        click.echo(format_lfw(res))
+        click.echo(f"{res['model']} [{res['runtime']}, measured on {res['host']}]\n  data: {res['dataset']}\n"
+                   f"  protocol: {res['protocol']}\n  aligner: {res['aligner']}")
+        for key, line in res["summary"].items():
+            click.echo(f"  {'flip fusion' if key == 'flip' else 'no flip'}: {line}")
+        if res.get("roc_path"):
+            click.echo(f"  ROC: {res['roc_path']}")
     else:
         from .data.sources import EVAL_IDENTITY_OFFSET, load_faces
         from .evaluate.pairs_eval import evaluate_pairs
@@ -153,6 +158,32 @@ def data_synth(dst, identities, per_identity, seed) -> None:
         raise UserError(f"{dst} is not empty; choose an empty or new folder")
     n = write_image_folder(dst, identities, per_identity, seed=seed)
     click.echo(f"wrote {n} synthetic face images of {identities} identities to {dst}")
+
+
+@data.command("fetch-mtcnn")
+@click.option("--force", is_flag=True, help="download again even if present and valid")
+def data_fetch_mtcnn(force) -> None:
+    """Get MTCNN's weights from the facenet-pytorch wheel on PyPI (the package itself is not installed)."""
+    from .data.mtcnn_weights import fetch_weights
+
+    click.echo(f"MTCNN weights in {fetch_weights(force=force)}")
+
+
+@data.command("align")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--haar", "haar_policy", type=click.Choice(["flag", "drop"]), default="flag", show_default=True,
+              help="crops the Haar cascade sees no face in: keep and list them, or drop (and list) them")
+@click.option("--no-cache", is_flag=True, help="do not read or write the aligned-crop cache")
+@click.option("--batch-size", default=16, show_default=True)
+def data_align(src, dst, haar_policy, no_cache, batch_size) -> None:
+    """Detect (MTCNN) and 5-point align every image under SRC to 112x112 crops in DST (same tree)."""
+    from .data.align import align_tree
+
+    r = align_tree(src, dst, haar_policy=haar_policy, cache_dir=False if no_cache else None, batch_size=batch_size)
+    click.echo(f"{r.total} images: {r.aligned} aligned, {r.no_face} no face, {r.unreadable} unreadable, "
+               f"{r.haar_rejected} Haar-rejected ({r.haar_policy}), {r.multi_face} multi-face, "
+               f"{r.cache_hits} from cache; {r.images_per_s:.1f} img/s. Lists and report in {dst}")
 
 
 def main() -> None:

@@ -28,3 +28,17 @@ def load_faces(spec: str, *, identities: int = 120, per_identity: int = 20, seed
     if spec == "synthetic":
         return synthetic_faces(identities, per_identity, seed, first_identity, progress)
     return read_image_folder(spec, progress=progress)
+
+
+def with_unlabelled(faces: FaceSet, folders: list, progress: bool = True) -> FaceSet:
+    """Append aligned faces from `folders` with label -1 (used by distillation only, not by the margin loss)."""
+    images, labels, skipped = [faces.images], [faces.labels], list(faces.skipped)
+    for folder in folders:
+        extra = read_image_folder(folder, progress=progress)
+        images.append(extra.images)
+        labels.append(np.full(len(extra), -1, np.int64))
+        skipped += extra.skipped
+    n_extra = sum(len(x) for x in labels[1:])
+    src = f"{faces.source} + {n_extra} unlabelled from {', '.join(str(f) for f in folders)}"
+    return FaceSet(np.concatenate(images), np.concatenate(labels), faces.classes, src, faces.synthetic, skipped,
+                   faces.resized)

@@ -24,9 +24,10 @@ def to_float(batch_nhwc_uint8: torch.Tensor) -> torch.Tensor:
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, max_shift: int = 6, min_scale: float = 0.88,
-            p_flip: float = 0.5) -> torch.Tensor:
+            p_flip: float = 0.5, return_flip: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Random horizontal mirror, then a random crop (scale in [min_scale, 1]) and shift resampled back to
-    the input size, as one affine grid sample per batch. x: float [N,3,H,W]."""
+    the input size, as one affine grid sample per batch. x: float [N,3,H,W]. With return_flip, also the
+    per-image mirror mask (distillation picks the teacher's embedding of the same view)."""
     n, _, h, w = x.shape
     dev = x.device
     flip = torch.rand(n, generator=generator) < p_flip
@@ -37,4 +38,5 @@ def augment(x: torch.Tensor, generator: torch.Generator, max_shift: int = 6, min
     theta[:, 1, 1] = scale
     theta[:, :, 2] = shift
     grid = F.affine_grid(theta.to(dev), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return (out, flip) if return_flip else out

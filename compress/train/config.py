@@ -38,6 +38,11 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
+    # Embedding-level distillation: 1 - cos(student, teacher) on every image, weighted by distill_weight.
+    teacher: str = ""  # ONNX face model with the same embedding size ("" = no distillation)
+    distill_weight: float = 0.0
+    unlabelled: str = ""  # folders of aligned faces with no usable labels (distillation only), comma-separated
+    eval_lfw: str = ""  # LFW folder: evaluate the finished model with the 10-fold protocol
     eval_identities: int = 60  # held-out synthetic identities for the final verification check
     eval_images_per_identity: int = 10
     progress: bool = True
@@ -54,6 +59,10 @@ class TrainConfig:
                 raise UserError(f"{k} must be >= 1, got {getattr(self, k)}")
         if self.lr <= 0 or self.s <= 0 or self.m < 0:
             raise UserError("lr and s must be > 0 and m >= 0")
+        if self.distill_weight < 0 or (self.distill_weight > 0) != bool(self.teacher):
+            raise UserError("distillation needs both teacher (an ONNX model) and distill_weight > 0, or neither")
+        if self.unlabelled and not self.teacher:
+            raise UserError("unlabelled images are only used for distillation; set teacher and distill_weight")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,6 +71,15 @@ class TrainConfig:
     def identity(self) -> dict[str, Any]:
         """The fields that define the run, for telling a resumable checkpoint from a foreign one."""
         return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_CHANGES}
+
+
+def resolve_path(value: str) -> Path:
+    """A path from a recipe: absolute, relative to the working directory, or else to the repository root
+    (so `../shared/...` in a recipe works from anywhere inside a checkout)."""
+    p = Path(value).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    return profiles_dir().parent / p
 
 
 def resolve_recipe(name_or_path: str | Path) -> Path:

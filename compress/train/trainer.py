@@ -22,13 +22,14 @@ from tqdm import tqdm
 
 from ..artifacts import atomic_write, host_description, now_iso, versions, write_json
 from ..data.folder import FaceSet
-from ..data.sources import EVAL_IDENTITY_OFFSET, load_faces, synthetic_faces
+from ..data.sources import EVAL_IDENTITY_OFFSET, load_faces, synthetic_faces, with_unlabelled
 from ..data.transforms import augment, to_float
 from ..errors import UserError
 from ..model.io import save_model
 from ..model.network import FaceMobileNet
 from ..schedules import load_schedule
-from .config import TrainConfig
+from .config import TrainConfig, resolve_path
+from .distill import teacher_targets
 from .losses import MarginHead
 
 CHECKPOINT_FORMAT = "compress.checkpoint/1"
@@ -43,12 +44,20 @@ class _Trainable(nn.Module):
         super().__init__()
         self.model, self.head = model, head
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None, distill_weight: float = 0.0
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(total loss, classification accuracy, distillation loss). Labels < 0 mark unlabelled images,
+        which only enter the distillation term."""
         emb = self.model(x)
-        loss, _ = self.head(emb, y)
+        known = y >= 0
+        zero = emb.sum() * 0.0  # keeps every parameter in the graph (DDP) when a batch has no labels
+        cls_loss = self.head(emb[known], y[known])[0] if known.any() else zero
+        distill = zero
+        if target is not None:
+            distill = (1 - torch.nn.functional.cosine_similarity(emb, target, dim=1)).mean()
         with torch.no_grad():
-            acc = (self.head.logits(emb).argmax(1) == y).float().mean()
-        return loss, acc
+            acc = (self.head.logits(emb[known]).argmax(1) == y[known]).float().mean() if known.any() else zero
+        return cls_loss + distill_weight * distill, acc, distill
 
 
 def _dist_info(device: str) -> tuple[int, int, str]:
@@ -136,9 +145,20 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
         torch.set_num_threads(cfg.threads)
     schedule = load_schedule(cfg.schedule)
     if faces is None:
-        faces = load_faces(cfg.data, identities=cfg.synthetic_identities, per_identity=cfg.synthetic_images_per_identity,
+        faces = load_faces(cfg.data if cfg.data == "synthetic" else str(resolve_path(cfg.data)),
+                           identities=cfg.synthetic_identities, per_identity=cfg.synthetic_images_per_identity,
                            seed=cfg.synthetic_seed, progress=cfg.progress and main)
+    if cfg.unlabelled:
+        faces = with_unlabelled(faces, [resolve_path(u.strip()) for u in cfg.unlabelled.split(",") if u.strip()],
+                                progress=cfg.progress and main)
     fingerprint = faces.fingerprint()
+    targets = None
+    if cfg.teacher:
+        plain, mirror, teacher_hash = teacher_targets(resolve_path(cfg.teacher), faces.images, cfg.progress and main)
+        if plain.shape[1] != schedule.embedding_size:
+            raise UserError(f"teacher embeds to {plain.shape[1]} dims but {schedule.name} to "
+                            f"{schedule.embedding_size}; set embedding_size in the schedule to match")
+        targets = (torch.from_numpy(plain), torch.from_numpy(mirror))
     if ck is not None:
         _check_resumable(ck, cfg, fingerprint)
     if cfg.batch_size % world:
@@ -147,6 +167,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
     torch.manual_seed(cfg.seed)
     model = FaceMobileNet(schedule)
     head = MarginHead(schedule.embedding_size, faces.num_classes, cfg.loss, cfg.s, cfg.m, cfg.terms)
+    n_labelled = int((faces.labels >= 0).sum())
     net = _Trainable(model, head).to(device)
     decay, no_decay = [], []
     for n, p in net.named_parameters():
@@ -169,7 +190,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
         raise UserError(f"batch size {cfg.batch_size} is larger than the data set ({len(faces)} images); lower --batch-size")
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        print(f"training {schedule.name} on {faces.describe()}\n  loss {head.describe()}, {cfg.epochs} epochs x "
+        extra = (f" + {cfg.distill_weight:g} x (1 - cos) distillation from {Path(cfg.teacher).name}"
+                 if cfg.teacher else "")
+        print(f"training {schedule.name} on {faces.describe()}\n  loss {head.describe()}{extra}, {cfg.epochs} epochs x "
               f"{steps} steps, batch {cfg.batch_size}, {world} process(es) on {device}")
     bar = tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, unit="step", disable=not (cfg.progress and main),
                dynamic_ncols=True)
@@ -179,17 +202,22 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
         # Per-epoch generators: a resumed run draws exactly the batches and augmentations it would have.
         g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
         perm = torch.randperm(len(faces), generator=g)[: steps * cfg.batch_size].view(steps, cfg.batch_size)
-        losses, accs, t0 = [], [], time.perf_counter()
+        losses, accs, distills, t0 = [], [], [], time.perf_counter()
         bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
         for i in range(steps):
             idx = perm[i, rank * local_bs:(rank + 1) * local_bs]
             x = to_float(images[idx].to(device))
+            flip = torch.zeros(len(idx), dtype=torch.bool)
             if cfg.augment:
-                x = augment(x, g)
+                x, flip = augment(x, g, return_flip=True)
             y = labels[idx].to(device)
+            target = None
+            if targets is not None:
+                target = torch.where(flip[:, None], targets[1][idx], targets[0][idx]).to(device)
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, epoch * steps + i, steps)
-            loss, acc = ddp(x, y)
+            loss, acc, dist_loss = ddp(x, y, target, cfg.distill_weight)
+            distills.append(dist_loss.item())
             if not torch.isfinite(loss):
                 raise RuntimeError(f"loss became {loss.item()} at epoch {epoch + 1} step {i + 1}; lower --lr")
             opt.zero_grad(set_to_none=True)
@@ -201,6 +229,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", acc=f"{np.mean(accs[-20:]):.2f}",
                             img_s=f"{(i + 1) * cfg.batch_size / (time.perf_counter() - t0):.0f}")
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_accuracy": float(np.mean(accs)),
+                        "distill_loss": float(np.mean(distills)),
                          "lr_end": opt.param_groups[0]["lr"],
                          "images_per_s": round(steps * cfg.batch_size / (time.perf_counter() - t0), 1)})
         if main and not cfg.progress:
@@ -227,6 +256,15 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
     if faces.synthetic:
         metrics["verification"] = _synthetic_eval(model, cfg)
         print(f"  held-out synthetic verification: {metrics['verification']['summary']}")
+    if cfg.eval_lfw:
+        from ..evaluate.embed import TorchEmbedder
+        from ..evaluate.lfw import evaluate_lfw
+
+        lfw = evaluate_lfw(TorchEmbedder(model.eval(), name=f"{out.name} ({schedule.name})"), resolve_path(cfg.eval_lfw),
+                           progress=cfg.progress, roc_path=out / "lfw_roc.png")
+        metrics["lfw"] = lfw
+        for key, line in lfw["summary"].items():
+            print(f"  LFW ({'flip fusion' if key == 'flip' else 'no flip'}): {line}")
     save_model(model.cpu(), out / "model.pt", {"trained_with": head.describe()})
     manifest = {
         "kind": "train",
@@ -235,7 +273,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
         "schedule": schedule.to_dict(),
         "config": cfg.to_dict(),
         "data": {"description": faces.describe(), "fingerprint": fingerprint, "synthetic": faces.synthetic,
-                 "images": len(faces), "identities": faces.num_classes, "skipped_unreadable": len(faces.skipped)},
+                 "images": len(faces), "labelled_images": n_labelled, "identities": faces.num_classes,
+                 "skipped_unreadable": len(faces.skipped)},
+        "teacher": {"path": cfg.teacher, "sha256": teacher_hash} if cfg.teacher else None,
         "loss": head.describe(),
         "history": history,
         "metrics": metrics,
