@@ -31,6 +31,7 @@ class FaceSet:
     synthetic: bool = False
     skipped: list[str] = field(default_factory=list)
     resized: int = 0
+    dropped: dict[str, list[str]] = field(default_factory=dict)  # cleaning: reason -> files
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -50,10 +51,16 @@ class FaceSet:
         kind = "SYNTHETIC faces (built-in generator)" if self.synthetic else "image folder"
         extra = f", {len(self.skipped)} unreadable skipped" if self.skipped else ""
         extra += f", {self.resized} resized" if self.resized else ""
+        for reason, files in self.dropped.items():
+            extra += f", {len(files)} dropped ({reason})"
         return f"{kind} {self.source}: {len(self)} images of {self.num_classes} identities{extra}"
 
 
-def read_image_folder(root: str | Path, size: int = 112, progress: bool = True, min_images: int = 1) -> FaceSet:
+def read_image_folder(root: str | Path, size: int = 112, progress: bool = True, min_images: int = 1,
+                      align: bool = False) -> FaceSet:
+    """Read an ImageFolder. With align=True the images are raw photos: each is detected and 5-point aligned
+    by MTCNN (crops cached by content), and the paper's cleaning drops images with no face or whose aligned
+    crop the Haar cascade rejects; both are counted in `skipped`/`dropped` and listed by describe()."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist; pass an ImageFolder of aligned faces "
@@ -69,12 +76,20 @@ def read_image_folder(root: str | Path, size: int = 112, progress: bool = True, 
         classes.append(d.name)
     if not files:
         raise UserError(f"{root} holds no images in identity sub-folders; expected {root}/<identity>/<image>.jpg")
+    return read_files(files, classes, str(root), size=size, progress=progress, align=align)
+
+
+def read_files(files: list[tuple[Path, int]], classes: list[str], source: str, size: int = 112,
+               progress: bool = True, align: bool = False) -> FaceSet:
+    """Decode (or align) a list of (path, label) into a FaceSet; see read_image_folder."""
+    if align:
+        return _read_aligned(source, files, classes, progress)
     images = np.empty((len(files), size, size, 3), np.uint8)
     labels = np.empty(len(files), np.int64)
     skipped: list[str] = []
     resized = 0
     n = 0
-    for p, y in tqdm(files, desc=f"reading {root.name}", unit="img", disable=not progress, leave=False):
+    for p, y in tqdm(files, desc=f"reading {Path(source).name}", unit="img", disable=not progress, leave=False):
         try:
             with Image.open(p) as im:
                 im = im.convert("RGB")
@@ -88,5 +103,20 @@ def read_image_folder(root: str | Path, size: int = 112, progress: bool = True, 
         labels[n] = y
         n += 1
     if n == 0:
-        raise UserError(f"none of the {len(files)} images under {root} could be read; check the files are images")
-    return FaceSet(images[:n], labels[:n], classes, str(root), skipped=skipped, resized=resized)
+        raise UserError(f"none of the {len(files)} images of {source} could be read; check the files are images")
+    return FaceSet(images[:n], labels[:n], classes, source, skipped=skipped, resized=resized)
+
+
+def _read_aligned(source: str, files: list[tuple[Path, int]], classes: list[str], progress: bool) -> FaceSet:
+    from .align import align_files
+
+    crops, statuses = align_files([p for p, _ in files], progress=progress)
+    keep = np.array([st == "ok" for st in statuses])
+    dropped: dict[str, list[str]] = {}
+    for (p, _), st in zip(files, statuses):
+        if st in ("no_face", "haar_reject"):
+            dropped.setdefault(st, []).append(str(p))
+    skipped = [str(p) for (p, _), st in zip(files, statuses) if st == "unreadable"]
+    labels = np.array([y for _, y in files], np.int64)
+    return FaceSet(crops[keep], labels[keep], classes, f"{source} (MTCNN-aligned, Haar-cleaned)", skipped=skipped,
+                   dropped=dropped)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .folder import FaceSet, read_image_folder
+from pathlib import Path
+
+from .folder import FaceSet, read_files, read_image_folder
+
+LFW_UNPAIRED = "lfw-unpaired:"
 
 # Evaluation identities start far above any training range, so held-out faces are never trained on.
 EVAL_IDENTITY_OFFSET = 1_000_000
@@ -23,18 +27,18 @@ def synthetic_faces(num_identities: int, images_per_identity: int, seed: int = 0
 
 
 def load_faces(spec: str, *, identities: int = 120, per_identity: int = 20, seed: int = 0,
-               first_identity: int = 0, progress: bool = True) -> FaceSet:
+               first_identity: int = 0, progress: bool = True, align: bool = False) -> FaceSet:
     """`spec` is "synthetic" (built-in generator, parameters as given) or a folder of aligned crops."""
     if spec == "synthetic":
         return synthetic_faces(identities, per_identity, seed, first_identity, progress)
-    return read_image_folder(spec, progress=progress)
+    return read_image_folder(spec, progress=progress, align=align)
 
 
-def with_unlabelled(faces: FaceSet, folders: list, progress: bool = True) -> FaceSet:
+def with_unlabelled(faces: FaceSet, folders: list, progress: bool = True, align: bool = False) -> FaceSet:
     """Append aligned faces from `folders` with label -1 (used by distillation only, not by the margin loss)."""
     images, labels, skipped = [faces.images], [faces.labels], list(faces.skipped)
     for folder in folders:
-        extra = read_image_folder(folder, progress=progress)
+        extra = _read_unlabelled(str(folder), progress, align)
         images.append(extra.images)
         labels.append(np.full(len(extra), -1, np.int64))
         skipped += extra.skipped
@@ -42,3 +46,22 @@ def with_unlabelled(faces: FaceSet, folders: list, progress: bool = True) -> Fac
     src = f"{faces.source} + {n_extra} unlabelled from {', '.join(str(f) for f in folders)}"
     return FaceSet(np.concatenate(images), np.concatenate(labels), faces.classes, src, faces.synthetic, skipped,
                    faces.resized)
+
+
+def _read_unlabelled(spec: str, progress: bool, align: bool) -> FaceSet:
+    """A folder, or `lfw-unpaired:LFW_DIR`: the LFW images of people who appear in no pair of pairs.txt
+    (1,549 images of 1,468 people), the only LFW images that may train a model evaluated on LFW."""
+    if not spec.startswith(LFW_UNPAIRED):
+        return read_image_folder(spec, progress=progress, align=align)
+    files = lfw_unpaired_images(spec[len(LFW_UNPAIRED):])
+    return read_files([(p, -1) for p in files], [], spec, progress=progress, align=align)
+
+
+def lfw_unpaired_images(lfw_dir: str | Path) -> list[Path]:
+    from ..evaluate.lfw import locate_lfw, parse_pairs
+
+    pairs_path, root = locate_lfw(lfw_dir)
+    pairs = parse_pairs(pairs_path)
+    paired_people = {name.split("/")[0] for name in pairs.left + pairs.right}
+    return [p for d in sorted(root.iterdir()) if d.is_dir() and d.name not in paired_people
+            for p in sorted(d.glob("*.jpg"))]

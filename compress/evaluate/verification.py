@@ -288,18 +288,20 @@ def plot_roc(curves: dict[str, VerificationResult], path: str | Path, title: str
     fig = Figure(figsize=(6.4, 4.8), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    min_far = 1.0
+    min_far, min_tar = 1.0, 1.0
     for name, res in curves.items():
         fpr, tpr = np.asarray(res.fpr, float), np.asarray(res.tpr, float)
         keep = fpr > 0
         if keep.any():
             min_far = min(min_far, float(fpr[keep].min()))
+            min_tar = min(min_tar, float(tpr[keep].min()))
         label = (f"{name}: {100 * res.accuracy_mean:.2f}% +- {100 * res.accuracy_std:.2f} "
                  f"({res.n_folds}-fold), AUC {res.auc:.4f}")
         ax.step(fpr[keep], tpr[keep], where="post", label=label)
     ax.set_xscale("log")
     ax.set_xlim(min_far, 1.0)
-    ax.set_ylim(0.0, 1.005)
+    # Zoom the TAR axis onto the curves (good models sit near 1), in steps of 0.05.
+    ax.set_ylim(max(0.0, float(np.floor((min_tar - 0.005) * 20) / 20)), 1.002)
     ax.set_xlabel("false accept rate (FAR, log scale)")
     ax.set_ylabel("true accept rate (TAR)")
     ax.grid(True, which="both", alpha=0.3)

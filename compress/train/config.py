@@ -19,6 +19,7 @@ RESUMABLE_CHANGES = {"epochs", "device", "threads", "progress"}
 class TrainConfig:
     schedule: str = "table3"
     data: str = "synthetic"  # "synthetic" (built-in generator) or an ImageFolder of aligned 112x112 crops
+    align: bool = False  # data/unlabelled folders hold raw photos: MTCNN-align (cached) and Haar-clean them
     synthetic_identities: int = 120
     synthetic_images_per_identity: int = 20
     synthetic_seed: int = 0

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..artifacts import atomic_write, host_description, now_iso, versions, write_json
 from ..data.folder import FaceSet
-from ..data.sources import EVAL_IDENTITY_OFFSET, load_faces, synthetic_faces, with_unlabelled
+from ..data.sources import EVAL_IDENTITY_OFFSET, LFW_UNPAIRED, load_faces, synthetic_faces, with_unlabelled
 from ..data.transforms import augment, to_float
 from ..errors import UserError
 from ..model.io import save_model
@@ -147,10 +147,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
     if faces is None:
         faces = load_faces(cfg.data if cfg.data == "synthetic" else str(resolve_path(cfg.data)),
                            identities=cfg.synthetic_identities, per_identity=cfg.synthetic_images_per_identity,
-                           seed=cfg.synthetic_seed, progress=cfg.progress and main)
+                           seed=cfg.synthetic_seed, progress=cfg.progress and main, align=cfg.align)
     if cfg.unlabelled:
-        faces = with_unlabelled(faces, [resolve_path(u.strip()) for u in cfg.unlabelled.split(",") if u.strip()],
-                                progress=cfg.progress and main)
+        specs = [u.strip() for u in cfg.unlabelled.split(",") if u.strip()]
+        specs = [u if u.startswith(LFW_UNPAIRED) else str(resolve_path(u)) for u in specs]
+        specs = [LFW_UNPAIRED + str(resolve_path(u[len(LFW_UNPAIRED):])) if u.startswith(LFW_UNPAIRED) else u
+                 for u in specs]
+        faces = with_unlabelled(faces, specs,
+                                progress=cfg.progress and main, align=cfg.align)
     fingerprint = faces.fingerprint()
     targets = None
     if cfg.teacher:
@@ -274,7 +278,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
         "config": cfg.to_dict(),
         "data": {"description": faces.describe(), "fingerprint": fingerprint, "synthetic": faces.synthetic,
                  "images": len(faces), "labelled_images": n_labelled, "identities": faces.num_classes,
-                 "skipped_unreadable": len(faces.skipped)},
+                 "skipped_unreadable": len(faces.skipped),
+                 "dropped_by_cleaning": {k: len(v) for k, v in faces.dropped.items()}},
         "teacher": {"path": cfg.teacher, "sha256": teacher_hash} if cfg.teacher else None,
         "loss": head.describe(),
         "history": history,
