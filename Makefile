@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e ".[test]"
+	# MTCNN's weights come from the facenet-pytorch wheel on PyPI (that package itself is never installed).
+	$(VENV)/bin/compress data fetch-mtcnn
 	@touch $(STAMP)
 
 install: $(STAMP)

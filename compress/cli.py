@@ -139,6 +139,22 @@ def pipeline(recipe, out, force) -> None:
     run_pipeline(recipe, out, force=force)
 
 
+@cli.command()
+@click.option("--recipe", required=True, help="recipe name in profiles/ or .toml path")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="folder for the runs and the table")
+@click.option("--epochs", type=int, help="override the recipe's epochs for every variant")
+@click.option("--variant", "variants", multiple=True, help="run only these (repeatable); default: all five")
+@click.option("--device", help="auto, cpu, cuda")
+@click.option("--no-progress", is_flag=True)
+def ablation(recipe, out, epochs, variants, device, no_progress) -> None:
+    """ArcFace-w (N = 1, 2, 3) vs ArcFace vs softmax with one recipe; LFW accuracy table in OUT/ablation.md."""
+    from .train.ablation import run_ablation, write_table
+
+    rows = run_ablation(recipe, out, epochs=epochs, variants=list(variants) or None, device=device,
+                        progress=False if no_progress else None)
+    click.echo(write_table(rows, out))
+
+
 # ---------------------------------------------------------------- data
 @cli.group()
 def data() -> None:

@@ -112,3 +112,54 @@ def test_torchrun_ddp_two_processes(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["world_size"] == 2
     assert load_model(out)(torch.zeros(1, 3, 112, 112)).shape == (1, 128)
+
+
+def test_distillation_pulls_student_towards_teacher(tmp_path, faces, monkeypatch):
+    """A teacher ONNX model + unlabelled images: the distillation term falls and is recorded."""
+    from PIL import Image
+
+    from compress.model import build_model
+
+    monkeypatch.setenv("COMPRESS_TEACHER_CACHE", str(tmp_path / "tcache"))
+    torch.manual_seed(1)
+    teacher = tmp_path / "teacher.onnx"
+    torch.onnx.export(build_model("table3").eval(), torch.zeros(1, 3, 112, 112), teacher, input_names=["x"],
+                      output_names=["e"], dynamic_axes={"x": {0: "b"}, "e": {0: "b"}}, dynamo=False)
+    unl = tmp_path / "unlabelled" / "anyone"
+    unl.mkdir(parents=True)
+    for i, img in enumerate(toy_faces(classes=2, per_class=6, seed=5).images):
+        Image.fromarray(img).save(unl / f"{i}.png")
+    c = cfg(epochs=4, teacher=str(teacher), distill_weight=5.0, unlabelled=str(tmp_path / "unlabelled"), augment=False)
+    m = train(c, tmp_path / "run", faces=faces)
+    d = [h["distill_loss"] for h in m["history"]]
+    assert d[-1] < d[0]
+    assert m["data"]["images"] == len(faces) + 12 and m["data"]["labelled_images"] == len(faces)
+    assert m["teacher"]["sha256"]
+    assert list((tmp_path / "tcache").glob("*.npz"))  # teacher targets cached for the next run
+    with pytest.raises(UserError, match="needs both teacher"):
+        train(cfg(distill_weight=1.0), tmp_path / "bad", faces=faces)
+
+
+def test_ablation_runs_each_variant_and_writes_table(tmp_path):
+    from PIL import Image
+
+    from compress.train.ablation import run_ablation
+
+    data = tmp_path / "faces"
+    f = toy_faces(classes=4, per_class=8)
+    for i, (img, y) in enumerate(zip(f.images, f.labels)):
+        (data / f"id{y}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(data / f"id{y}" / f"{i}.png")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[train]\ndata = "{data}"\nbatch_size = 16\ns = 16.0\nm = 0.2\nthreads = 2\nprogress = false\n')
+    rows = run_ablation(recipe, tmp_path / "abl", epochs=1, variants=["arcface_w-N1", "softmax"])
+    assert [r["variant"] for r in rows] == ["arcface_w-N1", "softmax"]
+    assert "N=1" in rows[0]["loss"] and rows[1]["loss"].startswith("softmax")
+    table = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "| arcface_w-N1 |" in table and "| softmax |" in table
+    # finished variants are reused, not retrained
+    before = (tmp_path / "abl" / "softmax" / "model.pt").stat().st_mtime_ns
+    run_ablation(recipe, tmp_path / "abl", epochs=1, variants=["softmax"])
+    assert (tmp_path / "abl" / "softmax" / "model.pt").stat().st_mtime_ns == before
+    with pytest.raises(UserError, match="unknown ablation variant"):
+        run_ablation(recipe, tmp_path / "abl", variants=["cosface"])

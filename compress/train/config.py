@@ -79,8 +79,8 @@ def resolve_path(value: str) -> Path:
     (so `../shared/...` in a recipe works from anywhere inside a checkout)."""
     p = Path(value).expanduser()
     if p.is_absolute() or p.exists():
-        return p
-    return profiles_dir().parent / p
+        return p.resolve()
+    return (profiles_dir().parent / p).resolve()
 
 
 def resolve_recipe(name_or_path: str | Path) -> Path:
