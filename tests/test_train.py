@@ -163,3 +163,13 @@ def test_ablation_runs_each_variant_and_writes_table(tmp_path):
     assert (tmp_path / "abl" / "softmax" / "model.pt").stat().st_mtime_ns == before
     with pytest.raises(UserError, match="unknown ablation variant"):
         run_ablation(recipe, tmp_path / "abl", variants=["cosface"])
+
+
+def test_recipe_inherits_from_base(tmp_path):
+    (tmp_path / "a.toml").write_text("[train]\nepochs = 7\nloss = 'arcface'\n")
+    (tmp_path / "b.toml").write_text(f"base = '{tmp_path / 'a.toml'}'\n[train]\nloss = 'softmax'\n")
+    c = make_config(tmp_path / "b.toml")
+    assert (c.epochs, c.loss) == (7, "softmax")
+    (tmp_path / "c.toml").write_text(f"base = '{tmp_path / 'c.toml'}'\n[train]\n")
+    with pytest.raises(UserError, match="its own base"):
+        make_config(tmp_path / "c.toml")

@@ -103,6 +103,10 @@ def load_recipe(name_or_path: str | Path, section: str = "train") -> dict[str, A
     table = raw.get(section)
     if not isinstance(table, dict):
         raise UserError(f"{p}: no [{section}] table; a recipe needs one")
+    if "base" in raw:  # a recipe can be another recipe with a few fields changed
+        if Path(str(raw["base"])).stem == p.stem:
+            raise UserError(f"{p}: a recipe cannot be its own base")
+        table = {**load_recipe(str(raw["base"]), section), **table}
     known = {f.name for f in fields(TrainConfig)} if section == "train" else None
     if known is not None:
         bad = sorted(set(table) - known)
