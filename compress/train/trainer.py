@@ -268,7 +268,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
                            progress=cfg.progress, roc_path=out / "lfw_roc.png")
         metrics["lfw"] = lfw
         for key, line in lfw["summary"].items():
-            print(f"  LFW ({'flip fusion' if key == 'flip' else 'no flip'}): {line}")
+            print(f"  LFW View 2 ({'flip fusion' if key == 'flip' else 'no flip'}; pytorch, measured on {lfw['host']}): {line}")
     save_model(model.cpu(), out / "model.pt", {"trained_with": head.describe()})
     manifest = {
         "kind": "train",
