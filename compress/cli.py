@@ -54,6 +54,26 @@ def schedules_show(name: str) -> None:
         click.echo(f"prunes from {s.prune_from}, stage mapping (source->this): {mapping}")
 
 
+# ---------------------------------------------------------------- targets
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def targets(ctx: click.Context) -> None:
+    """List robot boards (targets/*.toml); `targets show NAME` prints one."""
+    if ctx.invoked_subcommand is None:
+        from .targets import format_target_list, list_targets
+
+        click.echo(format_target_list(list_targets()))
+
+
+@targets.command("show")
+@click.argument("name")
+def targets_show(name: str) -> None:
+    """Runtime, precisions, opset cap, hardware figures and published reference latencies of board NAME."""
+    from .targets import format_target, load_target
+
+    click.echo(format_target(load_target(name)))
+
+
 # ---------------------------------------------------------------- train
 @cli.command()
 @click.option("--recipe", help="recipe name in profiles/ or .toml path; options below override it")
