@@ -17,7 +17,7 @@ from .errors import UserError
 
 RESIDUAL_KINDS = ("a", "b")
 _TOP_KEYS = {"name", "description", "input_size", "embedding_size", "prune_from", "stem", "stages", "head"}
-_STAGE_KEYS = {"t", "c", "n", "s", "residual", "source"}
+_STAGE_KEYS = {"t", "c", "n", "s", "residual", "source", "hidden"}
 
 
 def profiles_dir() -> Path:
@@ -34,6 +34,13 @@ class Stage:
     s: int
     residual: str = "a"
     source: int | None = None
+    # Optional explicit hidden (expand) width of each of the n blocks, overriding t x (branch input width).
+    # Written by pruning when a uniform/iterative width is not an integer multiple of the input width.
+    hidden: tuple[int, ...] | None = None
+
+    def hidden_of(self, block: int) -> int | None:
+        """The explicit hidden width of block `block` (0-based), or None for t x (branch input width)."""
+        return None if self.hidden is None else self.hidden[block]
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,8 @@ class Schedule:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Schedule":
         d = dict(d)
-        d["stages"] = tuple(Stage(**s) for s in d["stages"])
+        d["stages"] = tuple(Stage(**{**s, "hidden": None if s.get("hidden") is None else tuple(s["hidden"])})
+                            for s in d["stages"])
         return cls(**d)
 
 
@@ -100,6 +108,19 @@ def _int(where: str, v: Any, lo: int = 1, choices: tuple[int, ...] | None = None
     return v
 
 
+def _hidden(where: str, v: Any, t: int, n: int) -> tuple[int, ...] | None:
+    """`hidden` is one integer (every block) or a list of n integers; absent means t x (branch input width)."""
+    if v is None:
+        return None
+    if t == 1:
+        raise UserError(f"{where}.hidden is not allowed with t = 1 (no expand conv: the depthwise runs on the input)")
+    if isinstance(v, list):
+        if len(v) != n:
+            raise UserError(f"{where}.hidden must list one width per block (n = {n}), got {len(v)}")
+        return tuple(_int(f"{where}.hidden[{i}]", h) for i, h in enumerate(v))
+    return (_int(f"{where}.hidden", v),) * n
+
+
 def parse_schedule(raw: dict[str, Any], origin: str = "<schedule>") -> Schedule:
     """Validate a schedule mapping; every error names `origin` and the offending field."""
     unknown = set(raw) - _TOP_KEYS
@@ -134,10 +155,13 @@ def parse_schedule(raw: dict[str, Any], origin: str = "<schedule>") -> Schedule:
         if residual == "b" and c % 2:
             raise UserError(f"{where}.c must be even for residual 'b' (it splits channels in half), got {c}")
         source = st.get("source")
+        t = _int(f"{where}.t", st["t"])
+        n = _int(f"{where}.n", st["n"])
         stages.append(Stage(
-            t=_int(f"{where}.t", st["t"]), c=c, n=_int(f"{where}.n", st["n"]),
+            t=t, c=c, n=n,
             s=_int(f"{where}.s", st["s"], choices=(1, 2)), residual=residual,
             source=None if source is None else _int(f"{where}.source", source),
+            hidden=_hidden(where, st.get("hidden"), t, n),
         ))
     size = _int(f"{origin}: input_size", raw.get("input_size", 112), lo=16)
     return Schedule(

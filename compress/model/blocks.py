@@ -27,9 +27,13 @@ def conv_bn(cin: int, cout: int, k: int = 1, s: int = 1, groups: int = 1, act: b
     return nn.Sequential(*layers)
 
 
-def expand_branch(cin: int, cout: int, t: int, stride: int) -> nn.Sequential:
-    """1x1 expand (skipped when t == 1, as in MobileNet-v2) -> 3x3 depthwise -> 1x1 linear project."""
-    hidden = cin * t
+def expand_branch(cin: int, cout: int, t: int, stride: int, hidden: int | None = None) -> nn.Sequential:
+    """1x1 expand (skipped when t == 1, as in MobileNet-v2) -> 3x3 depthwise -> 1x1 linear project.
+
+    `hidden` overrides the expand width t x cin (a pruned schedule's explicit per-block width)."""
+    if hidden is not None and t == 1 and hidden != cin:
+        raise ValueError(f"t = 1 has no expand conv, so the hidden width is the input width {cin}, not {hidden}")
+    hidden = cin * t if hidden is None else hidden
     layers: list[nn.Module] = []
     if t != 1:
         layers.append(conv_bn(cin, hidden, 1))
@@ -45,11 +49,11 @@ def channel_shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
 class InvertedResidual(nn.Module):
     kind = "a"
 
-    def __init__(self, cin: int, cout: int, t: int, stride: int) -> None:
+    def __init__(self, cin: int, cout: int, t: int, stride: int, hidden: int | None = None) -> None:
         super().__init__()
         self.stride = stride
         self.use_shortcut = stride == 1 and cin == cout
-        self.conv = expand_branch(cin, cout, t, stride)
+        self.conv = expand_branch(cin, cout, t, stride, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
@@ -59,7 +63,7 @@ class InvertedResidual(nn.Module):
 class ParallelExpansion(nn.Module):
     kind = "b"
 
-    def __init__(self, cin: int, cout: int, t: int, stride: int) -> None:
+    def __init__(self, cin: int, cout: int, t: int, stride: int, hidden: int | None = None) -> None:
         super().__init__()
         if cout % 2:
             raise ValueError(f"residual (b) needs an even output width, got {cout}")
@@ -68,11 +72,11 @@ class ParallelExpansion(nn.Module):
         half = cout // 2
         if self.split:
             self.shortcut = None
-            self.branch = expand_branch(half, half, t, 1)
+            self.branch = expand_branch(half, half, t, 1, hidden)
         else:
             # "DW" + "SW": depthwise then pointwise on the whole input, beside the expand branch.
             self.shortcut = nn.Sequential(conv_bn(cin, cin, 3, stride, groups=cin, act=False), conv_bn(cin, half, 1))
-            self.branch = expand_branch(cin, half, t, stride)
+            self.branch = expand_branch(cin, half, t, stride, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.shortcut is None:

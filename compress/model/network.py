@@ -25,7 +25,8 @@ class FaceMobileNet(nn.Module):
         cin = schedule.stem_c
         for st in schedule.stages:
             block = BLOCKS[st.residual]
-            blocks = [block(cin if i == 0 else st.c, st.c, st.t, st.s if i == 0 else 1) for i in range(st.n)]
+            blocks = [block(cin if i == 0 else st.c, st.c, st.t, st.s if i == 0 else 1, st.hidden_of(i))
+                      for i in range(st.n)]
             stages.append(nn.Sequential(*blocks))
             cin = st.c
         self.stages = nn.Sequential(*stages)
