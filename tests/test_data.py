@@ -68,3 +68,15 @@ def test_pairs_are_balanced_and_identity_disjoint_across_folds():
     for i in range(10):
         for j in range(i + 1, 10):
             assert not ids_per_fold[i] & ids_per_fold[j]
+
+
+def test_unlabelled_images_keep_cleaning_counts(tmp_path):
+    from compress.data.folder import FaceSet
+    from compress.data.sources import with_unlabelled
+
+    root = _folder(tmp_path / "u", n_ids=1, per=3)
+    base = FaceSet(np.zeros((2, 112, 112, 3), np.uint8), np.array([0, 1]), ["a", "b"], "base",
+                   dropped={"no_face": ["x.jpg"]})
+    fs = with_unlabelled(base, [root], progress=False)
+    assert len(fs) == 5 and fs.labels.tolist() == [0, 1, -1, -1, -1]
+    assert fs.dropped == {"no_face": ["x.jpg"]} and fs.classes == ["a", "b"]

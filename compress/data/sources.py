@@ -37,15 +37,18 @@ def load_faces(spec: str, *, identities: int = 120, per_identity: int = 20, seed
 def with_unlabelled(faces: FaceSet, folders: list, progress: bool = True, align: bool = False) -> FaceSet:
     """Append aligned faces from `folders` with label -1 (used by distillation only, not by the margin loss)."""
     images, labels, skipped = [faces.images], [faces.labels], list(faces.skipped)
+    dropped = {k: list(v) for k, v in faces.dropped.items()}
     for folder in folders:
         extra = _read_unlabelled(str(folder), progress, align)
         images.append(extra.images)
         labels.append(np.full(len(extra), -1, np.int64))
         skipped += extra.skipped
+        for k, v in extra.dropped.items():
+            dropped.setdefault(k, []).extend(v)
     n_extra = sum(len(x) for x in labels[1:])
     src = f"{faces.source} + {n_extra} unlabelled from {', '.join(str(f) for f in folders)}"
     return FaceSet(np.concatenate(images), np.concatenate(labels), faces.classes, src, faces.synthetic, skipped,
-                   faces.resized)
+                   faces.resized, dropped)
 
 
 def _read_unlabelled(spec: str, progress: bool, align: bool) -> FaceSet:
