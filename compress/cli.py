@@ -106,6 +106,29 @@ def train(recipe, out, resume, overwrite, no_progress, **opts) -> None:
         click.echo(f"wrote {out}/model.pt and {out}/manifest.json (final loss {manifest['metrics']['final_loss']:.3f})")
 
 
+# ---------------------------------------------------------------- prune
+@cli.command()
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
+              help="trained model artifact (run folder or model.pt), e.g. a Table 2 network")
+@click.option("--schedule", help="target channel schedule: table3 or a .toml file")
+@click.option("--ratio", type=float, help="instead of a schedule: keep this fraction of every layer's channels")
+@click.option("--criterion", type=click.Choice(["l1", "l2", "bn"]), default="l1", show_default=True,
+              help="channel importance: weight magnitude (L1/L2) or BN scaling factor |gamma|")
+@click.option("--round-to", type=int, help="round widths up to a multiple (e.g. 8) for accelerators")
+@click.option("--steps", default=1, show_default=True, help="prune in this many steps (widths interpolated)")
+@click.option("--depth", type=click.Choice(["first", "importance"]), default="first", show_default=True,
+              help="which blocks a shortened stage keeps")
+@click.option("--lfw", type=click.Path(path_type=Path), help="measure LFW accuracy before and right after pruning")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--overwrite", is_flag=True)
+def prune(model_path, schedule, ratio, criterion, round_to, steps, depth, lfw, out, overwrite) -> None:
+    """Structured pruning (channels and whole blocks) of a trained model down to a schedule."""
+    from .prune.run import prune_artifact
+
+    prune_artifact(model_path, out, schedule=schedule, ratio=ratio, criterion=criterion, round_to=round_to,
+                   steps=steps, depth=depth, lfw=lfw, overwrite=overwrite)
+
+
 # ---------------------------------------------------------------- evaluate
 @cli.command()
 @click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),

@@ -75,3 +75,24 @@ def test_evaluate_artifact_on_synthetic_pairs(tmp_path):
     assert "SYNTHETIC" in res["dataset"] and res["runtime"] == "pytorch"
     assert 0.3 <= res["accuracy"] <= 1.0
     assert "accuracy:" in r.stdout and "measured on" in r.stdout
+
+
+def test_prune_cli_table2_to_table3_writes_artifact(tmp_path):
+    torch.manual_seed(0)
+    save_model(build_model("table2"), tmp_path / "t2" / "model.pt")
+    r = run("prune", "--model", str(tmp_path / "t2"), "--schedule", "table3", "--round-to", "8",
+            "--out", str(tmp_path / "p"))
+    assert "7" in r.stdout and "wrote" in r.stdout
+    m = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert m["deleted_source_stages"] == [5]
+    assert [x["source_stage"] for x in m["stage_mapping"]] == [1, 2, 3, 4, 6, 7]
+    assert m["macs"]["after"] > m["macs"]["exact_widths"] and m["macs"]["after"] < m["macs"]["before"]
+    from compress.model.io import load_model
+
+    assert load_model(tmp_path / "p")(torch.zeros(1, 3, 112, 112)).shape == (1, 128)
+    again = run("prune", "--model", str(tmp_path / "t2"), "--schedule", "table3", "--out", str(tmp_path / "p"),
+                check_rc=2)
+    assert "already exists" in again.stderr
+    bad = run("prune", "--model", str(tmp_path / "t2"), "--schedule", "table2", "--ratio", "0.5",
+              "--out", str(tmp_path / "q"), check_rc=2)
+    assert "exactly one of --schedule" in bad.stderr
