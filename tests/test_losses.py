@@ -69,10 +69,22 @@ def test_target_logit_uses_margin_and_others_do_not():
     mask = torch.nn.functional.one_hot(y, 5).bool()
     assert torch.allclose(logits[~mask], 10 * cos[~mask])
     cy = cos[mask]
-    expected = torch.where(cy > 0, torch.cos(math.pi / 2 - cy + 0.3), torch.cos(torch.arccos(cy) + 0.3))
-    fallback = theta_w(cy, 1) > math.pi - 0.3
-    expected = torch.where(fallback, cy - 0.3 * math.sin(0.3), expected)
+    expected = torch.where(cy > 0, torch.cos(math.pi / 2 - cy + 0.3), cy - math.sin(0.3))
     assert torch.allclose(logits[mask], 10 * expected, atol=1e-5)
+
+
+def test_arcface_w_margin_does_not_fade_for_negative_cos():
+    """cos(arccos(x) + m) costs only ~0.12 below x = cos(pi - m); ArcFace-w keeps a margin >= sin(m) there."""
+    head = MarginHead(2, 2, loss="arcface_w", s=1.0, m=0.5, terms=2)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(2))
+    xs = torch.linspace(-0.99, 0.99, 199)
+    emb = torch.stack([xs, torch.sqrt(1 - xs**2)], 1)
+    phi = head.logits(emb, torch.zeros(199, dtype=torch.long))[:, 0].detach()
+    gap = xs - phi
+    assert torch.all(gap[xs <= 0] >= math.sin(0.5) - 1e-6)
+    assert torch.all(phi[1:] >= phi[:-1] - 1e-6)  # monotone in cos
+    assert abs(float(phi[99]) + math.sin(0.5)) < 0.02  # continuous at x = 0
 
 
 def test_margin_order_arcface_w_below_arcface_below_plain():

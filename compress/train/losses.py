@@ -5,8 +5,9 @@ arccos by pi/2 - arcsin_N(x), the arcsin Taylor series truncated to N terms. For
 positive, so the truncated sum is below arcsin(x) and theta_w >= theta: an extra, adaptive margin that grows as
 a sample nears its class centre (up to pi/2 - sum(coeffs) at x = 1: 0.571 rad for N=1, 0.404 for N=2).
 The paper only argues for x > 0. For x <= 0 the truncated series would *shrink* theta (odd powers of a
-negative x), so there we use the exact arccos; both sides give pi/2 with slope -1 at x = 0, so theta_w stays
-continuous and differentiable there. The polynomial also has finite gradient at x = 1, where arccos' is
+negative x), so theta_w there is the exact arccos (both sides give pi/2 with slope -1 at x = 0). The target
+logit for x <= 0 is the additive cosine margin x - sin(m) rather than cos(arccos(x) + m), which meets the arc
+form at x = 0 and, unlike it, does not fade as theta nears pi - m (see MarginHead.logits). The polynomial also has finite gradient at x = 1, where arccos' is
 infinite; the exact ArcFace clamps x to +-(1 - 1e-7) for the same reason.
 """
 
@@ -70,9 +71,17 @@ class MarginHead(nn.Module):
         if labels is None:
             return self.s * cos
         cos_y = cos.gather(1, labels[:, None])
-        theta = theta_w(cos_y, self.terms) if self.loss == "arcface_w" else theta_exact(cos_y)
-        # Past theta + m > pi, cos(theta + m) would rise again; use insightface's linear fallback there.
-        phi = torch.where(theta <= math.pi - self.m, torch.cos(theta + self.m), cos_y - self.m * math.sin(self.m))
+        if self.loss == "arcface_w":
+            # x <= 0: cos(arccos(x) + m) loses its margin as theta nears pi - m (cos(theta + m) flattens at -1),
+            # and training was measured to collapse there (every embedding anti-aligned with every class
+            # centre: loss fell while accuracy went to chance). An additive cosine margin x - sin(m) meets the
+            # arc margin at x = 0 and costs the same everywhere below it.
+            arc = torch.cos(theta_w(cos_y, self.terms) + self.m)
+            phi = torch.where(cos_y > 0, arc, cos_y - math.sin(self.m))
+        else:
+            theta = theta_exact(cos_y)
+            # Past theta + m > pi, cos(theta + m) would rise again; insightface's linear fallback there.
+            phi = torch.where(theta <= math.pi - self.m, torch.cos(theta + self.m), cos_y - self.m * math.sin(self.m))
         return self.s * cos.scatter(1, labels[:, None], phi)
 
     def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
