@@ -98,6 +98,16 @@ def _pkg(name: str) -> str:
         return ""
 
 
+def code_fingerprint() -> str:
+    """Hash of the package's own source: a cached artifact is reused only if the code that made it is the same."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for p in sorted(root.rglob("*.py")):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

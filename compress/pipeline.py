@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .artifacts import write_json
+from .artifacts import code_fingerprint, write_json
 from .data.sources import EVAL_IDENTITY_OFFSET, load_faces
 from .evaluate.embed import load_embedder
 from .evaluate.pairs_eval import evaluate_pairs
@@ -26,7 +26,8 @@ def _cached(folder: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     if not m.is_file():
         return None
     manifest = json.loads(m.read_text())
-    return manifest if manifest.get("config") == key else None
+    same = manifest.get("config") == key and manifest.get("code") == code_fingerprint()
+    return manifest if same else None
 
 
 def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, force: bool = False) -> dict[str, Any]:
@@ -37,7 +38,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
     train_dir = out / "train"
     manifest = None if force else _cached(train_dir, cfg.to_dict())
     if manifest:
-        click.echo(f"[1/2] train: cached in {train_dir} (same recipe and config)")
+        click.echo(f"[1/2] train: cached in {train_dir} (same recipe, config and code)")
     else:
         click.echo(f"[1/2] train: {path.name} -> {train_dir}")
         manifest = train(cfg, train_dir, overwrite=True)

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from ..artifacts import atomic_write, host_description, now_iso, versions, write_json
+from ..artifacts import atomic_write, code_fingerprint, host_description, now_iso, versions, write_json
 from ..data.folder import FaceSet
 from ..data.sources import EVAL_IDENTITY_OFFSET, LFW_UNPAIRED, load_faces, synthetic_faces, with_unlabelled
 from ..data.transforms import augment, to_float
@@ -288,6 +288,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
         "world_size": world,
         "device": device,
         "versions": versions(),
+        "code": code_fingerprint(),
     }
     write_json(out / MANIFEST_FILE, manifest)
     return manifest
