@@ -14,7 +14,7 @@ from .errors import UserError
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="compress")
 def cli() -> None:
-    """facecompress: train, prune, quantize, export and benchmark the paper's MobileNet face recognizer."""
+    """facecompress: train, evaluate and prune the paper's MobileNet face recognizer for robot boards."""
 
 
 # ---------------------------------------------------------------- schedules
