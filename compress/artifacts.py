@@ -71,6 +71,12 @@ def artifact_dir(dest: str | Path, overwrite: bool = False) -> Iterator[Path]:
         raise
 
 
+def repo_folder(env_var: str, name: str) -> Path:
+    """A data folder at the repository root (profiles/, targets/), overridable by an environment variable."""
+    env = os.environ.get(env_var)
+    return Path(env) if env else Path(__file__).resolve().parents[1] / name
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

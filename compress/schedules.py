@@ -7,12 +7,12 @@ schedule is hand-written and the network builder must never see a malformed one.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .artifacts import repo_folder
 from .errors import UserError
 
 RESIDUAL_KINDS = ("a", "b")
@@ -22,8 +22,7 @@ _STAGE_KEYS = {"t", "c", "n", "s", "residual", "source", "hidden"}
 
 def profiles_dir() -> Path:
     """Where built-in schedules and recipes live (override with COMPRESS_PROFILES)."""
-    env = os.environ.get("COMPRESS_PROFILES")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "profiles"
+    return repo_folder("COMPRESS_PROFILES", "profiles")
 
 
 @dataclass(frozen=True)

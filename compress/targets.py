@@ -56,12 +56,12 @@ figure without a published source is left out of the file, and the file's commen
 from __future__ import annotations
 
 import math
-import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .artifacts import repo_folder
 from .errors import UserError
 
 RUNTIMES = ("tensorrt", "openvino", "tflite", "onnxruntime")
@@ -82,8 +82,7 @@ _REF_KEYS = {"network", "input_size", "precision", "runtime", "batch", "latency_
 
 def targets_dir() -> Path:
     """Where built-in target files live (override with COMPRESS_TARGETS)."""
-    env = os.environ.get("COMPRESS_TARGETS")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "targets"
+    return repo_folder("COMPRESS_TARGETS", "targets")
 
 
 @dataclass(frozen=True)
