@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -173,3 +174,25 @@ def test_recipe_inherits_from_base(tmp_path):
     (tmp_path / "c.toml").write_text(f"base = '{tmp_path / 'c.toml'}'\n[train]\n")
     with pytest.raises(UserError, match="its own base"):
         make_config(tmp_path / "c.toml")
+
+
+def test_fine_tune_from_pruned_model_with_unpruned_teacher(tmp_path, faces, monkeypatch):
+    """Prune -> fine-tune: start from the pruned artifact, distil from the unpruned artifact."""
+    from compress.model import build_model
+    from compress.model.io import save_model
+    from compress.prune import prune_to_schedule
+
+    monkeypatch.setenv("COMPRESS_TEACHER_CACHE", str(tmp_path / "tc"))
+    torch.manual_seed(0)
+    big = build_model("table2").eval()
+    save_model(big, tmp_path / "t2" / "model.pt")
+    save_model(prune_to_schedule(big, "table3"), tmp_path / "p" / "model.pt")
+    m = train(cfg(epochs=2, init_model=str(tmp_path / "p"), teacher=str(tmp_path / "t2"), distill_weight=10.0,
+                  lr=1e-3, augment=False), tmp_path / "ft", faces=faces)
+    assert m["init_model"] == str(tmp_path / "p") and m["schedule"]["name"] == "table3"
+    assert all(np.isfinite(h["loss"]) for h in m["history"])
+    assert m["history"][-1]["distill_loss"] < m["history"][0]["distill_loss"]
+    # with a vanishing learning rate the weights stay those of the pruned model: it really is the start point
+    train(cfg(epochs=1, init_model=str(tmp_path / "p"), lr=1e-12, augment=False), tmp_path / "still", faces=faces)
+    a, b = load_model(tmp_path / "p").state_dict(), load_model(tmp_path / "still").state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a if k.endswith("weight"))

@@ -40,7 +40,8 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0
     # Embedding-level distillation: 1 - cos(student, teacher) on every image, weighted by distill_weight.
-    teacher: str = ""  # ONNX face model with the same embedding size ("" = no distillation)
+    teacher: str = ""  # ONNX face model or model artifact, same embedding size ("" = no distillation)
+    init_model: str = ""  # start from this model artifact (e.g. a pruned network); its schedule is used
     distill_weight: float = 0.0
     unlabelled: str = ""  # folders of aligned faces with no usable labels (distillation only), comma-separated
     eval_lfw: str = ""  # LFW folder: evaluate the finished model with the 10-fold protocol

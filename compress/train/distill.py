@@ -1,5 +1,8 @@
 """Embedding-level distillation targets: the teacher's embedding of every training image and its mirror.
 
+The teacher is any embedder (an ONNX file such as MobileFaceNet, or a project artifact such as the unpruned
+network when fine-tuning a pruned one).
+
 Computed once per (teacher file, data) and cached, because the MobileFaceNet teacher costs ~12x the Table 3
 student per image; the student's random shift/crop is small enough that the teacher's embedding of the
 un-shifted view is a faithful target, while the mirror is not, so both views are kept.
@@ -15,7 +18,7 @@ import numpy as np
 
 from ..artifacts import atomic_write, file_sha256
 from ..errors import UserError
-from ..evaluate.embed import OnnxEmbedder
+from ..evaluate.embed import load_embedder
 
 
 def cache_dir() -> Path:
@@ -26,16 +29,18 @@ def teacher_targets(teacher: str | Path, images: np.ndarray, progress: bool = Tr
                     ) -> tuple[np.ndarray, np.ndarray, str]:
     """(embeddings, mirrored-image embeddings, teacher sha256), both [N, D] L2-normalised float32."""
     teacher = Path(teacher)
-    if not teacher.is_file():
-        raise UserError(f"teacher model {teacher} not found; pass an ONNX face model or drop teacher from the recipe")
-    t_hash = file_sha256(teacher)
+    weights = teacher / "model.pt" if teacher.is_dir() else teacher
+    if not weights.is_file():
+        raise UserError(f"teacher model {teacher} not found; pass an ONNX face model or a model artifact, "
+                        "or drop teacher from the recipe")
+    t_hash = file_sha256(weights)
     h = hashlib.sha256(t_hash.encode())
     h.update(np.ascontiguousarray(images).data)
     path = cache_dir() / f"{h.hexdigest()[:24]}.npz"
     if path.is_file():
         with np.load(path) as z:
             return z["plain"], z["mirror"], t_hash
-    emb = OnnxEmbedder(teacher)
+    emb = load_embedder(teacher)
     plain = emb.embed(images, progress=progress)
     mirror = emb.embed(np.ascontiguousarray(images[:, :, ::-1]), progress=progress)
 

@@ -25,7 +25,7 @@ from ..data.folder import FaceSet
 from ..data.sources import EVAL_IDENTITY_OFFSET, LFW_UNPAIRED, load_faces, synthetic_faces, with_unlabelled
 from ..data.transforms import augment, to_float
 from ..errors import UserError
-from ..model.io import save_model
+from ..model.io import load_model, save_model
 from ..model.network import FaceMobileNet
 from ..schedules import load_schedule
 from .config import TrainConfig, resolve_path
@@ -143,7 +143,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
     main = rank == 0
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    schedule = load_schedule(cfg.schedule)
+    init = load_model(resolve_path(cfg.init_model)) if cfg.init_model else None
+    schedule = init.schedule if init is not None else load_schedule(cfg.schedule)
     if faces is None:
         faces = load_faces(cfg.data if cfg.data == "synthetic" else str(resolve_path(cfg.data)),
                            identities=cfg.synthetic_identities, per_identity=cfg.synthetic_images_per_identity,
@@ -170,6 +171,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
 
     torch.manual_seed(cfg.seed)
     model = FaceMobileNet(schedule)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
     head = MarginHead(schedule.embedding_size, faces.num_classes, cfg.loss, cfg.s, cfg.m, cfg.terms)
     n_labelled = int((faces.labels >= 0).sum())
     net = _Trainable(model, head).to(device)
@@ -281,6 +284,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
                  "skipped_unreadable": len(faces.skipped),
                  "dropped_by_cleaning": {k: len(v) for k, v in faces.dropped.items()}},
         "teacher": {"path": cfg.teacher, "sha256": teacher_hash} if cfg.teacher else None,
+        "init_model": cfg.init_model or None,
         "loss": head.describe(),
         "history": history,
         "metrics": metrics,
