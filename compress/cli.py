@@ -103,7 +103,12 @@ def train(recipe, out, resume, overwrite, no_progress, **opts) -> None:
     from .train.config import make_config
     from .train.trainer import train as run
 
-    cfg = make_config(recipe, progress=False if no_progress else None, **opts)
+    base = None
+    if resume is not None and not recipe:  # resuming: the run's own settings, unless a recipe is named
+        from .train.trainer import load_checkpoint
+
+        base = load_checkpoint(resume)["config"]
+    cfg = make_config(recipe, base=base, progress=False if no_progress else None, **opts)
     manifest = run(cfg, out, resume=resume, overwrite=overwrite)
     if manifest:
         click.echo(f"wrote {out}/model.pt and {out}/manifest.json (final loss {manifest['metrics']['final_loss']:.3f})")

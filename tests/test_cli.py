@@ -96,3 +96,23 @@ def test_prune_cli_table2_to_table3_writes_artifact(tmp_path):
     bad = run("prune", "--model", str(tmp_path / "t2"), "--schedule", "table2", "--ratio", "0.5",
               "--out", str(tmp_path / "q"), check_rc=2)
     assert "exactly one of --schedule" in bad.stderr
+
+
+def test_resume_from_cli_uses_the_runs_own_settings(tmp_path):
+    from PIL import Image
+
+    data = tmp_path / "faces"
+    f = toy_faces(classes=4, per_class=6)
+    for i, (img, y) in enumerate(zip(f.images, f.labels)):
+        (data / f"id{y}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(data / f"id{y}" / f"{i}.png")
+    out = tmp_path / "run"
+    from compress.train.config import make_config
+    from compress.train.trainer import train
+
+    train(make_config(data=str(data), epochs=2, batch_size=8, s=16.0, m=0.2, progress=False, threads=2), out,
+          _stop_after_epoch=1)
+    r = run("train", "--resume", str(out), "--out", str(out), "--epochs", "2", "--no-progress")
+    assert "epoch 2/2" in r.stdout and (out / "model.pt").is_file()
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["config"]["data"] == str(data) and len(m["history"]) == 2

@@ -116,7 +116,8 @@ def load_recipe(name_or_path: str | Path, section: str = "train") -> dict[str, A
     return table
 
 
-def make_config(recipe: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    values: dict[str, Any] = load_recipe(recipe) if recipe else {}
+def make_config(recipe: str | Path | None = None, base: dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
+    """Recipe (or `base`, e.g. a checkpoint's config when resuming) then the non-None overrides."""
+    values: dict[str, Any] = load_recipe(recipe) if recipe else dict(base or {})
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**values).validate()
