@@ -23,6 +23,16 @@ def toy_faces(classes: int = 6, per_class: int = 12, size: int = 112, seed: int 
     return FaceSet(np.stack(imgs), np.array(labels, np.int64), [f"c{i}" for i in range(classes)], "toy")
 
 
+def write_image_folder(root: Path, faces: FaceSet) -> Path:
+    """Write a FaceSet as an ImageFolder root/id<label>/<i>.png (what `--data DIR` reads)."""
+    from PIL import Image
+
+    for i, (img, y) in enumerate(zip(faces.images, faces.labels)):
+        (root / f"id{y}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / f"id{y}" / f"{i}.png")
+    return root
+
+
 @pytest.fixture
 def faces() -> FaceSet:
     return toy_faces()

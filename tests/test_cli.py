@@ -10,7 +10,7 @@ from compress.evaluate.embed import OnnxEmbedder, TorchEmbedder
 from compress.model import build_model
 from compress.model.io import save_model
 
-from .conftest import toy_faces
+from .conftest import toy_faces, write_image_folder
 
 
 def run(*args, check_rc=0):
@@ -99,13 +99,7 @@ def test_prune_cli_table2_to_table3_writes_artifact(tmp_path):
 
 
 def test_resume_from_cli_uses_the_runs_own_settings(tmp_path):
-    from PIL import Image
-
-    data = tmp_path / "faces"
-    f = toy_faces(classes=4, per_class=6)
-    for i, (img, y) in enumerate(zip(f.images, f.labels)):
-        (data / f"id{y}").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(data / f"id{y}" / f"{i}.png")
+    data = write_image_folder(tmp_path / "faces", toy_faces(classes=4, per_class=6))
     out = tmp_path / "run"
     from compress.train.config import make_config
     from compress.train.trainer import train

@@ -12,7 +12,7 @@ from compress.model.io import load_model
 from compress.train.config import TrainConfig, make_config
 from compress.train.trainer import train
 
-from .conftest import toy_faces
+from .conftest import toy_faces, write_image_folder
 
 
 def cfg(**kw) -> TrainConfig:
@@ -95,14 +95,7 @@ def test_config_validation_and_recipe(tmp_path):
 @pytest.mark.slow
 def test_torchrun_ddp_two_processes(tmp_path):
     """The same training code under torchrun: 2 CPU processes (gloo) finish and write one model."""
-    data = tmp_path / "faces"
-    faces = toy_faces(classes=4, per_class=8)
-    from PIL import Image
-
-    for i, (img, y) in enumerate(zip(faces.images, faces.labels)):
-        d = data / f"id{y}"
-        d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(d / f"{i}.png")
+    data = write_image_folder(tmp_path / "faces", toy_faces(classes=4, per_class=8))
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
@@ -142,15 +135,9 @@ def test_distillation_pulls_student_towards_teacher(tmp_path, faces, monkeypatch
 
 
 def test_ablation_runs_each_variant_and_writes_table(tmp_path):
-    from PIL import Image
-
     from compress.train.ablation import run_ablation
 
-    data = tmp_path / "faces"
-    f = toy_faces(classes=4, per_class=8)
-    for i, (img, y) in enumerate(zip(f.images, f.labels)):
-        (data / f"id{y}").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(data / f"id{y}" / f"{i}.png")
+    data = write_image_folder(tmp_path / "faces", toy_faces(classes=4, per_class=8))
     recipe = tmp_path / "r.toml"
     recipe.write_text(f'[train]\ndata = "{data}"\nbatch_size = 16\ns = 16.0\nm = 0.2\nthreads = 2\nprogress = false\n')
     rows = run_ablation(recipe, tmp_path / "abl", epochs=1, variants=["arcface_w-N1", "softmax"])
