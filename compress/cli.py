@@ -137,6 +137,99 @@ def prune(model_path, schedule, ratio, criterion, round_to, steps, depth, lfw, o
                    steps=steps, depth=depth, lfw=lfw, overwrite=overwrite)
 
 
+# ---------------------------------------------------------------- quantize
+@cli.command()
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
+              help="model artifact to quantize (train or prune output)")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="quantized artifact folder to write")
+@click.option("--mode", type=click.Choice(["ptq", "qat"]), default="ptq", show_default=True,
+              help="ptq: calibration only (quick); qat: calibration, then fine-tuning with the training loss")
+@click.option("--calibration", "calibration_spec",
+              help="calibration faces: 'synthetic', an image folder, or lfw-unpaired:LFW_DIR  [synthetic]")
+@click.option("--calibration-images", default=256, show_default=True)
+@click.option("--keep-float", default="stem,embedding", show_default=True,
+              help="comma-separated layers left in float (mixed precision); 'none' = full int8")
+@click.option("--align", is_flag=True, help="the data folders hold raw photos: MTCNN-align them (cached)")
+@click.option("--train-data", "train_spec", help="QAT training faces: 'synthetic' or an image folder  [synthetic]")
+@click.option("--qat-steps", default=300, show_default=True)
+@click.option("--qat-lr", default=5e-5, show_default=True)
+@click.option("--overflow-fix", type=click.Choice(["disable", "first_layer_only", "enable"]), default="disable",
+              show_default=True, help="NNCF's 7-bit weights for CPUs without VNNI (costs accuracy)")
+@click.option("--threads", default=0, help="torch CPU threads (0 = default; 1 is fastest on a busy 2-core host)")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--overwrite", is_flag=True)
+@click.option("--no-progress", is_flag=True)
+def quantize(model_path, out, mode, calibration_spec, calibration_images, keep_float, align, train_spec, qat_steps,
+             qat_lr, overflow_fix, threads, seed, overwrite, no_progress) -> None:
+    """int8 quantization with NNCF (PTQ or QAT); the artifact feeds every int8 export (one calibration set)."""
+    from .quantize import quantize_artifact
+
+    keep = [] if keep_float.strip().lower() in ("", "none") else [k.strip() for k in keep_float.split(",") if k.strip()]
+    m = quantize_artifact(model_path, out, mode=mode, calibration_spec=calibration_spec,
+                          n_calibration=calibration_images, keep_float=keep, qat_steps=qat_steps, qat_lr=qat_lr,
+                          train_spec=train_spec, align=align, overflow_fix=overflow_fix, threads=threads,
+                          progress=not no_progress, overwrite=overwrite, seed=seed)
+    cos = m.get("metrics", {}).get("cosine", {})
+    if cos:
+        click.echo(f"int8 vs float embeddings (PyTorch fake-quant, {cos.get('n')} held-out faces): "
+                   f"cosine mean {cos['mean']:.5f}, min {cos['min']:.5f}")
+    click.echo(f"wrote {out}")
+
+
+# ---------------------------------------------------------------- export
+@cli.command()
+@click.option("--target", required=True, help="robot board: see `compress targets` (or a .toml file)")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=Path("runs/demo/train"),
+              show_default=True, help="model artifact (train/prune output) or quantized artifact (quantize output)")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), help="[the target's default]")
+@click.option("--out", type=click.Path(path_type=Path), help="export folder  [runs/exports/<model>-<target>-<precision>]")
+@click.option("--lfw", type=click.Path(path_type=Path), help="also measure LFW accuracy through the runtime")
+@click.option("--parity-data", "parity_spec",
+              help="parity faces: 'synthetic', an image folder or lfw-unpaired:DIR  [LFW unpaired if --lfw]")
+@click.option("--parity-images", default=256, show_default=True)
+@click.option("--threads", default=0, help="runtime CPU threads for the checks (0 = runtime default)")
+@click.option("--overwrite", is_flag=True)
+@click.option("--no-progress", is_flag=True)
+def export(target, model_path, precision, out, lfw, parity_spec, parity_images, threads, overwrite, no_progress) -> None:
+    """Export for a board (TensorRT-ready ONNX, OpenVINO IR, TFLite, ONNX) and prove parity in its runtime here."""
+    from .export.run import export_artifact
+
+    m = export_artifact(model_path, target, out=out, precision=precision, parity_spec=parity_spec,
+                        n_parity=parity_images, lfw=lfw, threads=threads, overwrite=overwrite,
+                        progress=not no_progress)
+    for key, p in m["parity"].items():
+        click.echo(f"parity {key}: cosine mean {p['cosine_mean']:.6f}, min {p['cosine_min']:.6f} over {p['n']} faces "
+                   f"({p['runtime']} on this host vs {p['reference']})")
+    if "engine" in m:
+        click.echo(f"TensorRT engine: {m['engine']}")
+    click.echo(f"wrote {m['model_file']} ({m['precision']}, {m['runtime']}) and its manifest to "
+               f"{m['out']}")
+
+
+# ---------------------------------------------------------------- bench
+@cli.command()
+@click.option("--artifact", "artifacts", required=True, multiple=True, type=click.Path(path_type=Path),
+              help="export folder (from `compress export`) or a .onnx / .xml / .tflite file; repeat to compare")
+@click.option("--threads", default=0, help="runtime CPU threads (0 = runtime default)")
+@click.option("--seconds", default=3.0, show_default=True, help="minimum timed seconds (per round when comparing)")
+@click.option("--rounds", default=5, show_default=True, help="comparing: interleaved rounds")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="write the result as JSON here")
+def bench(artifacts, threads, seconds, rounds, json_out) -> None:
+    """Latency (median, p90; batch 1) of exported models in their runtimes on this machine. Several
+    --artifact: measured in one run, interleaved, with ratios to the first."""
+    from .artifacts import write_json
+    from .bench.latency import bench_artifact, bench_compare, format_bench, format_compare
+
+    if len(artifacts) == 1:
+        r = bench_artifact(artifacts[0], threads=threads, min_seconds=seconds)
+        click.echo(format_bench(r))
+    else:
+        r = bench_compare(list(artifacts), threads=threads, rounds=rounds, seconds_per_round=seconds)
+        click.echo(format_compare(r))
+    if json_out:
+        write_json(json_out, r)
+
+
 # ---------------------------------------------------------------- evaluate
 @cli.command()
 @click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),

@@ -1,0 +1,150 @@
+"""`compress bench`: latency of an exported artifact in its own runtime on the machine it runs on.
+
+Only the runtime call is timed (input already prepared, batch 1), which is what a robot's loop pays per face.
+Run on a board (TensorRT on a Jetson, LiteRT on a Pi, OpenVINO on a NUC) the same JSON is the report's
+"measured on board" input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..artifacts import _pkg, file_sha256, host_description, now_iso
+from ..errors import UserError
+from .timing import measure
+
+BENCH_FORMAT = "compress.bench/1"
+RUNTIME_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai-edge-litert"}
+
+
+def _export_manifest(path: Path) -> tuple[dict[str, Any], Path]:
+    """(manifest, model file) for an export folder; a bare model file gets a minimal manifest."""
+    if path.is_dir():
+        mf = path / "manifest.json"
+        if not mf.is_file():
+            raise UserError(f"{path} is not an export folder (no manifest.json); pass one written by `compress export`")
+        try:
+            manifest = json.loads(mf.read_text())
+        except ValueError:
+            raise UserError(f"{mf} is not valid JSON; re-run `compress export`") from None
+        model = path / manifest.get("model_file", "")
+        if not model.is_file():
+            raise UserError(f"{path}: model file {manifest.get('model_file')!r} named in manifest.json is missing")
+        return manifest, model
+    if path.is_file():
+        return {}, path
+    raise UserError(f"{path} not found; pass an export folder (from `compress export`) or a .onnx/.xml/.tflite file")
+
+
+def _invoker(runner, image: np.ndarray) -> Callable[[], Any]:
+    """A closure that runs only the runtime on one prepared input (no pre/post-processing)."""
+    from ..export.runtimes import LiteRtEmbedder, OpenVinoEmbedder, _normalise_nchw, _normalise_nhwc
+
+    if isinstance(runner, OpenVinoEmbedder):
+        x = _normalise_nchw(image)
+        return lambda: runner.request.infer({0: x})
+    if isinstance(runner, LiteRtEmbedder):
+        x = runner.quantize_input(_normalise_nhwc(image))
+        it, idx = runner.interpreter, runner.inp["index"]
+
+        def run() -> None:
+            it.set_tensor(idx, x)
+            it.invoke()
+        return run
+    x = _normalise_nchw(image)  # onnxruntime
+    sess, name = runner.session, runner.input_name
+    return lambda: sess.run(None, {name: x})
+
+
+def bench_artifact(path: str | Path, threads: int = 0, warmup: int = 20, min_runs: int = 100,
+                   min_seconds: float = 3.0, max_seconds: float = 30.0) -> dict[str, Any]:
+    """Median / p90 latency (ms, batch 1) of an exported model in its runtime on this machine."""
+    from ..export.runtimes import SUFFIX_RUNTIME, load_runner
+
+    path = Path(path)
+    manifest, model = _export_manifest(path)
+    runner = load_runner(model, threads=threads)
+    image = np.random.default_rng(0).integers(0, 256, (1, runner.input_size, runner.input_size, 3), np.uint8)
+    stats = measure(_invoker(runner, image), warmup=warmup, min_runs=min_runs, min_seconds=min_seconds,
+                    max_seconds=max_seconds)
+    runtime = SUFFIX_RUNTIME[model.suffix.lower()]
+    return {
+        "format": BENCH_FORMAT,
+        "created": now_iso(),
+        "artifact": str(path),
+        "model_file": model.name,
+        "model_sha256": file_sha256(model),
+        "model_bytes": sum(f.stat().st_size for f in model.parent.glob(model.stem + ".*")
+                           if f.suffix in (".onnx", ".xml", ".bin", ".tflite", ".engine")),
+        "target": manifest.get("target", {}).get("name"),
+        "precision": manifest.get("precision"),
+        "runtime": runtime,
+        "runtime_version": _pkg(RUNTIME_PACKAGES[runtime]),
+        "measured_on": host_description(),
+        "measured": "measured on this host",
+        "threads": threads or f"runtime default ({os.cpu_count()} cores visible)",
+        "batch": 1,
+        "timed": "runtime call only (input prepared beforehand), single face, after warm-up",
+        **stats,
+    }
+
+
+def format_bench(r: dict[str, Any]) -> str:
+    stable = "" if r["stable"] else f" (NOT settled: halves differ by {r['half_drift']:.0%})"
+    return (f"{r['model_file']} [{r['target'] or '?'} {r['precision'] or ''}] {r['runtime']} {r['runtime_version']}: "
+            f"median {r['median_ms']:.3f} ms, p90 {r['p90_ms']:.3f} ms over {r['runs']} runs{stable}; "
+            f"measured on {r['measured_on']}, threads {r['threads']}")
+
+
+def bench_compare(paths: list[str | Path], threads: int = 0, rounds: int = 5, seconds_per_round: float = 1.0,
+                  warmup: int = 20) -> dict[str, Any]:
+    """Latency of several artifacts measured in one run, interleaved round by round so that the machine's
+    drift (other jobs, clocks) hits all of them alike; ratios are against the first artifact."""
+    from ..export.runtimes import load_runner
+
+    loaded = []
+    for p in paths:
+        manifest, model = _export_manifest(Path(p))
+        runner = load_runner(model, threads=threads)
+        image = np.random.default_rng(0).integers(0, 256, (1, runner.input_size, runner.input_size, 3), np.uint8)
+        call = _invoker(runner, image)
+        for _ in range(warmup):
+            call()
+        loaded.append((Path(p), manifest, model, call))
+    samples: list[list[float]] = [[] for _ in loaded]
+    for _ in range(rounds):
+        for i, (_, _, _, call) in enumerate(loaded):
+            r = measure(call, warmup=2, min_runs=20, min_seconds=seconds_per_round, max_seconds=seconds_per_round)
+            samples[i].append(r["median_ms"])
+    rows = []
+    base = float(np.median(samples[0]))
+    for (p, manifest, model, _), s in zip(loaded, samples):
+        med = float(np.median(s))
+        rows.append({"artifact": str(p), "model_file": model.name, "target": manifest.get("target", {}).get("name"),
+                     "precision": manifest.get("precision"), "runtime": _runtime_of(model),
+                     "median_ms": med, "round_medians_ms": [round(v, 4) for v in s],
+                     "ratio_to_first": med / base})
+    return {"format": BENCH_FORMAT, "created": now_iso(), "measured_on": host_description(),
+            "measured": "measured on this host, interleaved rounds in one run", "threads": threads or "runtime default",
+            "rounds": rounds, "seconds_per_round": seconds_per_round, "batch": 1, "rows": rows}
+
+
+def _runtime_of(model: Path) -> str:
+    from ..export.runtimes import SUFFIX_RUNTIME
+
+    return SUFFIX_RUNTIME[model.suffix.lower()]
+
+
+def format_compare(r: dict[str, Any]) -> str:
+    lines = [f"{'artifact':<40}{'runtime':<13}{'precision':<10}{'median ms':>10}{'ratio':>8}"]
+    for row in r["rows"]:
+        lines.append(f"{Path(row['artifact']).name:<40}{row['runtime']:<13}{row['precision'] or '?':<10}"
+                     f"{row['median_ms']:>10.3f}{row['ratio_to_first']:>8.2f}")
+    lines.append(f"measured on {r['measured_on']}, threads {r['threads']}, batch 1, median of {r['rounds']} "
+                 f"interleaved rounds; ratio = median / first row's median")
+    return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""`compress export`: a model artifact (float or quantized) in, one target's export folder out.
+
+The parity faces are real when they can be: the LFW images of people in no test pair (aligned, cached) when an
+LFW folder is given, otherwise held-out synthetic identities, and the record says which.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.sources import EVAL_IDENTITY_OFFSET, LFW_UNPAIRED, synthetic_faces
+from ..errors import UserError
+from ..model.io import load_model, resolve_model_file
+from ..quantize.artifact import is_quantized_artifact, load_quantized
+from ..quantize.calibration import calibration_faces
+from ..targets import load_target
+from .api import export_model
+
+MIN_PARITY_FACES = 200  # issue contract: parity on at least 200 real aligned faces
+
+
+def parity_faces(spec: str | None, n: int = 256, lfw_dir: str | Path | None = None, seed: int = 1
+                 ) -> tuple[np.ndarray, str]:
+    """(uint8 faces, description). spec None: LFW's unpaired images when lfw_dir is given, else synthetic
+    faces of the held-out evaluation identities. A different seed from calibration keeps the sets apart."""
+    if n < 1:
+        raise UserError(f"--parity-images must be at least 1, got {n}")
+    if spec is None and lfw_dir is not None:
+        spec = LFW_UNPAIRED + str(lfw_dir)
+    if spec is None or spec == "synthetic":
+        faces = synthetic_faces(-(-n // 2), 2, seed=seed, first_identity=EVAL_IDENTITY_OFFSET, progress=False)
+        return faces.images[:n], (f"{n} SYNTHETIC faces of held-out identities {EVAL_IDENTITY_OFFSET}.. "
+                                  f"(built-in generator, seed {seed}; pass --lfw or --parity-data for real faces)")
+    images, desc = calibration_faces(spec, n, seed=seed, align=True)
+    return images, f"{n} real aligned faces from {spec} ({desc['chosen']})"
+
+
+def default_out(model_path: str | Path, target: str, precision: str) -> Path:
+    return Path("runs") / "exports" / f"{Path(model_path).name or 'model'}-{target}-{precision}"
+
+
+def export_artifact(model_path: str | Path, target: str, out: str | Path | None = None,
+                    precision: str | None = None, parity_spec: str | None = None, n_parity: int = 256,
+                    lfw: str | Path | None = None, threads: int = 0, overwrite: bool = False,
+                    progress: bool = True) -> dict[str, Any]:
+    """Load a float model artifact (train/prune output) or a quantized one (quantize output) and export it."""
+    tgt = load_target(target)  # unknown target: fail before loading anything
+    prec = precision or tgt.default_precision
+    out = Path(out) if out is not None else default_out(model_path, tgt.name, prec)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+    p = Path(model_path)
+    if is_quantized_artifact(p):
+        art = load_quantized(p)
+        # fp32 / fp16 from a quantized artifact: its float weights (QAT-tuned when QAT ran).
+        source = art if prec == "int8" else art.float_model
+        source_path = p
+    else:
+        source = load_model(p)
+        source_path = resolve_model_file(p)
+    images, desc = parity_faces(parity_spec, n_parity, lfw)
+    if len(images) < MIN_PARITY_FACES and progress:
+        print(f"note: parity on {len(images)} faces (< {MIN_PARITY_FACES}); the record flags it")
+    manifest = export_model(source, tgt.path or tgt.name, prec, out, parity_images=images, parity_desc=desc,
+                            lfw_dir=lfw, overwrite=overwrite, progress=progress, source_path=source_path,
+                            threads=threads)
+    return {**manifest, "out": str(out)}

@@ -1,0 +1,101 @@
+"""The deploy commands end to end through the CLI: quantize -> export -> bench, and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from compress.data.sources import synthetic_faces
+from compress.data.transforms import to_float
+from compress.model import build_model
+from compress.model.io import save_model
+
+
+def run(*args, check_rc=0):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # NNCF and the runtimes on a busy 2-core host
+    r = subprocess.run([sys.executable, "-m", "compress.cli", *args], capture_output=True, text=True, timeout=900,
+                       env=env)
+    assert r.returncode == check_rc, (r.stdout[-1500:], r.stderr[-1500:])
+    return r
+
+
+@pytest.fixture(scope="module")
+def float_artifact(tmp_path_factory):
+    torch.manual_seed(0)
+    m = build_model("table3")
+    x = to_float(torch.from_numpy(synthetic_faces(8, 4, progress=False).images))
+    m.train()
+    with torch.no_grad():  # real BN statistics
+        for _ in range(3):
+            m(x)
+    d = tmp_path_factory.mktemp("float")
+    save_model(m.eval(), d / "model.pt")
+    return d
+
+
+@pytest.fixture(scope="module")
+def quantized(float_artifact, tmp_path_factory):
+    out = tmp_path_factory.mktemp("q") / "q"
+    r = run("quantize", "--model", str(float_artifact), "--out", str(out), "--calibration-images", "32",
+            "--threads", "1", "--no-progress")
+    assert "cosine mean" in r.stdout
+    return out
+
+
+@pytest.mark.slow
+def test_quantize_export_bench_through_the_cli(float_artifact, quantized, tmp_path):
+    man = json.loads((quantized / "manifest.json").read_text())
+    assert man["kind"] == "quantize" and man["keep_float"] == ["stem", "embedding", "bn"]
+    # int8 from the quantized artifact, fp32 from the float one: both checked in onnxruntime here.
+    r = run("export", "--target", "onnx", "--precision", "int8", "--model", str(quantized), "--out",
+            str(tmp_path / "e8"), "--parity-images", "24", "--no-progress")
+    assert "parity vs_float" in r.stdout and "parity vs_nncf_fake_quant" in r.stdout
+    e8 = json.loads((tmp_path / "e8" / "manifest.json").read_text())
+    assert e8["precision"] == "int8" and e8["source"]["kind"] == "quantized"
+    assert e8["parity"]["vs_float"]["cosine_mean"] > 0.99
+    run("export", "--target", "onnx", "--model", str(float_artifact), "--out", str(tmp_path / "e32"),
+        "--parity-images", "24", "--no-progress")
+    e32 = json.loads((tmp_path / "e32" / "manifest.json").read_text())
+    assert e32["precision"] == "fp32" and e32["parity"]["vs_float"]["cosine_min"] >= 0.9999
+    # A re-run refuses to overwrite, and leaves the folder as it was.
+    r = run("export", "--target", "onnx", "--model", str(float_artifact), "--out", str(tmp_path / "e32"),
+            "--parity-images", "24", "--no-progress", check_rc=2)
+    assert "already exists" in r.stderr and json.loads((tmp_path / "e32" / "manifest.json").read_text()) == e32
+    # bench: one artifact -> JSON record; two -> a comparison with ratios against the first.
+    r = run("bench", "--artifact", str(tmp_path / "e32"), "--seconds", "0.2", "--threads", "1",
+            "--json", str(tmp_path / "b.json"))
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert b["runtime"] == "onnxruntime" and b["precision"] == "fp32" and b["median_ms"] > 0
+    assert b["p90_ms"] >= b["median_ms"] and b["runs"] >= 100 and b["measured"] == "measured on this host"
+    r = run("bench", "--artifact", str(tmp_path / "e32"), "--artifact", str(tmp_path / "e8"), "--seconds", "0.1",
+            "--rounds", "2", "--threads", "1")
+    assert "ratio" in r.stdout and "e8" in r.stdout and "1.00" in r.stdout
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["export", "--target", "jetson-xavier", "--model", "M"], "unknown target 'jetson-xavier'"),
+    (["export", "--target", "nope", "--model", "M"], "raspberry-pi-4"),  # the error lists the valid targets
+    (["bench", "--artifact", "/nonexistent/export"], "not found"),
+    (["quantize", "--model", "/nonexistent/run", "--out", "Q"], "not found"),
+])
+def test_deploy_errors_are_one_line(args, msg, tmp_path):
+    r = run(*args, check_rc=2)
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln]
+    assert len(lines) == 1 and lines[0].startswith("error:") and msg in lines[0], r.stderr
+
+
+def test_int8_export_of_a_float_model_says_to_quantize_first(float_artifact, tmp_path):
+    r = run("export", "--target", "jetson-orin-nano", "--model", str(float_artifact), "--out", str(tmp_path / "x"),
+            check_rc=2)
+    assert "compress quantize --model" in r.stderr and "--precision fp16" in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_bench_refuses_a_folder_that_is_not_an_export(float_artifact):
+    r = run("bench", "--artifact", str(float_artifact), check_rc=2)
+    assert "not an export folder" in r.stderr
