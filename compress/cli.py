@@ -120,21 +120,31 @@ def train(recipe, out, resume, overwrite, no_progress, **opts) -> None:
               help="trained model artifact (run folder or model.pt), e.g. a Table 2 network")
 @click.option("--schedule", help="target channel schedule: table3 or a .toml file")
 @click.option("--ratio", type=float, help="instead of a schedule: keep this fraction of every layer's channels")
-@click.option("--criterion", type=click.Choice(["l1", "l2", "bn"]), default="l1", show_default=True,
-              help="channel importance: weight magnitude (L1/L2) or BN scaling factor |gamma|")
+@click.option("--criterion", type=click.Choice(["l1", "l2", "bn", "taylor"]), default="l1", show_default=True,
+              help="channel importance: weight magnitude (L1/L2), BN scaling factor |gamma|, or first-order "
+                   "Taylor estimate of the loss change (needs --data)")
 @click.option("--round-to", type=int, help="round widths up to a multiple (e.g. 8) for accelerators")
 @click.option("--steps", default=1, show_default=True, help="prune in this many steps (widths interpolated)")
 @click.option("--depth", type=click.Choice(["first", "importance"]), default="first", show_default=True,
               help="which blocks a shortened stage keeps")
-@click.option("--lfw", type=click.Path(path_type=Path), help="measure LFW accuracy before and right after pruning")
+@click.option("--lfw", type=click.Path(path_type=Path), help="measure LFW accuracy before, and after every step")
+@click.option("--data", help="faces for Taylor and fine-tuning: 'synthetic' or an image folder")
+@click.option("--align", is_flag=True, help="--data holds raw photos: MTCNN-align them (cached)")
+@click.option("--finetune-steps", default=0, show_default=True,
+              help="optimizer steps of fine-tuning after every pruning step (distillation from the unpruned model)")
+@click.option("--finetune-lr", default=1e-3, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--overwrite", is_flag=True)
-def prune(model_path, schedule, ratio, criterion, round_to, steps, depth, lfw, out, overwrite) -> None:
-    """Structured pruning (channels and whole blocks) of a trained model down to a schedule."""
+@click.option("--no-progress", is_flag=True)
+def prune(model_path, schedule, ratio, criterion, round_to, steps, depth, lfw, data, align, finetune_steps,
+          finetune_lr, out, overwrite, no_progress) -> None:
+    """Structured pruning (channels and whole blocks) of a trained model down to a schedule, one-shot or in
+    --steps with short fine-tuning between them."""
     from .prune.run import prune_artifact
 
     prune_artifact(model_path, out, schedule=schedule, ratio=ratio, criterion=criterion, round_to=round_to,
-                   steps=steps, depth=depth, lfw=lfw, overwrite=overwrite)
+                   steps=steps, depth=depth, lfw=lfw, overwrite=overwrite, data=data, align=align,
+                   finetune_steps=finetune_steps, finetune_lr=finetune_lr, progress=not no_progress)
 
 
 # ---------------------------------------------------------------- quantize

@@ -310,3 +310,28 @@ def test_coupling_matches_torch_pruning_on_a_networks():
         theirs = {names[dep.target.module] for dep, _ in group if dep.target.module in names}
         theirs = {n for n in theirs if isinstance(mods[n], (nn.Conv2d, nn.BatchNorm2d))}
         assert theirs == ours, sp.name
+
+
+def test_prune_artifact_iterative_taylor_with_finetuning_between_steps(tmp_path):
+    """The CLI's path: Taylor importance from a loss on real-format data, 2 steps, fine-tuning after each."""
+    import json
+
+    from compress.prune.run import prune_artifact
+
+    from .conftest import toy_faces, write_image_folder
+
+    data = write_image_folder(tmp_path / "faces", toy_faces(classes=4, per_class=6))
+    src = randomized(load_schedule("table2"), seed=3)
+    save_model(src, tmp_path / "t2" / "model.pt")
+    with pytest.raises(UserError, match="need training faces"):
+        prune_artifact(tmp_path / "t2", tmp_path / "p", schedule="table3", criterion="taylor")
+    man = prune_artifact(tmp_path / "t2", tmp_path / "p", schedule="table3", criterion="taylor", steps=2,
+                         data=str(data), finetune_steps=2, batch_size=8, progress=False)
+    assert [s["step"] for s in man["steps"]] == [1, 2]
+    for s in man["steps"]:
+        assert s["finetune"]["steps"] == 2 and math.isfinite(s["finetune"]["last_loss"])
+    assert man["steps"][0]["macs"] > man["steps"][1]["macs"] == man["macs"]["after"]
+    assert man["method"]["criterion"] == "taylor" and "24 images" in man["method"]["data"]
+    pruned = load_model(tmp_path / "p")
+    assert arch(pruned) == arch(build_model("table3"))
+    assert json.loads((tmp_path / "p" / "manifest.json").read_text())["steps"][1]["step"] == 2

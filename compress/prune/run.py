@@ -1,8 +1,10 @@
 """`compress prune`: a model artifact in, a pruned model artifact out, with the record users check.
 
 The output folder holds model.pt (the pruned network; its schedule travels with it) and manifest.json with
-the stage mapping, per-layer widths before/after, params and MACs before/after, and LFW accuracy before and
-right after pruning when an LFW folder is given. Fine-tuning is a separate `compress train --init-model`.
+the stage mapping, per-layer widths before/after, params and MACs before/after, and LFW accuracy before
+pruning, right after each pruning step and after each fine-tuning when an LFW folder is given. With --data and
+--finetune-steps, every step is followed by a short fine-tuning (margin loss + distillation from the unpruned
+model); a long final fine-tuning is `compress train --init-model P --teacher M`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from ..artifacts import artifact_dir, file_sha256, host_description, now_iso, versions, write_json
 from ..errors import UserError
@@ -20,7 +23,7 @@ from ..model.network import FaceMobileNet
 from .api import prune_to_schedule, ratio_schedule
 from .plan import format_plan, plan_pruning, round_schedule
 
-CLI_CRITERIA = ("l1", "l2", "bn")  # taylor needs a loss on data: Python API (prune_to_schedule(loss_fn=...))
+CLI_CRITERIA = ("l1", "l2", "bn", "taylor")  # taylor needs --data: the loss whose change it estimates
 
 
 def _size(model: FaceMobileNet) -> dict[str, int]:
@@ -37,14 +40,36 @@ def _lfw(model: FaceMobileNet, lfw: Path, name: str) -> dict[str, Any]:
             "accuracy_std": r["results"]["flip"]["accuracy_std"], "dataset": r["dataset"], "protocol": r["protocol"]}
 
 
+def _taylor_loss(reference: FaceMobileNet, faces, batch_size: int = 64):
+    """(loss_fn, batch) for the Taylor criterion: the margin loss of a head at the data's class centres."""
+    import torch
+
+    from ..data.transforms import to_float
+    from ..train.finetune import margin_head_for
+
+    head = margin_head_for(reference, faces, reference.schedule.embedding_size)
+    known = np.flatnonzero(faces.labels >= 0)
+    if len(known) == 0:
+        raise UserError("criterion 'taylor' needs labelled faces in --data (an ImageFolder of identities)")
+    idx = np.random.default_rng(0).choice(known, size=min(batch_size, len(known)), replace=False)
+    batch = (to_float(torch.from_numpy(faces.images[idx])), torch.from_numpy(faces.labels[idx]))
+    return (lambda model, b: head(model(b[0]), b[1])[0]), batch
+
+
 def prune_artifact(model_path: str | Path, out: str | Path, schedule: str | None = None, ratio: float | None = None,
                    criterion: str = "l1", round_to: int | None = None, steps: int = 1, depth: str = "first",
-                   lfw: str | Path | None = None, overwrite: bool = False) -> dict[str, Any]:
+                   lfw: str | Path | None = None, overwrite: bool = False, data: str | None = None,
+                   align: bool = False, finetune_steps: int = 0, finetune_lr: float = 1e-3,
+                   batch_size: int = 32, progress: bool = True) -> dict[str, Any]:
     if (schedule is None) == (ratio is None):
         raise UserError("pass exactly one of --schedule (a channel schedule) or --ratio (keep this fraction)")
     if criterion not in CLI_CRITERIA:
-        raise UserError(f"criterion '{criterion}' is not available here; choose one of {', '.join(CLI_CRITERIA)} "
-                        "(taylor needs a loss on data: use compress.prune.prune_to_schedule(loss_fn=...))")
+        raise UserError(f"unknown criterion '{criterion}'; choose one of {', '.join(CLI_CRITERIA)}")
+    if (criterion == "taylor" or finetune_steps) and not data:
+        raise UserError("--criterion taylor and --finetune-steps need training faces: pass --data 'synthetic' or a "
+                        "folder of faces (--align for raw photos)")
+    if finetune_steps < 0:
+        raise UserError(f"--finetune-steps must be >= 0, got {finetune_steps}")
     if ratio is not None and not 0 < ratio <= 1:
         raise UserError(f"--ratio must be in (0, 1], got {ratio}")
     out = Path(out)
@@ -63,17 +88,51 @@ def prune_artifact(model_path: str | Path, out: str | Path, schedule: str | None
     if lfw:
         record["lfw"]["before_pruning"] = _lfw(model, Path(lfw), f"{src.name} (unpruned)")
         click.echo(f"LFW before pruning: {record['lfw']['before_pruning']['summary']}")
-    pruned = prune_to_schedule(model, target, criterion=criterion, steps=steps, depth=depth)
+    faces = None
+    if data:
+        from ..data.sources import load_faces
+
+        faces = load_faces(data, progress=progress, align=align)
+    loss_fn, batch = _taylor_loss(model, faces) if criterion == "taylor" else (None, None)
+    step_log: list[dict[str, Any]] = []
+
+    def tune(m: FaceMobileNet, k: int) -> None:
+        entry: dict[str, Any] = {"step": k, "schedule": m.schedule.to_dict(), **_size(m)}
+        if lfw:
+            entry["lfw_after_pruning"] = _lfw(m, Path(lfw), f"step {k} (pruned, not fine-tuned)")
+            click.echo(f"step {k}: LFW right after pruning {entry['lfw_after_pruning']['summary']}")
+        if finetune_steps:
+            from ..train.finetune import finetune
+
+            history: list[dict[str, Any]] = []
+            finetune(m, faces, model, steps=finetune_steps, lr=finetune_lr, batch_size=batch_size,
+                     progress=progress, desc=f"fine-tune after step {k}", history=history)
+            entry["finetune"] = {"steps": finetune_steps, "lr": finetune_lr, "batch_size": batch_size,
+                                 "reference": "unpruned model (distillation) + ArcFace-w at the data's class centres",
+                                 "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"],
+                                 "last_distill": history[-1]["distill"]}
+            if lfw:
+                entry["lfw_after_finetune"] = _lfw(m, Path(lfw), f"step {k} (fine-tuned)")
+                click.echo(f"step {k}: LFW after fine-tuning {entry['lfw_after_finetune']['summary']}")
+        step_log.append(entry)
+
+    counter = iter(range(1, steps + 1))
+    pruned = prune_to_schedule(model, target, criterion=criterion, steps=steps, depth=depth, loss_fn=loss_fn,
+                               example_batch=batch, between_steps=lambda m: tune(m, next(counter)))
+    tune(pruned, steps)  # the last step gets the same treatment as the ones before it
     after = _size(pruned)
     if lfw:
-        record["lfw"]["after_pruning"] = _lfw(pruned, Path(lfw), f"{pruned.schedule.name} (pruned, not fine-tuned)")
-        click.echo(f"LFW right after pruning (no fine-tuning): {record['lfw']['after_pruning']['summary']}")
+        record["lfw"]["after_pruning"] = step_log[-1]["lfw_after_pruning"]
+        if finetune_steps:
+            record["lfw"]["after_finetune"] = step_log[-1]["lfw_after_finetune"]
     manifest = {
         "kind": "prune", "created": now_iso(), "model": "model.pt",
         "source_model": {"path": str(resolve_model_file(model_path)), "sha256": file_sha256(resolve_model_file(model_path))},
         "source_schedule": src.to_dict(), "schedule": pruned.schedule.to_dict(),
         "method": {"criterion": criterion, "steps": steps, "depth": depth, "round_to": round_to, "ratio": ratio,
-                   "target": schedule or f"ratio {ratio}"},
+                   "target": schedule or f"ratio {ratio}", "finetune_steps_per_step": finetune_steps,
+                   "data": faces.describe() if faces is not None else None},
+        "steps": step_log,
         "stage_mapping": [{"target_stage": i + 1, "source_stage": m.source + 1, "kept_blocks": [k + 1 for k in m.kept]}
                           for i, m in enumerate(plan.stages)],
         "deleted_source_stages": [d + 1 for d in plan.deleted],

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import copy
 import re
-import time
 from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ..data.folder import FaceSet
-from ..data.transforms import augment, to_float
+from ..data.transforms import to_float
 from ..errors import UserError
 from ..model.network import FaceMobileNet
-from ..train.losses import MarginHead
+from ..train.finetune import embed, finetune
 
 # First and last layer stay float by default: they have the least redundancy (3 input channels; the 128-d
 # embedding itself), which is where int8 costs face embeddings most, and they are a small share of the MACs.
@@ -167,33 +165,12 @@ def float_weights(qmodel: nn.Module) -> FaceMobileNet:
     return model.eval()
 
 
-@torch.no_grad()
-def embed(model: nn.Module, images: np.ndarray, batch_size: int = 64) -> torch.Tensor:
-    """L2-normalised embeddings of uint8 [N,H,W,3] faces (eval mode, CPU)."""
-    was = model.training
-    model.eval()
-    out = [model(x) for x in _images_to_batches(images, batch_size)]
-    model.train(was)
-    return nn.functional.normalize(torch.cat(out), dim=1)
-
-
 def fake_quant_cosine(float_model: nn.Module, qmodel: nn.Module, images: np.ndarray) -> dict[str, float]:
     """Cosine similarity between float and fake-quant embeddings of the same faces: mean and worst case."""
     if len(images) == 0:
         return {"mean": float("nan"), "min": float("nan"), "n": 0}
     cos = (embed(float_model, images) * embed(qmodel, images)).sum(1)
     return {"mean": float(cos.mean()), "min": float(cos.min()), "n": int(len(images))}
-
-
-def _class_centres(teacher: nn.Module, faces: FaceSet) -> torch.Tensor:
-    """Mean normalised float embedding per class: a margin head that starts at the classes' centres gives a
-    meaningful loss from step one, instead of gradients from a random head kicking the quantized weights."""
-    known = faces.labels >= 0
-    emb = embed(teacher, faces.images[known])
-    labels = torch.from_numpy(faces.labels[known])
-    centres = torch.zeros(faces.num_classes, emb.shape[1])
-    centres.index_add_(0, labels, emb)
-    return nn.functional.normalize(centres + 1e-6 * torch.randn_like(centres), dim=1)
 
 
 def qat(model: FaceMobileNet, calibration: np.ndarray, train_faces: FaceSet, *, steps: int = 300, lr: float = 5e-5,
@@ -216,57 +193,11 @@ def qat(model: FaceMobileNet, calibration: np.ndarray, train_faces: FaceSet, *, 
         p.requires_grad_(False)
     q = copy.deepcopy(qmodel) if qmodel is not None else ptq(model, calibration, keep_float, subset_size,
                                                                       bias_correction=bias_correction)
-    labelled = bool((train_faces.labels >= 0).any())
-    head = MarginHead(model.schedule.embedding_size, max(1, train_faces.num_classes), loss, s, m, terms)
-    if labelled and loss != "softmax":
-        head.weight.data.copy_(_class_centres(teacher, train_faces))
-    params = [p for p in q.parameters() if p.requires_grad] + list(head.parameters())
     # No weight decay: shrinking weights under fixed quantizer ranges would only waste int8 levels.
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    images = torch.from_numpy(train_faces.images)
-    labels = torch.from_numpy(train_faces.labels)
-    g = torch.Generator().manual_seed(seed)
-    bs = min(batch_size, len(train_faces))
-    q.train()
-    head.train()
-    # BN in eval mode: the quantizer ranges were calibrated against the running statistics, and CPU-sized
-    # batches would make batch statistics noisy; freezing BN is the usual late-QAT practice.
-    for mod in q.modules():
-        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-            mod.eval()
-    bar = tqdm(total=steps, unit="step", desc="QAT", disable=not progress, dynamic_ncols=True)
-    t0 = time.perf_counter()
-    perm = torch.randperm(len(train_faces), generator=g)
-    pos = 0
-    for step in range(steps):
-        if pos + bs > len(perm):
-            perm, pos = torch.randperm(len(train_faces), generator=g), 0
-        idx = perm[pos:pos + bs]
-        pos += bs
-        x = to_float(images[idx])
-        if augment_images:
-            x = augment(x, g)
-        y = labels[idx]
-        with torch.no_grad():
-            target = teacher(x)
-        emb = q(x)
-        known = y >= 0
-        cls_loss = head(emb[known], y[known])[0] if known.any() else emb.sum() * 0.0
-        distill = (1 - nn.functional.cosine_similarity(emb, target, dim=1)).mean()
-        total = cls_loss + distill_weight * distill
-        if not torch.isfinite(total):
-            raise RuntimeError(f"QAT loss became {total.item()} at step {step + 1}; lower --qat-lr")
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        rec = {"step": step + 1, "loss": total.item(), "cls_loss": cls_loss.item(), "distill": distill.item()}
-        if history is not None:
-            history.append(rec)
-        bar.update(1)
-        bar.set_postfix(loss=f"{rec['loss']:.3f}", cos=f"{1 - rec['distill']:.4f}",
-                        img_s=f"{(step + 1) * bs / (time.perf_counter() - t0):.0f}")
-    bar.close()
-    return q.eval()
+    return finetune(q, train_faces, teacher, steps=steps, lr=lr, batch_size=batch_size,
+                    distill_weight=distill_weight, loss=loss, s=s, m=m, terms=terms, weight_decay=0.0,
+                    freeze_bn=True, augment_images=augment_images, seed=seed, progress=progress, desc="QAT",
+                    history=history)
 
 
 def nncf_version() -> str:
