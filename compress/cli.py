@@ -240,6 +240,38 @@ def bench(artifacts, threads, seconds, rounds, json_out) -> None:
         write_json(json_out, r)
 
 
+@cli.command()
+@click.option("--model", "model_path", default="table3", show_default=True,
+              help="model artifact, or a schedule name / .toml (the estimate depends on the layers only)")
+@click.option("--target", "target_names", multiple=True, help="board(s); default: every target")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), help="[each target's default]")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="write the estimates as JSON here")
+def estimate(model_path, target_names, precision, json_out) -> None:
+    """Per-board latency estimate (per-layer model calibrated on published reference latencies), with its
+    leave-one-out error on those references; boards without calibration data get no number."""
+    from .artifacts import write_json
+    from .bench.estimate import estimate_latency, format_estimate
+    from .targets import list_targets, load_target
+
+    p = Path(model_path)
+    if p.is_dir() or p.suffix == ".pt":
+        from .model.io import load_model
+
+        model = load_model(p)
+    else:
+        from .model import build_model
+
+        model = build_model(model_path)
+    targets = [load_target(t) for t in target_names] if target_names else list_targets()
+    results = []
+    for t in targets:
+        r = estimate_latency(model, t, precision if precision in (None, *t.precisions) else None)
+        results.append(r)
+        click.echo(format_estimate(r))
+    if json_out:
+        write_json(json_out, {"format": "compress.estimate/1", "model": str(model_path), "estimates": results})
+
+
 # ---------------------------------------------------------------- evaluate
 @cli.command()
 @click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),

@@ -99,3 +99,13 @@ def test_int8_export_of_a_float_model_says_to_quantize_first(float_artifact, tmp
 def test_bench_refuses_a_folder_that_is_not_an_export(float_artifact):
     r = run("bench", "--artifact", str(float_artifact), check_rc=2)
     assert "not an export folder" in r.stderr
+
+
+def test_estimate_prints_calibrated_figures_and_refuses_uncalibrated_boards(tmp_path):
+    r = run("estimate", "--target", "raspberry-pi-4", "--target", "intel-nuc", "--precision", "fp32",
+            "--json", str(tmp_path / "e.json"))
+    est = {e["target"]: e for e in json.loads((tmp_path / "e.json").read_text())["estimates"]}
+    pi, nuc = est["raspberry-pi-4"], est["intel-nuc"]
+    assert pi["precision"] == "fp32" and pi["estimate_ms"] > 0 and pi["loo"]["rows"]
+    assert "LOO" in r.stdout and "estimated" in pi["label"]
+    assert nuc["estimate_ms"] is None and "no estimate" in r.stdout
