@@ -231,7 +231,8 @@ def _export(run: Path, key: str) -> dict[str, Any]:
     d = run / "exports" / key
     manifest = read_json(d / "manifest.json")
     if manifest is None:
-        return {"status": NOT_RUN, "dir": f"exports/{key}"}
+        return {"status": NOT_RUN, "dir": f"exports/{key}", "artifact_bytes": None, "files": [],
+                "parity": [{"status": NOT_RUN}]}
     files = []
     for name in manifest.get("files", []):
         if name in _EXCLUDED_FILES:

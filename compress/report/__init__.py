@@ -1,0 +1,9 @@
+"""Per-board report of a pipeline run: collect the run folder, render Markdown / HTML / JSON."""
+
+from .collect import collect
+from .render import to_html, to_markdown, write_report
+from .schema import (ACCURACY_FORMAT, REPORT_FORMAT, AccuracyRecord, accuracy_filename, accuracy_record,
+                     exported_stage, validate_accuracy, write_accuracy)
+
+__all__ = ["ACCURACY_FORMAT", "REPORT_FORMAT", "AccuracyRecord", "accuracy_filename", "accuracy_record", "collect",
+           "exported_stage", "to_html", "to_markdown", "validate_accuracy", "write_accuracy", "write_report"]
