@@ -313,16 +313,43 @@ def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc) -> None:
         write_json(json_out, res)
 
 
+# ---------------------------------------------------------------- gate
+@cli.command()
+@click.option("--report", "report_path", default=Path("runs/ci"), show_default=True, type=click.Path(path_type=Path),
+              help="report.json, or the run folder that holds report/report.json")
+@click.option("--baseline", default=Path("reports/ci/baseline.json"), show_default=True,
+              type=click.Path(path_type=Path), help="committed baseline of the tracked metrics")
+@click.option("--out", type=click.Path(path_type=Path), help="write the gate result JSON here")
+@click.option("--update", is_flag=True, help="write the baseline from this report instead (after an intended change)")
+def gate(report_path, baseline, out, update) -> None:
+    """CI gate: exit 1 when a tracked metric (accuracy, parity, size, MACs) regressed past its tolerance."""
+    from .report.gate import format_gate, run_gate, update_baseline
+
+    if update:
+        b = update_baseline(report_path, baseline)
+        click.echo(f"wrote {baseline} ({len(b['metrics'])} metrics)")
+        return
+    result = run_gate(report_path, baseline, out)
+    click.echo(format_gate(result))
+    if not result.passed:
+        sys.exit(1)
+
+
 # ---------------------------------------------------------------- pipeline
 @cli.command()
 @click.option("--recipe", default="demo", show_default=True, help="recipe name in profiles/ or .toml path")
-@click.option("--out", type=click.Path(path_type=Path), help="output folder  [runs/<recipe>]")
+@click.option("--out", type=click.Path(path_type=Path), help="run folder  [runs/<recipe>]")
+@click.option("--report-dir", type=click.Path(path_type=Path), help="also copy the report here  [reports/<recipe>]")
 @click.option("--force", is_flag=True, help="recompute stages even when cached")
-def pipeline(recipe, out, force) -> None:
-    """Run a recipe's stages end to end, reusing finished stages whose inputs did not change."""
+@click.option("--no-progress", is_flag=True)
+def pipeline(recipe, out, report_dir, force, no_progress) -> None:
+    """train -> [prune] -> quantize -> export every target -> bench -> estimate -> report, from one recipe,
+    reusing stages whose inputs, settings and code did not change."""
     from .pipeline import run_pipeline
+    from .train.config import resolve_recipe
 
-    run_pipeline(recipe, out, force=force)
+    report_dir = report_dir or Path("reports") / resolve_recipe(recipe).stem
+    run_pipeline(recipe, out, force=force, progress=not no_progress, report_dir=report_dir)
 
 
 @cli.command()

@@ -1,71 +1,364 @@
-"""`compress pipeline`: a recipe's stages in order, each reading and writing an artifact folder.
+"""`compress pipeline`: one recipe, the whole chain, each stage reading and writing an artifact folder.
 
-Implemented stages: train -> evaluate. A stage is skipped when its folder holds a finished artifact made from
-the same inputs (same config), so re-running a recipe is cheap; --force recomputes.
+    train (or load) -> [prune] -> quantize -> export every target -> bench here -> estimate per board -> report
+
+The run folder follows compress/report/schema.py (RUN/stages, RUN/accuracy, RUN/exports, RUN/bench,
+RUN/estimates, RUN/reference, RUN/report). Every model stage is evaluated on the same faces and protocol, so
+the report's accuracy column is comparable from trained to exported. A stage is reused when its key (its own
+settings, the hash of its input artifact and the package's code) matches the one recorded when it was made;
+--force recomputes everything.
+
+Recipe sections besides [train] (all optional): [evaluate] identities / flip / lfw; [prune] schedule, criterion,
+steps, finetune_steps, finetune_lr, round_to, data; [quantize] mode, calibration, images, keep_float;
+[export] targets, parity_images; [bench] seconds, threads; [reference] model (an ONNX face model measured in
+the same runtimes and run; skipped with a note when the file is absent).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
+from tqdm import tqdm
 
-from .artifacts import code_fingerprint, write_json
+from .artifacts import code_fingerprint, file_sha256, write_json
 from .data.sources import EVAL_IDENTITY_OFFSET, load_faces
-from .evaluate.embed import load_embedder
-from .evaluate.pairs_eval import evaluate_pairs
-from .train.config import load_recipe, make_config, resolve_recipe
-from .train.trainer import MANIFEST_FILE, train
+from .errors import UserError
+from .train.config import make_config, resolve_path, resolve_recipe
+
+STATE_FILE = "pipeline-state.json"
+_SECTIONS = {"train", "evaluate", "prune", "quantize", "export", "bench", "reference", "pipeline"}
 
 
-def _cached(folder: Path, key: dict[str, Any]) -> dict[str, Any] | None:
-    m = folder / MANIFEST_FILE
-    if not m.is_file():
-        return None
-    manifest = json.loads(m.read_text())
-    same = manifest.get("config") == key and manifest.get("code") == code_fingerprint()
-    return manifest if same else None
+def _sections(path: Path) -> dict[str, dict[str, Any]]:
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    if "base" in raw:  # inherit the base recipe's sections, then override
+        base = _sections(resolve_recipe(str(raw["base"])))
+        for k, v in raw.items():
+            if isinstance(v, dict):
+                base[k] = {**base.get(k, {}), **v}
+        raw = base
+    unknown = sorted(k for k, v in raw.items() if isinstance(v, dict) and k not in _SECTIONS)
+    if unknown:
+        raise UserError(f"{path}: unknown recipe section [{unknown[0]}]; known: {', '.join(sorted(_SECTIONS))}")
+    return {k: v for k, v in raw.items() if isinstance(v, dict)}
 
 
-def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, force: bool = False) -> dict[str, Any]:
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _tree_sha(path: Path) -> str:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return _digest([(str(p.relative_to(path)) if path.is_dir() else p.name, file_sha256(p)) for p in files])
+
+
+@dataclass
+class Run:
+    out: Path
+    force: bool
+    state: dict[str, str] = field(default_factory=dict)
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        f = self.out / STATE_FILE
+        if f.is_file() and not self.force:
+            self.state = json.loads(f.read_text())
+
+    def stage(self, name: str, key: Any, outputs: list[Path], make: Callable[[], Any], bar: tqdm) -> bool:
+        """Run `make` unless the recorded key matches and every output exists. True when it ran."""
+        k = _digest({"key": key, "code": code_fingerprint()})
+        t0 = time.perf_counter()
+        cached = self.state.get(name) == k and all(p.exists() for p in outputs)
+        bar.set_description(f"{name} ({'cached' if cached else 'running'})")
+        if not cached:
+            self.state.pop(name, None)
+            write_json(self.out / STATE_FILE, self.state)
+            make()
+            self.state[name] = k
+            write_json(self.out / STATE_FILE, self.state)
+        self.log.append({"stage": name, "cached": cached, "seconds": round(time.perf_counter() - t0, 1)})
+        bar.write(f"  {name}: {'cached (same inputs, settings and code)' if cached else 'done'} "
+                  f"[{self.log[-1]['seconds']} s]")
+        bar.update(1)
+        return not cached
+
+
+class _Evaluator:
+    """The one evaluation set and protocol every stage is measured with."""
+
+    def __init__(self, ev: dict[str, Any], seed: int) -> None:
+        self.flip = bool(ev.get("flip", True))
+        self.lfw = str(resolve_path(ev["lfw"])) if ev.get("lfw") else None
+        self.identities = int(ev.get("identities", 100))
+        self.seed = seed
+        self._faces = None
+
+    def key(self) -> dict[str, Any]:
+        return {"flip": self.flip, "lfw": self.lfw, "identities": self.identities, "seed": self.seed}
+
+    def __call__(self, embedder) -> dict[str, Any]:
+        if self.lfw:
+            from .evaluate.lfw import evaluate_lfw
+
+            return evaluate_lfw(embedder, self.lfw, flip=self.flip, progress=False)
+        from .evaluate.pairs_eval import evaluate_pairs
+
+        if self._faces is None:
+            self._faces = load_faces("synthetic", identities=self.identities, per_identity=10, seed=self.seed,
+                                     first_identity=EVAL_IDENTITY_OFFSET, progress=False)
+        return evaluate_pairs(embedder, self._faces, folds=10, flip=self.flip)
+
+
+def _record(run_dir: Path, stage: str, result: dict[str, Any], flip: bool) -> dict[str, Any]:
+    from .report import accuracy_record, write_accuracy
+
+    rec = accuracy_record(stage, result, flip="flip" if flip else "no_flip")
+    write_accuracy(run_dir, rec)
+    return rec.to_dict()
+
+
+def _targets(spec: Any) -> list[tuple[str, str]]:
+    """[(target, precision)]: "all" = every target at its default precision; entries "name" or "name:prec"."""
+    from .targets import list_targets, load_target
+
+    if spec in (None, "all", ["all"]):
+        return [(t.name, t.default_precision) for t in list_targets()]
+    out = []
+    for item in spec:
+        name, _, prec = str(item).partition(":")
+        t = load_target(name)
+        prec = prec or t.default_precision
+        if prec not in t.precisions:
+            raise UserError(f"[export] {item}: target {name} offers {', '.join(t.precisions)}")
+        out.append((t.name, prec))
+    return out
+
+
+def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, force: bool = False,
+                 progress: bool = True, report_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run every stage of `recipe` into `out` (default runs/<recipe>) and write the report into OUT/report and,
+    when report_dir is given, a copy there (the CLI's default: reports/<recipe>/); return a summary."""
+    from .targets import load_target
+
     path = resolve_recipe(recipe)
+    sec = _sections(path)
     out = Path(out) if out else Path("runs") / path.stem
-    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
     cfg = make_config(path)
-    train_dir = out / "train"
-    manifest = None if force else _cached(train_dir, cfg.to_dict())
-    if manifest:
-        click.echo(f"[1/2] train: cached in {train_dir} (same recipe, config and code)")
-    else:
-        click.echo(f"[1/2] train: {path.name} -> {train_dir}")
-        manifest = train(cfg, train_dir, overwrite=True)
+    run = Run(out, force)
+    ev = _Evaluator(sec.get("evaluate", {}), cfg.synthetic_seed)
+    pq, px, pb = sec.get("quantize", {}), sec.get("export", {}), sec.get("bench", {})
+    prune_cfg = sec.get("prune")
+    targets = _targets(px.get("targets", "all"))
+    ref_model = sec.get("reference", {}).get("model")
+    ref_path = resolve_path(ref_model) if ref_model else None
+    n_stages = 2 + bool(prune_cfg) + 1 + len(targets) + 3 + 1
+    t0 = time.perf_counter()
+    stages = out / "stages"
+    bar = tqdm(total=n_stages, desc="pipeline", unit="stage", disable=not progress, dynamic_ncols=True)
+    click.echo(f"pipeline {path.name} -> {out}: train, evaluate, {'prune, ' if prune_cfg else ''}quantize, "
+               f"export {len(targets)} targets, bench, estimate, reference, report")
 
-    ev = {"identities": 100, "flip": True}
-    try:
-        ev.update(load_recipe(path, "evaluate"))
-    except Exception:
-        pass
-    click.echo(f"[2/2] evaluate: held-out synthetic identities ({ev['identities']}), flip={ev['flip']}")
-    faces = load_faces("synthetic", identities=int(ev["identities"]), per_identity=10, seed=cfg.synthetic_seed,
-                       first_identity=EVAL_IDENTITY_OFFSET, progress=False)
-    result = evaluate_pairs(load_embedder(train_dir), faces, folds=10, flip=bool(ev["flip"]))
-    summary = {
-        "recipe": str(path),
-        "model": str(train_dir / "model.pt"),
-        "schedule": manifest["schedule"]["name"],
-        "train_data": manifest["data"]["description"],
-        "loss": manifest["loss"],
-        "train_history": manifest["history"],
-        "evaluation": result,
-        "pipeline_seconds": round(time.perf_counter() - t0, 1),
-    }
+    # 1. train (or load a finished model: [pipeline] model = "...")
+    load = sec.get("pipeline", {}).get("model")
+    train_dir = stages / "train"
+    if load:
+        src = resolve_path(load)
+
+        def do_load() -> None:
+            import shutil
+
+            from .artifacts import artifact_dir
+            from .model.io import resolve_model_file
+
+            with artifact_dir(train_dir, overwrite=True) as st:
+                shutil.copy2(resolve_model_file(src), st / "model.pt")
+                write_json(st / "manifest.json", {"kind": "load", "source": str(src)})
+        run.stage("train", {"load": str(src), "sha": _tree_sha(Path(src))}, [train_dir / "model.pt"], do_load, bar)
+    else:
+        from .train.trainer import train
+
+        run.stage("train", cfg.to_dict(), [train_dir / "model.pt"], lambda: train(cfg, train_dir, overwrite=True),
+                  bar)
+    model_dir = train_dir
+
+    def evaluate_model(stage: str, model_path: Path) -> Callable[[], Any]:
+        def go() -> None:
+            from .evaluate.embed import load_embedder
+
+            _record(out, stage, ev(load_embedder(model_path)), ev.flip)
+        return go
+
+    acc = lambda name: out / "accuracy" / f"{name}.json"  # noqa: E731
+    run.stage("evaluate trained", [ev.key(), _tree_sha(model_dir / "model.pt")], [acc("trained")],
+              evaluate_model("trained", model_dir), bar)
+
+    # 2. prune (optional), with its short fine-tuning between and after steps
+    if prune_cfg:
+        from .prune.run import prune_artifact
+
+        prune_dir = stages / "prune"
+        pc = dict(prune_cfg)
+
+        def do_prune() -> None:
+            prune_artifact(model_dir, prune_dir, schedule=pc.get("schedule"), ratio=pc.get("ratio"),
+                           criterion=pc.get("criterion", "l1"), round_to=pc.get("round_to"),
+                           steps=int(pc.get("steps", 1)), data=pc.get("data"), align=bool(pc.get("align", False)),
+                           finetune_steps=int(pc.get("finetune_steps", 0)),
+                           finetune_lr=float(pc.get("finetune_lr", 1e-3)), overwrite=True, progress=False)
+            evaluate_model("pruned", prune_dir)()
+        run.stage("prune", [pc, _tree_sha(model_dir / "model.pt"), ev.key()], [prune_dir / "model.pt", acc("pruned")],
+                  do_prune, bar)
+        model_dir = prune_dir
+
+    # 3. quantize (NNCF PTQ/QAT), evaluated as the fake-quant PyTorch model
+    q_dir = stages / "quantize"
+
+    def do_quantize() -> None:
+        from .evaluate.embed import TorchEmbedder
+        from .quantize import quantize_artifact
+        from .quantize.artifact import load_quantized
+
+        keep = pq.get("keep_float", ["stem", "embedding"])
+        quantize_artifact(model_dir, q_dir, mode=pq.get("mode", "ptq"), calibration_spec=pq.get("calibration"),
+                          n_calibration=int(pq.get("images", 256)), keep_float=keep,
+                          qat_steps=int(pq.get("qat_steps", 300)), train_spec=pq.get("train_data"),
+                          align=bool(pq.get("align", False)), threads=int(pq.get("threads", 0)),
+                          progress=False, overwrite=True)
+        art = load_quantized(q_dir)
+        _record(out, "quantized", ev(TorchEmbedder(art.qmodel, name=f"{q_dir} (NNCF fake-quant)")), ev.flip)
+    run.stage("quantize", [pq, _tree_sha(model_dir / "model.pt"), ev.key()], [q_dir / "quantized.pt",
+              acc("quantized")], do_quantize, bar)
+
+    # 4. export every target (int8 from the quantized artifact, float precisions from the float model),
+    #    each checked for parity and evaluated through its runtime on the same faces
+    from .export.run import export_artifact
+    from .export.runtimes import load_runner
+    from .report import accuracy_filename, exported_stage
+
+    exports = []
+    for name, prec in targets:
+        e_dir = out / "exports" / f"{name}-{prec}"
+        src = q_dir if prec == "int8" else model_dir
+        stage = exported_stage(name, prec)
+
+        def do_export(name=name, prec=prec, e_dir=e_dir, src=src, stage=stage) -> None:
+            m = export_artifact(src, name, out=e_dir, precision=prec, n_parity=int(px.get("parity_images", 256)),
+                                lfw=None, threads=int(px.get("threads", 0)), overwrite=True, progress=False)
+            runner = load_runner(e_dir / m["model_file"])
+            runner.name = f"{e_dir.name}/{m['model_file']}"
+            _record(out, stage, ev(runner), ev.flip)
+        run.stage(f"export {name} {prec}", [px.get("parity_images", 256), _tree_sha(src), ev.key()],
+                  [e_dir / "manifest.json", out / "accuracy" / accuracy_filename(stage)], do_export, bar)
+        exports.append((name, prec, e_dir))
+
+    # 5. bench every export here (runtime call only, batch 1), 6. estimate every board, 7. the reference model
+    from .bench.latency import bench_artifact
+
+    seconds, threads = float(pb.get("seconds", 2.0)), int(pb.get("threads", 0))
+
+    def do_bench() -> None:
+        for name, prec, e_dir in exports:
+            write_json(out / "bench" / f"{name}-{prec}.json", bench_artifact(e_dir, threads=threads,
+                                                                               min_seconds=seconds))
+    run.stage("bench", [pb, [_tree_sha(e / "manifest.json") for *_, e in exports]],
+              [out / "bench" / f"{n}-{p}.json" for n, p, _ in exports], do_bench, bar)
+
+    def do_estimate() -> None:
+        from .bench.estimate import estimate_latency
+        from .model.io import load_model
+
+        model = load_model(model_dir)
+        for name, prec in targets:
+            write_json(out / "estimates" / f"{name}-{prec}.json",
+                       _estimate_record(estimate_latency(model, load_target(name), prec)))
+    run.stage("estimate", [targets, _tree_sha(model_dir / "model.pt")],
+              [out / "estimates" / f"{n}-{p}.json" for n, p in targets], do_estimate, bar)
+
+    def do_reference() -> None:
+        _reference(out, ref_path, ev, threads, seconds)
+    ref_key = [str(ref_path), _tree_sha(ref_path) if ref_path and ref_path.exists() else None, ev.key(), pb]
+    run.stage("reference", ref_key, [out / "reference" / "status.json"], do_reference, bar)
+
+    # 8. report
+    from .report import write_report
+
+    report: dict[str, Any] = {}
+
+    def do_report() -> None:
+        report.update(write_report(out))
+        if report_dir is not None:
+            write_report(out, report_dir)
+    run.stage("report", time.time(), [out / "report" / "report.html"], do_report, bar)  # always rewritten
+    bar.close()
+    summary = {"recipe": str(path), "out": str(out), "stages": run.log,
+               "pipeline_seconds": round(time.perf_counter() - t0, 1),
+               "report": {k: str(out / "report" / f"report.{k}") for k in ("md", "html", "json")},
+               "report_copy": str(report_dir) if report_dir is not None else None}
     write_json(out / "result.json", summary)
-    click.echo(f"\nresult ({result['runtime']}, measured on {result['host']}):\n"
-               f"  model     {summary['schedule']} trained with {summary['loss']}\n"
-               f"  trained   {summary['train_data']}\n"
-               f"  evaluated {result['dataset']}\n  protocol  {result['protocol']}\n"
-               f"  accuracy  {result['summary']}\n  saved     {out / 'result.json'}")
+    _print_summary(out)
+    click.echo(f"pipeline took {summary['pipeline_seconds']} s; report: {out / 'report' / 'report.html'}"
+               + (f" (copy in {report_dir})" if report_dir is not None else ""))
     return summary
+
+
+def _estimate_record(r: dict[str, Any]) -> dict[str, Any]:
+    """The report's estimate fields, plus the estimator's full result."""
+    loo = r.get("loo", {})
+    return {"target": r["target"], "precision": r["precision"], "latency_ms": r.get("estimate_ms"),
+            "label": r.get("label", ""),
+            "loo": {"mean_abs_rel_error": loo.get("mean_abs_rel_error"), "n": len(loo.get("rows", [])),
+                    "max_abs_rel_error": loo.get("max_abs_rel_error")},
+            "estimator": r}
+
+
+def _reference(out: Path, ref: Path | None, ev: _Evaluator, threads: int, seconds: float) -> None:
+    """The reference face model (MobileFaceNet ONNX) in the same runtimes and run: onnxruntime (fp32) and
+    OpenVINO (IR converted from the ONNX, fp16 weights), plus its accuracy on the pipeline's evaluation set."""
+    status: dict[str, Any] = {"model": str(ref) if ref else None}
+    if ref is None or not ref.is_file():
+        status["status"] = ("not measured: no [reference] model in the recipe" if ref is None else
+                            f"not measured: {ref} not found (it lives in ../shared; absent on a fresh clone)")
+        write_json(out / "reference" / "status.json", status)
+        return
+    from .bench.latency import bench_artifact
+    from .evaluate.embed import OnnxEmbedder
+    from .report import accuracy_record, write_accuracy
+
+    res = ev(OnnxEmbedder(ref))
+    write_accuracy(out, accuracy_record("reference", res, flip="flip" if ev.flip else "no_flip"), reference=True)
+    b = bench_artifact(ref, threads=threads, min_seconds=seconds)
+    write_json(out / "reference" / "bench" / "onnx-fp32.json", {**b, "target": "onnx", "precision": "fp32"})
+    try:
+        import openvino as ov
+
+        xml = out / "reference" / "openvino" / "reference.xml"
+        xml.parent.mkdir(parents=True, exist_ok=True)
+        ov.save_model(ov.convert_model(str(ref)), str(xml), compress_to_fp16=True)
+        b = bench_artifact(xml, threads=threads, min_seconds=seconds)
+        write_json(out / "reference" / "bench" / "intel-nuc-fp16.json",
+                   {**b, "target": "intel-nuc", "precision": "fp16"})
+    except Exception as e:  # OpenVINO's ONNX frontend may reject a foreign model: say so, keep the rest
+        status["openvino"] = f"not measured: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    status["status"] = "measured"
+    status["tflite"] = "not measured: no ONNX -> TFLite converter without TensorFlow (litert-torch needs torch)"
+    write_json(out / "reference" / "status.json", status)
+
+
+def _print_summary(out: Path) -> None:
+    rep = out / "report" / "report.md"
+    if rep.is_file():
+        text = rep.read_text().split("\n")
+        # The per-board table is what a user wants on the terminal; the rest is in the files.
+        start = next((i for i, ln in enumerate(text) if ln.startswith("| target")), None)
+        if start is not None:
+            end = next((i for i in range(start, len(text)) if not text[i].startswith("|")), len(text))
+            click.echo("\n".join(text[start:end]))

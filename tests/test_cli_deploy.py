@@ -109,3 +109,4 @@ def test_estimate_prints_calibrated_figures_and_refuses_uncalibrated_boards(tmp_
     assert pi["precision"] == "fp32" and pi["estimate_ms"] > 0 and pi["loo"]["rows"]
     assert "LOO" in r.stdout and "estimated" in pi["label"]
     assert nuc["estimate_ms"] is None and "no estimate" in r.stdout
+
