@@ -312,6 +312,22 @@ def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc) -> None:
         write_json(json_out, res)
 
 
+# ---------------------------------------------------------------- report
+@cli.command()
+@click.option("--run", "run_dir", default=Path("runs/demo"), show_default=True, type=click.Path(path_type=Path),
+              help="pipeline run folder (stages/, accuracy/, exports/, bench/, board/, estimates/, reference/)")
+@click.option("--out", type=click.Path(path_type=Path), help="folder for report.md/html/json  [RUN/report]")
+def report(run_dir, out) -> None:
+    """Per-board report (Markdown, self-contained HTML with plots, JSON) from a run folder; board measurements
+    dropped into RUN/board/ are merged as "measured on board"."""
+    from .report import write_report
+
+    if not Path(run_dir).is_dir():
+        raise UserError(f"run folder {run_dir} not found; run `compress pipeline` first or pass --run")
+    r = write_report(run_dir, out)
+    click.echo(f"wrote {', '.join(str(v) for v in r['written'].values())}")
+
+
 # ---------------------------------------------------------------- gate
 @cli.command()
 @click.option("--report", "report_path", default=Path("runs/ci"), show_default=True, type=click.Path(path_type=Path),
