@@ -82,6 +82,7 @@ def test_quantize_export_bench_through_the_cli(float_artifact, quantized, tmp_pa
     (["export", "--target", "nope", "--model", "M"], "raspberry-pi-4"),  # the error lists the valid targets
     (["bench", "--artifact", "/nonexistent/export"], "not found"),
     (["quantize", "--model", "/nonexistent/run", "--out", "Q"], "not found"),
+    (["report", "--run", "/nonexistent/run"], "run folder /nonexistent/run not found"),
 ])
 def test_deploy_errors_are_one_line(args, msg, tmp_path):
     r = run(*args, check_rc=2)
