@@ -10,7 +10,7 @@ settings, the hash of its input artifact and the package's code) matches the one
 
 Recipe sections besides [train] (all optional): [evaluate] identities / flip / lfw; [prune] schedule, criterion,
 steps, finetune_steps, finetune_lr, round_to, data; [quantize] mode, calibration, images, keep_float;
-[export] targets, parity_images; [bench] seconds, threads; [reference] model (an ONNX face model measured in
+[export] targets, parity_images, parity_data; [bench] seconds, threads; [reference] model (an ONNX face model measured in
 the same runtimes and run; skipped with a note when the file is absent).
 """
 
@@ -244,6 +244,8 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
     from .export.runtimes import load_runner
     from .report import accuracy_filename, exported_stage
 
+    # Parity on real faces when the recipe evaluates on LFW: its images of people in no test pair.
+    parity_spec = px.get("parity_data") or (f"lfw-unpaired:{ev.lfw}" if ev.lfw else None)
     exports = []
     for name, prec in targets:
         e_dir = out / "exports" / f"{name}-{prec}"
@@ -252,11 +254,12 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
 
         def do_export(name=name, prec=prec, e_dir=e_dir, src=src, stage=stage) -> None:
             m = export_artifact(src, name, out=e_dir, precision=prec, n_parity=int(px.get("parity_images", 256)),
-                                lfw=None, threads=int(px.get("threads", 0)), overwrite=True, progress=False)
+                                parity_spec=parity_spec, lfw=None, threads=int(px.get("threads", 0)),
+                                overwrite=True, progress=False)
             runner = load_runner(e_dir / m["model_file"])
             runner.name = f"{e_dir.name}/{m['model_file']}"
             _record(out, stage, ev(runner), ev.flip)
-        run.stage(f"export {name} {prec}", [px.get("parity_images", 256), _tree_sha(src), ev.key()],
+        run.stage(f"export {name} {prec}", [px.get("parity_images", 256), parity_spec, _tree_sha(src), ev.key()],
                   [e_dir / "manifest.json", out / "accuracy" / accuracy_filename(stage)], do_export, bar)
         exports.append((name, prec, e_dir))
 

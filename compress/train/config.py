@@ -101,7 +101,7 @@ def load_recipe(name_or_path: str | Path, section: str = "train") -> dict[str, A
             raw = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{p}: not valid TOML ({e})") from None
-    table = raw.get(section)
+    table = raw.get(section, {} if "base" in raw else None)  # a recipe with a base may leave a section to it
     if not isinstance(table, dict):
         raise UserError(f"{p}: no [{section}] table; a recipe needs one")
     if "base" in raw:  # a recipe can be another recipe with a few fields changed
