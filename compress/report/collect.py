@@ -76,6 +76,7 @@ def _latency(rec: dict[str, Any] | None, status: str) -> dict[str, Any]:
     out = {"status": status, "provenance": prov, "median_ms": float(rec["median_ms"]),
            "p90_ms": None if rec.get("p90_ms") is None else float(rec["p90_ms"]),
            "runtime": rec.get("runtime"), "runtime_version": rec.get("runtime_version"), "host": host,
+           "precision": rec.get("_precision") or rec.get("precision"),
            "threads": rec.get("threads"), "batch": rec.get("batch", 1), "runs": rec.get("runs"),
            "stable": rec.get("stable"), "timed": rec.get("timed"), "created": rec.get("created"),
            "model_sha256": rec.get("model_sha256"), "file": rec["_file"]}
@@ -92,6 +93,11 @@ def _estimate(rec: dict[str, Any] | None, file: str | None) -> dict[str, Any]:
     label = rec.get("label") or "latency model"
     loo_text = (f"leave-one-out mean |rel. error| {100 * err:.0f}% over n={loo.get('n')}" if isinstance(err, (int, float))
                 else f"leave-one-out error unknown (n={loo.get('n', 0)})")
+    if rec.get("latency_ms") is None:  # the estimator refused (no calibration data): say why, show no number
+        reason = label[len("no estimate: "):] if label.startswith("no estimate: ") else label
+        return {"status": NOT_MEASURED, "note": f"not estimated: {reason}", "file": file, "raw": rec}
+    if label.startswith("estimated (") and label.endswith(")"):
+        label = label[len("estimated ("):-1]
     return {"status": ESTIMATED, "provenance": f"estimated ({label}; {loo_text})",
             "latency_ms": rec.get("latency_ms"), "label": rec.get("label"), "loo": loo or None,
             "file": file, "raw": rec}
@@ -273,14 +279,20 @@ def _ratio(ours: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
         return {"status": NOT_MEASURED,
                 "note": f"not comparable: ours {ours.get('runtime')} on {ours.get('host')}, "
                         f"reference {ref.get('runtime')} on {ref.get('host')}"}
+    precisions = f" (ours {ours.get('precision')}, reference {ref.get('precision')})" \
+        if ours.get("precision") != ref.get("precision") else ""
     return {"status": "measured", "ratio": ours["median_ms"] / ref["median_ms"],
-            "provenance": f"our median / reference median, both {ours.get('runtime')} on {ours.get('host')}"}
+            "provenance": f"our median / reference median, both {ours.get('runtime')} on {ours.get('host')}"
+                          + precisions}
 
 
 def _ref_pick(records: list[dict[str, Any]], target: str, precision: str, runtime: str | None):
     hit = _pick(records, target, precision)
     if hit is None and runtime:
         hits = [r for r in records if r.get("runtime") == runtime and r["_precision"] == precision]
+        # Same runtime at another precision (e.g. our int8 vs the float reference): still the comparison a user
+        # wants ("how much faster is the deployed model than the reference"), and the precisions are shown.
+        hits = hits or [r for r in records if r.get("runtime") == runtime]
         hit = hits[-1] if hits else None
     return hit
 

@@ -49,7 +49,7 @@ def _ms(x: float | None) -> str:
 
 def fmt_latency(lat: dict[str, Any], hosts: dict[str, str]) -> str:
     if lat.get("status") in (NOT_MEASURED, NOT_RUN, None):
-        return lat.get("status") or NOT_MEASURED
+        return lat.get("note") if str(lat.get("note", "")).startswith("not estimated") else (lat.get("status") or NOT_MEASURED)
     if lat["status"] == "estimated":
         v = lat.get("latency_ms")
         return f"{_ms(v) if isinstance(v, (int, float)) else '?'} ms, {lat['provenance']}"
@@ -73,7 +73,10 @@ def fmt_acc(a: dict[str, Any]) -> str:
 
 
 def fmt_ratio(r: dict[str, Any]) -> str:
-    return f"{r['ratio']:.2f}×" if r.get("status") == "measured" else NOT_MEASURED
+    if r.get("status") != "measured":
+        return NOT_MEASURED
+    prov = r.get("provenance", "")
+    return f"{r['ratio']:.2f}×" + (prov[prov.index(" (ours "):] if " (ours " in prov else "")
 
 
 def fmt_parity(checks: list[dict[str, Any]]) -> str:
