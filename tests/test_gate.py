@@ -26,7 +26,8 @@ GATED_KEYS = {"accuracy.trained", "accuracy.quantized", "accuracy.exported:onnx-
               "macs.trained", "macs.quantized", "params.trained", "params.quantized"}
 TRACKED_KEYS = {"accuracy.reference", "latency.onnx-fp32.here.median_ms", "latency.onnx-int8.here.median_ms",
                 "latency.jetson-nano-fp16.board.median_ms", "latency.raspberry-pi-4-int8.estimate.ms",
-                "latency_ratio.onnx.int8_vs_fp32.here", "latency_ratio.onnx-fp32.vs_reference.here"}
+                "latency_ratio.onnx.int8_vs_fp32.here", "latency_ratio.onnx-fp32.vs_reference.here",
+                "latency_ratio.onnx-int8.vs_reference.here"}
 
 
 @pytest.fixture(scope="module")
