@@ -280,11 +280,15 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
         from .model.io import load_model
 
         model = load_model(model_dir)
-        for name, prec in targets:
+        for name, prec in every_precision:
             write_json(out / "estimates" / f"{name}-{prec}.json",
                        _estimate_record(estimate_latency(model, load_target(name), prec)))
-    run.stage("estimate", [targets, _tree_sha(model_dir / "model.pt")],
-              [out / "estimates" / f"{n}-{p}.json" for n, p in targets], do_estimate, bar)
+    # Estimates need only the layers, not an export: every board at every precision it offers.
+    from .targets import list_targets
+
+    every_precision = [(t.name, p) for t in list_targets() for p in t.precisions]
+    run.stage("estimate", [every_precision, _tree_sha(model_dir / "model.pt")],
+              [out / "estimates" / f"{n}-{p}.json" for n, p in every_precision], do_estimate, bar)
 
     def do_reference() -> None:
         _reference(out, ref_path, ev, threads, seconds)
