@@ -85,6 +85,18 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def tree_sha256(path: str | Path) -> str:
+    """sha256 of a file, or of a folder's files (relative names and their hashes, in sorted order)."""
+    p = Path(path)
+    if p.is_file():
+        return file_sha256(p)
+    h = hashlib.sha256()
+    for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        h.update(str(f.relative_to(p)).encode())
+        h.update(file_sha256(f).encode())
+    return h.hexdigest()
+
+
 def versions() -> dict[str, str]:
     """Versions of the interpreter and of the libraries that shape numerics, for the manifest."""
     out = {"python": sys.version.split()[0], "platform": platform.platform(), "compress": _pkg("compress")}

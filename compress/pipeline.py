@@ -27,7 +27,7 @@ from typing import Any, Callable
 import click
 from tqdm import tqdm
 
-from .artifacts import code_fingerprint, file_sha256, write_json
+from .artifacts import code_fingerprint, tree_sha256, write_json
 from .data.sources import EVAL_IDENTITY_OFFSET, load_faces
 from .errors import UserError
 from .train.config import make_config, resolve_path, resolve_recipe
@@ -53,11 +53,6 @@ def _sections(path: Path) -> dict[str, dict[str, Any]]:
 
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _tree_sha(path: Path) -> str:
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return _digest([(str(p.relative_to(path)) if path.is_dir() else p.name, file_sha256(p)) for p in files])
 
 
 @dataclass
@@ -182,7 +177,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
             with artifact_dir(train_dir, overwrite=True) as st:
                 shutil.copy2(resolve_model_file(src), st / "model.pt")
                 write_json(st / "manifest.json", {"kind": "load", "source": str(src)})
-        run.stage("train", {"load": str(src), "sha": _tree_sha(Path(src))}, [train_dir / "model.pt"], do_load, bar)
+        run.stage("train", {"load": str(src), "sha": tree_sha256(Path(src))}, [train_dir / "model.pt"], do_load, bar)
     else:
         from .train.trainer import train
 
@@ -198,7 +193,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
         return go
 
     acc = lambda name: out / "accuracy" / f"{name}.json"  # noqa: E731
-    run.stage("evaluate trained", [ev.key(), _tree_sha(model_dir / "model.pt")], [acc("trained")],
+    run.stage("evaluate trained", [ev.key(), tree_sha256(model_dir / "model.pt")], [acc("trained")],
               evaluate_model("trained", model_dir), bar)
 
     # 2. prune (optional), with its short fine-tuning between and after steps
@@ -215,7 +210,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
                            finetune_steps=int(pc.get("finetune_steps", 0)),
                            finetune_lr=float(pc.get("finetune_lr", 1e-3)), overwrite=True, progress=False)
             evaluate_model("pruned", prune_dir)()
-        run.stage("prune", [pc, _tree_sha(model_dir / "model.pt"), ev.key()], [prune_dir / "model.pt", acc("pruned")],
+        run.stage("prune", [pc, tree_sha256(model_dir / "model.pt"), ev.key()], [prune_dir / "model.pt", acc("pruned")],
                   do_prune, bar)
         model_dir = prune_dir
 
@@ -235,7 +230,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
                           progress=False, overwrite=True)
         art = load_quantized(q_dir)
         _record(out, "quantized", ev(TorchEmbedder(art.qmodel, name=f"{q_dir} (NNCF fake-quant)")), ev.flip)
-    run.stage("quantize", [pq, _tree_sha(model_dir / "model.pt"), ev.key()], [q_dir / "quantized.pt",
+    run.stage("quantize", [pq, tree_sha256(model_dir / "model.pt"), ev.key()], [q_dir / "quantized.pt",
               acc("quantized")], do_quantize, bar)
 
     # 4. export every target (int8 from the quantized artifact, float precisions from the float model),
@@ -259,7 +254,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
             runner = load_runner(e_dir / m["model_file"])
             runner.name = f"{e_dir.name}/{m['model_file']}"
             _record(out, stage, ev(runner), ev.flip)
-        run.stage(f"export {name} {prec}", [px.get("parity_images", 256), parity_spec, _tree_sha(src), ev.key()],
+        run.stage(f"export {name} {prec}", [px.get("parity_images", 256), parity_spec, tree_sha256(src), ev.key()],
                   [e_dir / "manifest.json", out / "accuracy" / accuracy_filename(stage)], do_export, bar)
         exports.append((name, prec, e_dir))
 
@@ -272,7 +267,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
         for name, prec, e_dir in exports:
             write_json(out / "bench" / f"{name}-{prec}.json", bench_artifact(e_dir, threads=threads,
                                                                                min_seconds=seconds))
-    run.stage("bench", [pb, [_tree_sha(e / "manifest.json") for *_, e in exports]],
+    run.stage("bench", [pb, [tree_sha256(e / "manifest.json") for *_, e in exports]],
               [out / "bench" / f"{n}-{p}.json" for n, p, _ in exports], do_bench, bar)
 
     def do_estimate() -> None:
@@ -287,12 +282,12 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
     from .targets import list_targets
 
     every_precision = [(t.name, p) for t in list_targets() for p in t.precisions]
-    run.stage("estimate", [every_precision, _tree_sha(model_dir / "model.pt")],
+    run.stage("estimate", [every_precision, tree_sha256(model_dir / "model.pt")],
               [out / "estimates" / f"{n}-{p}.json" for n, p in every_precision], do_estimate, bar)
 
     def do_reference() -> None:
         _reference(out, ref_path, ev, threads, seconds)
-    ref_key = [str(ref_path), _tree_sha(ref_path) if ref_path and ref_path.exists() else None, ev.key(), pb]
+    ref_key = [str(ref_path), tree_sha256(ref_path) if ref_path and ref_path.exists() else None, ev.key(), pb]
     run.stage("reference", ref_key, [out / "reference" / "status.json"], do_reference, bar)
 
     # 8. report

@@ -7,7 +7,6 @@ PyTorch model(s), and LFW accuracy through the runtime when an LFW folder is giv
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..artifacts import _pkg, artifact_dir, file_sha256, host_description, now_iso, versions, write_json
+from ..artifacts import _pkg, artifact_dir, file_sha256, host_description, now_iso, tree_sha256, versions, write_json
 from ..errors import UserError
 from ..evaluate.embed import TorchEmbedder
 from ..quantize.artifact import QuantizedArtifact
@@ -37,18 +36,7 @@ def tool_versions() -> dict[str, str]:
 
 
 def _source_sha(path: str | Path | None) -> str | None:
-    if path is None:
-        return None
-    p = Path(path)
-    if p.is_file():
-        return file_sha256(p)
-    if p.is_dir():  # a folder artifact: hash of its files' names and hashes
-        h = hashlib.sha256()
-        for f in sorted(q for q in p.rglob("*") if q.is_file()):
-            h.update(str(f.relative_to(p)).encode())
-            h.update(file_sha256(f).encode())
-        return h.hexdigest()
-    return None
+    return tree_sha256(path) if path is not None and Path(path).exists() else None
 
 
 def resolve_precision(target: Target, precision: str | None, quantized: bool, fmt_precisions: tuple) -> str:
