@@ -43,10 +43,11 @@ def _export_manifest(path: Path) -> tuple[dict[str, Any], Path]:
 
 def _invoker(runner, image: np.ndarray) -> Callable[[], Any]:
     """A closure that runs only the runtime on one prepared input (no pre/post-processing)."""
-    from ..export.runtimes import LiteRtEmbedder, OpenVinoEmbedder, _normalise_nchw, _normalise_nhwc
+    from ..evaluate.embed import normalise_nchw
+    from ..export.runtimes import LiteRtEmbedder, OpenVinoEmbedder, _normalise_nhwc
 
     if isinstance(runner, OpenVinoEmbedder):
-        x = _normalise_nchw(image)
+        x = normalise_nchw(image)
         return lambda: runner.request.infer({0: x})
     if isinstance(runner, LiteRtEmbedder):
         x = runner.quantize_input(_normalise_nhwc(image))
@@ -56,23 +57,29 @@ def _invoker(runner, image: np.ndarray) -> Callable[[], Any]:
             it.set_tensor(idx, x)
             it.invoke()
         return run
-    x = _normalise_nchw(image)  # onnxruntime
+    x = normalise_nchw(image)  # onnxruntime
     sess, name = runner.session, runner.input_name
     return lambda: sess.run(None, {name: x})
+
+
+def _prepared(path: Path, threads: int) -> tuple[dict[str, Any], Path, Any, Callable[[], Any]]:
+    """(manifest, model file, runner, a call running only the runtime on one fixed random face)."""
+    from ..export.runtimes import load_runner
+
+    manifest, model = _export_manifest(path)
+    runner = load_runner(model, threads=threads)
+    image = np.random.default_rng(0).integers(0, 256, (1, runner.input_size, runner.input_size, 3), np.uint8)
+    return manifest, model, runner, _invoker(runner, image)
 
 
 def bench_artifact(path: str | Path, threads: int = 0, warmup: int = 20, min_runs: int = 100,
                    min_seconds: float = 3.0, max_seconds: float = 30.0) -> dict[str, Any]:
     """Median / p90 latency (ms, batch 1) of an exported model in its runtime on this machine."""
-    from ..export.runtimes import SUFFIX_RUNTIME, load_runner
-
     path = Path(path)
-    manifest, model = _export_manifest(path)
-    runner = load_runner(model, threads=threads)
-    image = np.random.default_rng(0).integers(0, 256, (1, runner.input_size, runner.input_size, 3), np.uint8)
-    stats = measure(_invoker(runner, image), warmup=warmup, min_runs=min_runs, min_seconds=min_seconds,
+    manifest, model, _, call = _prepared(path, threads)
+    stats = measure(call, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds,
                     max_seconds=max_seconds)
-    runtime = SUFFIX_RUNTIME[model.suffix.lower()]
+    runtime = _runtime_of(model)
     return {
         "format": BENCH_FORMAT,
         "created": now_iso(),
@@ -105,14 +112,9 @@ def bench_compare(paths: list[str | Path], threads: int = 0, rounds: int = 5, se
                   warmup: int = 20) -> dict[str, Any]:
     """Latency of several artifacts measured in one run, interleaved round by round so that the machine's
     drift (other jobs, clocks) hits all of them alike; ratios are against the first artifact."""
-    from ..export.runtimes import load_runner
-
     loaded = []
     for p in paths:
-        manifest, model = _export_manifest(Path(p))
-        runner = load_runner(model, threads=threads)
-        image = np.random.default_rng(0).integers(0, 256, (1, runner.input_size, runner.input_size, 3), np.uint8)
-        call = _invoker(runner, image)
+        manifest, model, _, call = _prepared(Path(p), threads)
         for _ in range(warmup):
             call()
         loaded.append((Path(p), manifest, model, call))

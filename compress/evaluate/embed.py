@@ -16,6 +16,13 @@ from ..data.transforms import MEAN, STD, to_float
 from ..errors import UserError
 
 
+def normalise_nchw(batch: np.ndarray) -> np.ndarray:
+    """uint8 [N,H,W,3] RGB -> float32 [N,3,H,W] with the project's (ImageNet) normalisation, for runtimes."""
+    mean = np.array(MEAN, np.float32).reshape(1, 3, 1, 1)
+    std = np.array(STD, np.float32).reshape(1, 3, 1, 1)
+    return (batch.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - mean) / std
+
+
 class Embedder:
     name: str = ""
     runtime: str = ""
@@ -79,11 +86,9 @@ class OnnxEmbedder(Embedder):
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self.input_size = int(inp.shape[2]) if isinstance(inp.shape[2], int) else 112
         self.name = Path(path).name
-        self._mean = np.array(MEAN, np.float32).reshape(1, 3, 1, 1)
-        self._std = np.array(STD, np.float32).reshape(1, 3, 1, 1)
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
-        x = (batch.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - self._mean) / self._std
+        x = normalise_nchw(batch)
         if self.fixed_batch == 1:
             return np.concatenate([self.session.run(None, {self.input_name: x[i:i + 1]})[0] for i in range(len(x))])
         return self.session.run(None, {self.input_name: x})[0]

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..data.transforms import MEAN, STD
 from ..errors import UserError
-from ..evaluate.embed import Embedder, OnnxEmbedder
+from ..evaluate.embed import Embedder, OnnxEmbedder, normalise_nchw
 
 # runtime name -> (python module, pip package that provides it)
 RUNTIME_PACKAGES = {
@@ -33,12 +33,6 @@ def require(module: str, pip_name: str, purpose: str):
     except ImportError:
         raise UserError(f"{purpose} needs the '{module}' Python package, which is not installed; "
                         f"install it with `pip install {pip_name}`") from None
-
-
-def _normalise_nchw(batch: np.ndarray) -> np.ndarray:
-    mean = np.array(MEAN, np.float32).reshape(1, 3, 1, 1)
-    std = np.array(STD, np.float32).reshape(1, 3, 1, 1)
-    return (batch.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - mean) / std
 
 
 def _normalise_nhwc(batch: np.ndarray) -> np.ndarray:
@@ -73,7 +67,7 @@ class OpenVinoEmbedder(Embedder):
         self.request = self.compiled.create_infer_request()
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
-        x = _normalise_nchw(batch)
+        x = normalise_nchw(batch)
         if self.fixed_batch == 1:
             return np.concatenate([self._run(x[i:i + 1]) for i in range(len(x))])
         return self._run(x)
