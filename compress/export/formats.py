@@ -154,17 +154,24 @@ def _need_qmodel(job: ExportJob) -> nn.Module:
     return job.qmodel
 
 
+def _write_job_onnx(job: ExportJob, name: str, opset: int) -> dict:
+    """The job's model as ONNX: QDQ from the NNCF model for int8, the float model otherwise."""
+    if job.precision == "int8":
+        return write_onnx(_qdq_export_copy(_need_qmodel(job)), job.stage / name, opset, job.input_size, qdq=True)
+    return write_onnx(job.float_model, job.stage / name, opset, job.input_size)
+
+
 # ---------------------------------------------------------------- onnx
 def export_onnx(job: ExportJob) -> ExportOutput:
     opset = onnx_opset(job.target)
     name = "model.onnx"
     if job.precision == "int8":
         job.log(f"ONNX QDQ from the NNCF model, opset {opset}")
-        details = write_onnx(_qdq_export_copy(_need_qmodel(job)), job.stage / name, opset, job.input_size, qdq=True)
-        details["quantization"] = "NNCF fake-quant exported as QuantizeLinear/DequantizeLinear pairs (QDQ)"
     else:
         job.log(f"ONNX fp32, opset {opset}")
-        details = write_onnx(job.float_model, job.stage / name, opset, job.input_size)
+    details = _write_job_onnx(job, name, opset)
+    if job.precision == "int8":
+        details["quantization"] = "NNCF fake-quant exported as QuantizeLinear/DequantizeLinear pairs (QDQ)"
     return ExportOutput(name, [name], _nchw_spec(job.input_size), opset, details)
 
 
@@ -202,10 +209,9 @@ def export_tensorrt(job: ExportJob) -> ExportOutput:
     name = "model.onnx"
     if job.precision == "int8":
         job.log(f"TensorRT-ready QDQ ONNX (explicit quantization), opset {opset}")
-        details = write_onnx(_qdq_export_copy(_need_qmodel(job)), job.stage / name, opset, job.input_size, qdq=True)
     else:
         job.log(f"TensorRT-ready float ONNX (engine precision {job.precision} set at build time), opset {opset}")
-        details = write_onnx(job.float_model, job.stage / name, opset, job.input_size)
+    details = _write_job_onnx(job, name, opset)
     files = [name]
     engine = "model.engine"
     (job.stage / "build_engine.py").write_text(Path(inspect.getsourcefile(trt_engine)).read_text())
