@@ -80,6 +80,10 @@ def targets_show(name: str) -> None:
 @click.option("--init-model", help="start from this model artifact, e.g. a pruned network (fine-tuning)")
 @click.option("--teacher", help="distil from this ONNX model or model artifact (with --distill-weight)")
 @click.option("--distill-weight", type=float, help="weight of the 1 - cos(student, teacher) term")
+@click.option("--teacher-views", type=click.Choice(["cached", "online"]),
+              help="teacher embeds each image once (cached) or every augmented view the student sees (online)")
+@click.option("--augment-policy", type=click.Choice(["light", "strong"]), help="training augmentation  [light]")
+@click.option("--mixup", type=float, help="online teacher: fraction of each batch made of two-image mixes")
 @click.option("--data", help="'synthetic' (built-in generator) or an ImageFolder of aligned 112x112 crops")
 @click.option("--loss", type=click.Choice(["arcface_w", "arcface", "softmax"]), help="[arcface_w]")
 @click.option("--scale", "s", type=float, help="margin-loss scale s  [64]")

@@ -63,6 +63,12 @@ def test_onnx_and_torch_embedders_agree(tmp_path):
     a = TorchEmbedder(model).embed(imgs, flip=True)
     b = OnnxEmbedder(path).embed(imgs, flip=True)
     assert np.min(np.sum(a * b, axis=1)) > 0.9999
+    # the float entry (an online teacher's) gives both the raw embeddings of the uint8 path
+    from compress.evaluate.embed import normalise_nchw
+
+    x = normalise_nchw(imgs)
+    for emb in (TorchEmbedder(model), OnnxEmbedder(path)):
+        np.testing.assert_allclose(emb.forward_nchw(x), emb._forward(imgs), atol=1e-5)
 
 
 def test_evaluate_artifact_on_synthetic_pairs(tmp_path):

@@ -5,7 +5,7 @@ from PIL import Image
 
 from compress.data.folder import read_image_folder
 from compress.data.pairs import make_pairs
-from compress.data.transforms import augment, to_float
+from compress.data.transforms import augment, augment_strong, to_float
 from compress.errors import UserError
 
 
@@ -57,6 +57,26 @@ def test_augment_mirror_shift_crop():
     assert torch.allclose(same, x, atol=1e-4)
     flipped = augment(x, torch.Generator().manual_seed(0), max_shift=0, min_scale=1.0, p_flip=1.0)
     assert torch.allclose(flipped, x.flip(-1), atol=1e-4)
+
+
+def test_strong_augment_geometry_colour_and_flip_mask():
+    x = to_float(torch.randint(0, 256, (16, 112, 112, 3), dtype=torch.uint8))
+    # no rotation, zoom, shift or colour change: only the reported mirror remains
+    plain, flip = augment_strong(x, torch.Generator().manual_seed(0), max_rotate_deg=0, scale=(1, 1), max_shift=0,
+                                 jitter=0, p_gray=0, return_flip=True)
+    assert 0 < flip.sum() < len(flip)
+    assert torch.allclose(plain, torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x), atol=1e-4)
+    # greyscale always: the three channels are one image (in [0,1] space)
+    gray = augment_strong(x, torch.Generator().manual_seed(0), p_gray=1.0)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    rgb = gray * std + mean
+    assert torch.allclose(rgb[:, 0], rgb[:, 1], atol=1e-5) and torch.allclose(rgb[:, 1], rgb[:, 2], atol=1e-5)
+    # the full policy changes images, keeps the layout and the value range, and is reproducible from the seed
+    a = augment_strong(x, torch.Generator().manual_seed(7))
+    b = augment_strong(x, torch.Generator().manual_seed(7))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.allclose(a, x, atol=0.1)
+    back = a * std + mean
+    assert back.min() >= -1e-5 and back.max() <= 1 + 1e-5
 
 
 def test_pairs_are_balanced_and_identity_disjoint_across_folds():

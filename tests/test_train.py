@@ -183,3 +183,37 @@ def test_fine_tune_from_pruned_model_with_unpruned_teacher(tmp_path, faces, monk
     train(cfg(epochs=1, init_model=str(tmp_path / "p"), lr=1e-12, augment=False), tmp_path / "still", faces=faces)
     a, b = load_model(tmp_path / "p").state_dict(), load_model(tmp_path / "still").state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a if k.endswith("weight"))
+
+
+def test_online_teacher_matches_cached_targets_without_augmentation(tmp_path, faces, monkeypatch):
+    """With no augmentation the teacher sees the same images either way, so online and cached distillation are
+    the same computation: identical first-epoch losses. With strong augmentation and mixup the run differs,
+    stays finite, and the manifest says how it was distilled."""
+    from compress.model import build_model
+    from compress.model.io import save_model
+
+    monkeypatch.setenv("COMPRESS_TEACHER_CACHE", str(tmp_path / "tc"))
+    torch.manual_seed(3)
+    save_model(build_model("table3").eval(), tmp_path / "t" / "model.pt")
+    # a vanishing learning rate keeps the student fixed, so the epoch's losses depend on the targets alone
+    common = dict(epochs=1, teacher=str(tmp_path / "t"), distill_weight=10.0, augment=False, threads=1, lr=1e-12)
+    cached = train(cfg(**common), tmp_path / "cached", faces=faces)
+    online = train(cfg(teacher_views="online", **common), tmp_path / "online", faces=faces)
+    assert online["history"][0]["distill_loss"] == pytest.approx(cached["history"][0]["distill_loss"], rel=1e-5)
+    assert online["history"][0]["loss"] == pytest.approx(cached["history"][0]["loss"], rel=1e-5)
+    strong = train(cfg(**{**common, "augment": True, "lr": 0.05}, teacher_views="online", augment_policy="strong", mixup=0.25),
+                   tmp_path / "strong", faces=faces)
+    assert np.isfinite(strong["history"][0]["loss"])
+    assert strong["history"][0]["distill_loss"] != pytest.approx(online["history"][0]["distill_loss"], rel=1e-3)
+    assert (strong["config"]["teacher_views"], strong["config"]["augment_policy"]) == ("online", "strong")
+
+
+def test_online_distillation_settings_are_validated():
+    with pytest.raises(UserError, match="mixup images are distilled only"):
+        cfg(mixup=0.2, teacher="t.onnx", distill_weight=1.0).validate()
+    with pytest.raises(UserError, match="unknown augment_policy 'heavy'"):
+        cfg(augment_policy="heavy").validate()
+    with pytest.raises(UserError, match="unknown teacher_views"):
+        cfg(teacher_views="live").validate()
+    with pytest.raises(UserError, match=r"mixup is a fraction"):
+        cfg(mixup=1.5, teacher="t.onnx", distill_weight=1.0, teacher_views="online").validate()

@@ -7,6 +7,8 @@ in the project (and exported files) takes identical input.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -39,4 +41,50 @@ def augment(x: torch.Tensor, generator: torch.Generator, max_shift: int = 6, min
     theta[:, :, 2] = shift
     grid = F.affine_grid(theta.to(dev), list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return (out, flip) if return_flip else out
+
+
+AUGMENT_POLICIES = ("light", "strong")
+
+
+def augment_strong(x: torch.Tensor, generator: torch.Generator, max_rotate_deg: float = 12.0,
+                   scale: tuple[float, float] = (0.80, 1.06), max_shift: int = 10, jitter: float = 0.35,
+                   p_gray: float = 0.15, return_flip: bool = False
+                   ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The "strong" policy, for training whose teacher sees the same view (online distillation): mirror,
+    rotation, zoom in and out, shift (one affine grid sample), then per-image brightness / contrast /
+    saturation jitter and occasional greyscale. Meant to widen a small data set's coverage of pose and
+    lighting, so the student matches the teacher as a function rather than on a few thousand points.
+    x: normalised float [N,3,H,W]; returns the same layout and normalisation."""
+    n, _, h, w = x.shape
+    dev = x.device
+    flip = torch.rand(n, generator=generator) < 0.5
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(max_rotate_deg)
+    s = scale[0] + (scale[1] - scale[0]) * torch.rand(n, generator=generator)
+    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (2 * max_shift / w)
+    mirror = torch.where(flip, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = s * torch.cos(angle) * mirror
+    theta[:, 0, 1] = -s * torch.sin(angle)
+    theta[:, 1, 0] = s * torch.sin(angle) * mirror
+    theta[:, 1, 1] = s * torch.cos(angle)
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta.to(dev), list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # Colour in [0, 1] space, then back to the project's normalisation.
+    mean = torch.tensor(MEAN, device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=dev).view(1, 3, 1, 1)
+    rgb = out * std + mean
+
+    def factor() -> torch.Tensor:
+        return (1 + (torch.rand(n, generator=generator) * 2 - 1) * jitter).view(n, 1, 1, 1).to(dev)
+
+    gray = (rgb * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    rgb = rgb * factor()  # brightness
+    rgb = (rgb - gray.mean((2, 3), keepdim=True)) * factor() + gray.mean((2, 3), keepdim=True)  # contrast
+    gray = (rgb * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    rgb = (rgb - gray) * factor() + gray  # saturation
+    to_gray = (torch.rand(n, generator=generator) < p_gray).view(n, 1, 1, 1).to(dev)
+    rgb = torch.where(to_gray, gray.expand_as(rgb), rgb).clamp_(0, 1)
+    out = (rgb - mean) / std
     return (out, flip) if return_flip else out

@@ -29,6 +29,11 @@ class Embedder:
     input_size: int = 112
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
+        return self.forward_nchw(normalise_nchw(batch))
+
+    def forward_nchw(self, x: np.ndarray) -> np.ndarray:
+        """Already-normalised float32 [N,3,H,W] -> raw (unnormalised) embeddings; the entry for inputs that
+        are not uint8 crops, e.g. a training step's augmented batch seen by an online teacher."""
         raise NotImplementedError
 
     def embed(self, images: np.ndarray, batch_size: int = 64, flip: bool = False, progress: bool = False) -> np.ndarray:
@@ -62,6 +67,10 @@ class TorchEmbedder(Embedder):
         x = to_float(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
         return self.model(x).float().cpu().numpy()
 
+    @torch.no_grad()
+    def forward_nchw(self, x: np.ndarray) -> np.ndarray:
+        return self.model(torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)).float().cpu().numpy()
+
 
 class OnnxEmbedder(Embedder):
     """Any ONNX face model with input [B,3,H,W] float, RGB, ImageNet normalisation (the project's convention
@@ -87,8 +96,8 @@ class OnnxEmbedder(Embedder):
         self.input_size = int(inp.shape[2]) if isinstance(inp.shape[2], int) else 112
         self.name = Path(path).name
 
-    def _forward(self, batch: np.ndarray) -> np.ndarray:
-        x = normalise_nchw(batch)
+    def forward_nchw(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, np.float32)
         if self.fixed_batch == 1:
             return np.concatenate([self.session.run(None, {self.input_name: x[i:i + 1]})[0] for i in range(len(x))])
         return self.session.run(None, {self.input_name: x})[0]

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..schedules import profiles_dir
+from ..data.transforms import AUGMENT_POLICIES
 from .losses import DEFAULT_TERMS, LOSSES
 
 # Fields that may change between a checkpoint and its resumed run without making it another run.
@@ -36,6 +37,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     augment: bool = True
+    augment_policy: str = "light"  # "light": mirror + small crop/shift; "strong": + rotation, zoom, colour, grey
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -43,6 +45,11 @@ class TrainConfig:
     teacher: str = ""  # ONNX face model or model artifact, same embedding size ("" = no distillation)
     init_model: str = ""  # start from this model artifact (e.g. a pruned network); its schedule is used
     distill_weight: float = 0.0
+    # "cached": the teacher embeds each image and its mirror once (cheap; the student's small crop/shift is
+    # ignored). "online": the teacher embeds every augmented batch the student sees (function matching; one
+    # teacher forward per image per step), which strong augmentation and mixup need.
+    teacher_views: str = "cached"
+    mixup: float = 0.0  # online teacher only: fraction of each batch replaced by mixes of two images, distilled only
     unlabelled: str = ""  # folders of aligned faces with no usable labels (distillation only), comma-separated
     eval_lfw: str = ""  # LFW folder: evaluate the finished model with the 10-fold protocol
     eval_identities: int = 60  # held-out synthetic identities for the final verification check
@@ -63,6 +70,14 @@ class TrainConfig:
             raise UserError("lr and s must be > 0 and m >= 0")
         if self.distill_weight < 0 or (self.distill_weight > 0) != bool(self.teacher):
             raise UserError("distillation needs both teacher (an ONNX model) and distill_weight > 0, or neither")
+        if self.augment_policy not in AUGMENT_POLICIES:
+            raise UserError(f"unknown augment_policy '{self.augment_policy}'; choose one of: {', '.join(AUGMENT_POLICIES)}")
+        if self.teacher_views not in ("cached", "online"):
+            raise UserError(f"unknown teacher_views '{self.teacher_views}'; choose cached or online")
+        if not 0 <= self.mixup < 1:
+            raise UserError(f"mixup is a fraction of the batch in [0, 1), got {self.mixup}")
+        if self.mixup and not (self.teacher and self.teacher_views == "online"):
+            raise UserError("mixup images are distilled only; it needs a teacher with teacher_views = \"online\"")
         if self.unlabelled and not self.teacher:
             raise UserError("unlabelled images are only used for distillation; set teacher and distill_weight")
         return self

@@ -20,11 +20,12 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from ..artifacts import atomic_write, code_fingerprint, host_description, now_iso, versions, write_json
+from ..artifacts import atomic_write, code_fingerprint, file_sha256, host_description, now_iso, versions, write_json
 from ..data.folder import FaceSet
 from ..data.sources import EVAL_IDENTITY_OFFSET, LFW_UNPAIRED, load_faces, synthetic_faces, with_unlabelled
-from ..data.transforms import augment, to_float
+from ..data.transforms import augment, augment_strong, to_float
 from ..errors import UserError
+from ..evaluate.embed import load_embedder
 from ..model.io import load_model, save_model
 from ..model.network import FaceMobileNet
 from ..schedules import load_schedule
@@ -157,8 +158,16 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
         faces = with_unlabelled(faces, specs,
                                 progress=cfg.progress and main, align=cfg.align)
     fingerprint = faces.fingerprint()
-    targets = None
-    if cfg.teacher:
+    targets, online = None, None
+    if cfg.teacher and cfg.teacher_views == "online":
+        teacher_path = resolve_path(cfg.teacher)
+        online = load_embedder(teacher_path, device=device)
+        teacher_hash = file_sha256(teacher_path / "model.pt" if teacher_path.is_dir() else teacher_path)
+        probe = online.forward_nchw(np.zeros((1, 3, schedule.input_size, schedule.input_size), np.float32))
+        if probe.shape[1] != schedule.embedding_size:
+            raise UserError(f"teacher embeds to {probe.shape[1]} dims but {schedule.name} to "
+                            f"{schedule.embedding_size}; set embedding_size in the schedule to match")
+    elif cfg.teacher:
         plain, mirror, teacher_hash = teacher_targets(resolve_path(cfg.teacher), faces.images, cfg.progress and main)
         if plain.shape[1] != schedule.embedding_size:
             raise UserError(f"teacher embeds to {plain.shape[1]} dims but {schedule.name} to "
@@ -197,8 +206,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
         raise UserError(f"batch size {cfg.batch_size} is larger than the data set ({len(faces)} images); lower --batch-size")
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        extra = (f" + {cfg.distill_weight:g} x (1 - cos) distillation from {Path(cfg.teacher).name}"
+        extra = (f" + {cfg.distill_weight:g} x (1 - cos) distillation from {Path(cfg.teacher).name} "
+                 f"({cfg.teacher_views} teacher views{f', {cfg.mixup:.0%} mixup' if cfg.mixup else ''})"
                  if cfg.teacher else "")
+        extra += f"; {cfg.augment_policy} augmentation" if cfg.augment else "; no augmentation"
         print(f"training {schedule.name} on {faces.describe()}\n  loss {head.describe()}{extra}, {cfg.epochs} epochs x "
               f"{steps} steps, batch {cfg.batch_size}, {world} process(es) on {device}")
     bar = tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, unit="step", disable=not (cfg.progress and main),
@@ -216,10 +227,18 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
             x = to_float(images[idx].to(device))
             flip = torch.zeros(len(idx), dtype=torch.bool)
             if cfg.augment:
-                x, flip = augment(x, g, return_flip=True)
+                x, flip = (augment_strong if cfg.augment_policy == "strong" else augment)(x, g, return_flip=True)
             y = labels[idx].to(device)
+            if cfg.mixup:  # the first k images become mixes of two batch images: new points for distillation
+                k = int(round(cfg.mixup * len(idx)))
+                lam = torch.rand(k, 1, 1, 1, generator=g).to(device) * 0.6 + 0.2
+                other = x[torch.randint(len(idx), (k,), generator=g).to(device)]
+                x = torch.cat([lam * x[:k] + (1 - lam) * other, x[k:]])
+                y = torch.cat([torch.full((k,), -1, dtype=y.dtype, device=device), y[k:]])
             target = None
-            if targets is not None:
+            if online is not None:
+                target = torch.from_numpy(online.forward_nchw(x.cpu().numpy())).to(device)
+            elif targets is not None:
                 target = torch.where(flip[:, None], targets[1][idx], targets[0][idx]).to(device)
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, epoch * steps + i, steps)
