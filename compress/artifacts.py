@@ -116,11 +116,75 @@ def _pkg(name: str) -> str:
         return ""
 
 
-def code_fingerprint() -> str:
-    """Hash of the package's own source: a cached artifact is reused only if the code that made it is the same."""
+def _module_file(root: Path, parts: list[str]) -> Path | None:
+    base = root.joinpath(*parts)
+    for p in (base.with_suffix(".py"), base / "__init__.py"):
+        if p.is_file():
+            return p
+    return None
+
+
+def _package_imports(root: Path, path: Path) -> set[Path]:
+    """Files of this package that `path` imports, anywhere in it (lazy imports inside functions included), plus
+    the __init__.py of every package on the way, since importing a module runs them."""
+    import ast
+
+    here = list(path.relative_to(root).with_suffix("").parts)
+    if here[-1] == "__init__":
+        here = here[:-1]
+    else:
+        here = here[:-1]  # a module's relative imports start from its package
+    found: set[Path] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        targets: list[list[str]] = []
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[: len(here) - (node.level - 1)] if node.level > 1 else list(here)
+            elif (node.module or "").split(".")[0] == root.name:
+                base = []
+            else:
+                continue
+            mod = (node.module or "").split(".") if node.module else []
+            if not node.level:
+                mod = mod[1:]
+            targets.append(base + mod)
+            targets += [base + mod + [a.name] for a in node.names]  # `from . import x` may name a module
+        elif isinstance(node, ast.Import):
+            targets += [a.name.split(".")[1:] for a in node.names if a.name.split(".")[0] == root.name]
+        for t in targets:
+            for i in range(len(t) + 1):
+                f = _module_file(root, t[:i]) if i else root / "__init__.py"
+                if f is not None and (i == len(t) or f.name == "__init__.py"):
+                    found.add(f)
+    return found
+
+
+def code_fingerprint(*modules: str, root: Path | None = None) -> str:
+    """Hash of the package's own source: a cached artifact is reused only if the code that made it is the same.
+    With module names (e.g. "compress.quantize"), only those modules and the package modules they import,
+    transitively, count; so a change to the report code does not invalidate a trained model. `root`: the
+    package folder (this package by default)."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parent
+    if modules:
+        todo = []
+        for m in modules:
+            parts = m.split(".")[1:]
+            f = _module_file(root, parts)
+            if f is None:
+                raise ValueError(f"no module {m} in {root}")
+            todo.append(f)
+            todo += [root.joinpath(*parts[:i], "__init__.py") for i in range(len(parts))
+                     if root.joinpath(*parts[:i], "__init__.py").is_file()]  # its packages' __init__ run first
+        files: set[Path] = set()
+        while todo:
+            f = todo.pop()
+            if f not in files:
+                files.add(f)
+                todo.extend(_package_imports(root, f) - files)
+    else:
+        files = set(root.rglob("*.py"))
     h = hashlib.sha256()
-    root = Path(__file__).resolve().parent
-    for p in sorted(root.rglob("*.py")):
+    for p in sorted(files):
         h.update(str(p.relative_to(root)).encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import click
 from tqdm import tqdm
 
-from .artifacts import code_fingerprint, tree_sha256, write_json
+from .artifacts import code_fingerprint, file_sha256, tree_sha256, write_json
 from .data.sources import EVAL_IDENTITY_OFFSET, load_faces
 from .errors import UserError
 from .train.config import make_config, resolve_path, resolve_recipe
@@ -51,6 +51,10 @@ def _sections(path: Path) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in raw.items() if isinstance(v, dict)}
 
 
+# Code behind every stage's measurement (the evaluators and the accuracy record), part of each stage's cache key.
+_MEASURE = ("compress.evaluate.lfw", "compress.evaluate.pairs_eval", "compress.evaluate.embed", "compress.report.schema")
+
+
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -67,9 +71,12 @@ class Run:
         if f.is_file() and not self.force:
             self.state = json.loads(f.read_text())
 
-    def stage(self, name: str, key: Any, outputs: list[Path], make: Callable[[], Any], bar: tqdm) -> bool:
-        """Run `make` unless the recorded key matches and every output exists. True when it ran."""
-        k = _digest({"key": key, "code": code_fingerprint()})
+    def stage(self, name: str, key: Any, outputs: list[Path], make: Callable[[], Any], bar: tqdm,
+              code: tuple[str, ...] = ()) -> bool:
+        """Run `make` unless the recorded key matches and every output exists. True when it ran. `code`: the
+        modules the stage runs (their package imports count too); this file always counts."""
+        k = _digest({"key": key, "code": code_fingerprint(*code, *_MEASURE) if code else code_fingerprint(),
+                     "pipeline": file_sha256(Path(__file__))})
         t0 = time.perf_counter()
         cached = self.state.get(name) == k and all(p.exists() for p in outputs)
         bar.set_description(f"{name} ({'cached' if cached else 'running'})")
@@ -177,12 +184,13 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
             with artifact_dir(train_dir, overwrite=True) as st:
                 shutil.copy2(resolve_model_file(src), st / "model.pt")
                 write_json(st / "manifest.json", {"kind": "load", "source": str(src)})
-        run.stage("train", {"load": str(src), "sha": tree_sha256(Path(src))}, [train_dir / "model.pt"], do_load, bar)
+        run.stage("train", {"load": str(src), "sha": tree_sha256(Path(src))}, [train_dir / "model.pt"], do_load, bar,
+                  code=("compress.model.io",))
     else:
         from .train.trainer import train
 
         run.stage("train", cfg.to_dict(), [train_dir / "model.pt"], lambda: train(cfg, train_dir, overwrite=True),
-                  bar)
+                  bar, code=("compress.train.trainer",))
     model_dir = train_dir
 
     def evaluate_model(stage: str, model_path: Path) -> Callable[[], Any]:
@@ -194,7 +202,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
 
     acc = lambda name: out / "accuracy" / f"{name}.json"  # noqa: E731
     run.stage("evaluate trained", [ev.key(), tree_sha256(model_dir / "model.pt")], [acc("trained")],
-              evaluate_model("trained", model_dir), bar)
+              evaluate_model("trained", model_dir), bar, code=("compress.model.io",))
 
     # 2. prune (optional), with its short fine-tuning between and after steps
     if prune_cfg:
@@ -211,7 +219,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
                            finetune_lr=float(pc.get("finetune_lr", 1e-3)), overwrite=True, progress=False)
             evaluate_model("pruned", prune_dir)()
         run.stage("prune", [pc, tree_sha256(model_dir / "model.pt"), ev.key()], [prune_dir / "model.pt", acc("pruned")],
-                  do_prune, bar)
+                  do_prune, bar, code=("compress.prune.run",))
         model_dir = prune_dir
 
     # 3. quantize (NNCF PTQ/QAT), evaluated as the fake-quant PyTorch model
@@ -231,7 +239,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
         art = load_quantized(q_dir)
         _record(out, "quantized", ev(TorchEmbedder(art.qmodel, name=f"{q_dir} (NNCF fake-quant)")), ev.flip)
     run.stage("quantize", [pq, tree_sha256(model_dir / "model.pt"), ev.key()], [q_dir / "quantized.pt",
-              acc("quantized")], do_quantize, bar)
+              acc("quantized")], do_quantize, bar, code=("compress.quantize",))
 
     # 4. export every target (int8 from the quantized artifact, float precisions from the float model),
     #    each checked for parity and evaluated through its runtime on the same faces
@@ -255,7 +263,8 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
             runner.name = f"{e_dir.name}/{m['model_file']}"
             _record(out, stage, ev(runner), ev.flip)
         run.stage(f"export {name} {prec}", [px.get("parity_images", 256), parity_spec, tree_sha256(src), ev.key()],
-                  [e_dir / "manifest.json", out / "accuracy" / accuracy_filename(stage)], do_export, bar)
+                  [e_dir / "manifest.json", out / "accuracy" / accuracy_filename(stage)], do_export, bar,
+                  code=("compress.export.run", "compress.export.runtimes"))
         exports.append((name, prec, e_dir))
 
     # 5. bench every export here (runtime call only, batch 1), 6. estimate every board, 7. the reference model
@@ -268,7 +277,8 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
             write_json(out / "bench" / f"{name}-{prec}.json", bench_artifact(e_dir, threads=threads,
                                                                                min_seconds=seconds))
     run.stage("bench", [pb, [tree_sha256(e / "manifest.json") for *_, e in exports]],
-              [out / "bench" / f"{n}-{p}.json" for n, p, _ in exports], do_bench, bar)
+              [out / "bench" / f"{n}-{p}.json" for n, p, _ in exports], do_bench, bar,
+              code=("compress.bench.latency",))
 
     def do_estimate() -> None:
         from .bench.estimate import estimate_latency
@@ -283,12 +293,14 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
 
     every_precision = [(t.name, p) for t in list_targets() for p in t.precisions]
     run.stage("estimate", [every_precision, tree_sha256(model_dir / "model.pt")],
-              [out / "estimates" / f"{n}-{p}.json" for n, p in every_precision], do_estimate, bar)
+              [out / "estimates" / f"{n}-{p}.json" for n, p in every_precision], do_estimate, bar,
+              code=("compress.bench.estimate", "compress.model.io"))
 
     def do_reference() -> None:
         _reference(out, ref_path, ev, threads, seconds)
     ref_key = [str(ref_path), tree_sha256(ref_path) if ref_path and ref_path.exists() else None, ev.key(), pb]
-    run.stage("reference", ref_key, [out / "reference" / "status.json"], do_reference, bar)
+    run.stage("reference", ref_key, [out / "reference" / "status.json"], do_reference, bar,
+              code=("compress.bench.latency",))
 
     # 8. report
     from .report import write_report

@@ -1,0 +1,102 @@
+"""Collect the prune-vs-scratch LFW figures from the run manifests into reports/prune/ (table, JSON, plot).
+
+Every row names the artifact, the budget in images seen and the measured LFW figure (10-fold View 2, flip
+fusion, PyTorch, host as recorded by the run)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _json(p: Path) -> dict:
+    return json.loads(p.read_text())
+
+
+def _train_row(name: str, manifest: dict, path: str) -> dict:
+    lfw = manifest.get("metrics", {}).get("lfw") or manifest.get("lfw")
+    flip = lfw["results"]["flip"]
+    cfg, data = manifest["config"], manifest["data"]
+    return {"stage": name, "artifact": path, "accuracy": flip["accuracy_mean"], "std": flip["accuracy_std"],
+            "tar_1e-3": flip["tar_at_far"]["1e-3"], "images_seen": cfg["epochs"] * data["images"],
+            "epochs": cfg["epochs"], "schedule": cfg.get("schedule"), "host": manifest.get("host"),
+            "train_seconds": manifest.get("metrics", {}).get("train_seconds_this_run")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    for k in ("table2", "pruned", "finetuned", "scratch"):
+        ap.add_argument(f"--{k}", required=True)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    t2 = _json(Path(a.table2) / "manifest.json")
+    pr = _json(Path(a.pruned) / "manifest.json")
+    ft = _json(Path(a.finetuned) / "manifest.json")
+    sc_path = Path(a.scratch)
+    sc = _json(sc_path / "manifest.json" if sc_path.is_dir() else sc_path)
+
+    rows = [_train_row("Table 2 trained", t2, a.table2)]
+    seen = rows[0]["images_seen"]
+    per_step = []
+    for s in pr["steps"]:
+        for key, what in (("lfw_after_pruning", "pruned"), ("lfw_after_finetune", "short fine-tune")):
+            if key in s:
+                per_step.append({"step": s["step"], "what": what, "accuracy": s[key]["accuracy"],
+                                 "std": s[key]["accuracy_std"], "macs": s["macs"]})
+    last = pr["steps"][-1]
+    ft_images = sum(s.get("finetune", {}).get("steps", 0) * s.get("finetune", {}).get("batch_size", 0) for s in pr["steps"])
+    one_shot = pr["steps"][0]
+    rows.append({"stage": f"pruned to Table 3 ({pr['method']['criterion']}, {pr['method']['steps']} steps), "
+                          f"step 1 before any fine-tune", "artifact": a.pruned,
+                 "accuracy": one_shot["lfw_after_pruning"]["accuracy"], "std": one_shot["lfw_after_pruning"]["accuracy_std"],
+                 "images_seen": seen})
+    rows.append({"stage": f"pruned to Table 3, after {len(pr['steps'])} steps with "
+                          f"{pr['method']['finetune_steps_per_step']} fine-tune steps each", "artifact": a.pruned,
+                 "accuracy": last["lfw_after_finetune"]["accuracy"], "std": last["lfw_after_finetune"]["accuracy_std"],
+                 "images_seen": seen + ft_images})
+    r = _train_row(f"pruned + fine-tuned ({ft['config']['epochs']} epochs, celeba-table3 recipe)", ft, a.finetuned)
+    r["images_seen"] += seen + ft_images
+    rows.append(r)
+    rows.append(_train_row(f"Table 3 from scratch ({sc['config']['epochs']} epochs, celeba-table3 recipe)", sc, a.scratch))
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    proto = "LFW deep-funneled View 2, 6000 pairs, 10-fold, flip fusion, PyTorch on CPU"
+    (out / "table2-to-table3.json").write_text(json.dumps(
+        {"protocol": proto, "rows": rows, "prune_steps": per_step, "macs": pr["macs"], "params": pr["params"]}, indent=1))
+    lines = [f"LFW ({proto}); budget = images seen in training (epochs x 7.45 k images).", "",
+             "| stage | LFW acc % (flip) | images seen | artifact |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['stage']} | {100 * r['accuracy']:.2f} +- {100 * r['std']:.2f} | {r['images_seen']:,} | "
+                     f"`{r['artifact']}` |")
+    lines += ["", "Per pruning step (MACs after the step):", "", "| step | after | LFW acc % | MACs |", "|---|---|---|---|"]
+    lines += [f"| {p['step']} | {p['what']} | {100 * p['accuracy']:.2f} +- {100 * p['std']:.2f} | {p['macs']:,} |"
+              for p in per_step]
+    (out / "table2-to-table3.md").write_text("\n".join(lines) + "\n")
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    labels = ["Table 2\ntrained"] + [f"step {p['step']}\n{p['what']}" for p in per_step] + ["pruned +\nfine-tuned"]
+    accs = [rows[0]["accuracy"]] + [p["accuracy"] for p in per_step] + [rows[3]["accuracy"]]
+    stds = [rows[0]["std"]] + [p["std"] for p in per_step] + [rows[3]["std"]]
+    ax.errorbar(range(len(accs)), [100 * x for x in accs], yerr=[100 * s for s in stds], marker="o", capsize=3,
+                label="Table 2 -> prune -> fine-tune")
+    ax.axhline(100 * rows[4]["accuracy"], color="C3", ls="--", label=f"Table 3 from scratch, same budget "
+                                                                     f"({100 * rows[4]['accuracy']:.2f}%)")
+    ax.set_xticks(range(len(accs)), labels, fontsize=7)
+    ax.set_ylabel("LFW accuracy % (10-fold, flip)")
+    ax.set_title("Table 2 -> Table 3 by structured pruning vs Table 3 from scratch (measured, CPU)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "table2-to-table3.png", dpi=120)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Issue 4's LFW table: Table 2 trained -> pruned to Table 3 (no fine-tune) -> fine-tuned, against Table 3
+# trained from scratch with the same budget in images seen (24 epochs of the 7,452-image CelebA + unpaired-LFW
+# set): Table 2 for 12 epochs, 3 Taylor pruning steps with 40 fine-tuning steps each (~1 epoch), then 11 epochs
+# of the celeba-table3 recipe from the pruned weights. Needs ../shared. About 60 CPU minutes on 2 cores.
+#   benchmarks/prune_vs_scratch.sh            (reuses finished runs; the scratch run defaults to reports/lfw)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+C=${COMPRESS:-.venv/bin/compress}
+PY=${PYTHON:-.venv/bin/python}
+LFW=../shared/data/lfw
+SCRATCH=${SCRATCH:-reports/lfw/celeba-table3.json}   # `compress train --recipe celeba-table3 --out runs/celeba-table3`
+
+[ -f runs/celeba-table2/manifest.json ] || $C train --recipe celeba-table2 --epochs 12 --out runs/celeba-table2 --no-progress
+[ -f runs/table2-pruned/manifest.json ] || $C prune --model runs/celeba-table2 --schedule table3 --criterion taylor \
+    --steps 3 --finetune-steps 40 --data ../shared/data/celeba-299 --align --lfw "$LFW" --out runs/table2-pruned --no-progress
+[ -f runs/table2-pruned-ft/manifest.json ] || $C train --recipe celeba-table3 --init-model runs/table2-pruned --epochs 11 \
+    --out runs/table2-pruned-ft --no-progress
+$PY benchmarks/prune_table.py --table2 runs/celeba-table2 --pruned runs/table2-pruned --finetuned runs/table2-pruned-ft \
+    --scratch "$SCRATCH" --out reports/prune
