@@ -12,9 +12,11 @@ LFW=../shared/data/lfw
 SCRATCH=${SCRATCH:-reports/lfw/celeba-table3.json}   # `compress train --recipe celeba-table3 --out runs/celeba-table3`
 
 [ -f runs/celeba-table2/manifest.json ] || $C train --recipe celeba-table2 --epochs 12 --out runs/celeba-table2 --no-progress
+[ -f runs/table2-oneshot/manifest.json ] || $C prune --model runs/celeba-table2 --schedule table3 --criterion taylor \
+    --data ../shared/data/celeba-299 --align --lfw "$LFW" --out runs/table2-oneshot --no-progress   # no fine-tune at all
 [ -f runs/table2-pruned/manifest.json ] || $C prune --model runs/celeba-table2 --schedule table3 --criterion taylor \
     --steps 3 --finetune-steps 40 --data ../shared/data/celeba-299 --align --lfw "$LFW" --out runs/table2-pruned --no-progress
 [ -f runs/table2-pruned-ft/manifest.json ] || $C train --recipe celeba-table3 --init-model runs/table2-pruned --epochs 11 \
     --out runs/table2-pruned-ft --no-progress
-$PY benchmarks/prune_table.py --table2 runs/celeba-table2 --pruned runs/table2-pruned --finetuned runs/table2-pruned-ft \
+$PY benchmarks/prune_table.py --table2 runs/celeba-table2 --oneshot runs/table2-oneshot --pruned runs/table2-pruned --finetuned runs/table2-pruned-ft \
     --scratch "$SCRATCH" --out reports/prune
