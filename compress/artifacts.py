@@ -129,11 +129,7 @@ def _package_imports(root: Path, path: Path) -> set[Path]:
     the __init__.py of every package on the way, since importing a module runs them."""
     import ast
 
-    here = list(path.relative_to(root).with_suffix("").parts)
-    if here[-1] == "__init__":
-        here = here[:-1]
-    else:
-        here = here[:-1]  # a module's relative imports start from its package
+    here = list(path.relative_to(root).parts[:-1])  # relative imports start from the file's package
     found: set[Path] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         targets: list[list[str]] = []

@@ -25,6 +25,21 @@ def to_float(batch_nhwc_uint8: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
+def _warp(x: torch.Tensor, flip: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+          angle: torch.Tensor | None = None) -> torch.Tensor:
+    """One affine grid sample per batch: per-image mirror, scale (zoom), optional rotation (radians), shift."""
+    mirror = torch.where(flip, -1.0, 1.0)
+    cos, sin = (torch.cos(angle), torch.sin(angle)) if angle is not None else (1.0, 0.0)
+    theta = torch.zeros(len(x), 2, 3)
+    theta[:, 0, 0] = scale * cos * mirror
+    theta[:, 0, 1] = -scale * sin
+    theta[:, 1, 0] = scale * sin * mirror
+    theta[:, 1, 1] = scale * cos
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def augment(x: torch.Tensor, generator: torch.Generator, max_shift: int = 6, min_scale: float = 0.88,
             p_flip: float = 0.5, return_flip: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Random horizontal mirror, then a random crop (scale in [min_scale, 1]) and shift resampled back to
@@ -35,12 +50,7 @@ def augment(x: torch.Tensor, generator: torch.Generator, max_shift: int = 6, min
     flip = torch.rand(n, generator=generator) < p_flip
     scale = min_scale + (1 - min_scale) * torch.rand(n, generator=generator)
     shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (2 * max_shift / w)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = scale * torch.where(flip, -1.0, 1.0)
-    theta[:, 1, 1] = scale
-    theta[:, :, 2] = shift
-    grid = F.affine_grid(theta.to(dev), list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    out = _warp(x, flip, scale, shift)
     return (out, flip) if return_flip else out
 
 
@@ -62,15 +72,7 @@ def augment_strong(x: torch.Tensor, generator: torch.Generator, max_rotate_deg: 
     angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(max_rotate_deg)
     s = scale[0] + (scale[1] - scale[0]) * torch.rand(n, generator=generator)
     shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (2 * max_shift / w)
-    mirror = torch.where(flip, -1.0, 1.0)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = s * torch.cos(angle) * mirror
-    theta[:, 0, 1] = -s * torch.sin(angle)
-    theta[:, 1, 0] = s * torch.sin(angle) * mirror
-    theta[:, 1, 1] = s * torch.cos(angle)
-    theta[:, :, 2] = shift
-    grid = F.affine_grid(theta.to(dev), list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    out = _warp(x, flip, s, shift, angle)
     # Colour in [0, 1] space, then back to the project's normalisation.
     mean = torch.tensor(MEAN, device=dev).view(1, 3, 1, 1)
     std = torch.tensor(STD, device=dev).view(1, 3, 1, 1)
@@ -79,10 +81,11 @@ def augment_strong(x: torch.Tensor, generator: torch.Generator, max_rotate_deg: 
     def factor() -> torch.Tensor:
         return (1 + (torch.rand(n, generator=generator) * 2 - 1) * jitter).view(n, 1, 1, 1).to(dev)
 
-    gray = (rgb * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    luma = torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)
+    gray = (rgb * luma).sum(1, keepdim=True)
     rgb = rgb * factor()  # brightness
     rgb = (rgb - gray.mean((2, 3), keepdim=True)) * factor() + gray.mean((2, 3), keepdim=True)  # contrast
-    gray = (rgb * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    gray = (rgb * luma).sum(1, keepdim=True)
     rgb = (rgb - gray) * factor() + gray  # saturation
     to_gray = (torch.rand(n, generator=generator) < p_gray).view(n, 1, 1, 1).to(dev)
     rgb = torch.where(to_gray, gray.expand_as(rgb), rgb).clamp_(0, 1)

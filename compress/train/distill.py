@@ -25,15 +25,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("COMPRESS_TEACHER_CACHE", Path.home() / ".cache" / "facecompress" / "teacher"))
 
 
-def teacher_targets(teacher: str | Path, images: np.ndarray, progress: bool = True
-                    ) -> tuple[np.ndarray, np.ndarray, str]:
-    """(embeddings, mirrored-image embeddings, teacher sha256), both [N, D] L2-normalised float32."""
-    teacher = Path(teacher)
+def teacher_sha256(teacher: Path) -> str:
+    """sha256 of the teacher's weights file (an ONNX file, or an artifact folder's model.pt)."""
     weights = teacher / "model.pt" if teacher.is_dir() else teacher
     if not weights.is_file():
         raise UserError(f"teacher model {teacher} not found; pass an ONNX face model or a model artifact, "
                         "or drop teacher from the recipe")
-    t_hash = file_sha256(weights)
+    return file_sha256(weights)
+
+
+def teacher_targets(teacher: str | Path, images: np.ndarray, progress: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray, str]:
+    """(embeddings, mirrored-image embeddings, teacher sha256), both [N, D] L2-normalised float32."""
+    teacher = Path(teacher)
+    t_hash = teacher_sha256(teacher)
     h = hashlib.sha256(t_hash.encode())
     h.update(np.ascontiguousarray(images).data)
     path = cache_dir() / f"{h.hexdigest()[:24]}.npz"

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from ..artifacts import atomic_write, code_fingerprint, file_sha256, host_description, now_iso, versions, write_json
+from ..artifacts import atomic_write, code_fingerprint, host_description, now_iso, versions, write_json
 from ..data.folder import FaceSet
 from ..data.sources import EVAL_IDENTITY_OFFSET, LFW_UNPAIRED, load_faces, synthetic_faces, with_unlabelled
 from ..data.transforms import augment, augment_strong, to_float
@@ -30,7 +30,7 @@ from ..model.io import load_model, save_model
 from ..model.network import FaceMobileNet
 from ..schedules import load_schedule
 from .config import TrainConfig, resolve_path
-from .distill import teacher_targets
+from .distill import teacher_sha256, teacher_targets
 from .losses import MarginHead
 
 CHECKPOINT_FORMAT = "compress.checkpoint/1"
@@ -159,20 +159,19 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
                                 progress=cfg.progress and main, align=cfg.align)
     fingerprint = faces.fingerprint()
     targets, online = None, None
-    if cfg.teacher and cfg.teacher_views == "online":
+    if cfg.teacher:
         teacher_path = resolve_path(cfg.teacher)
-        online = load_embedder(teacher_path, device=device)
-        teacher_hash = file_sha256(teacher_path / "model.pt" if teacher_path.is_dir() else teacher_path)
-        probe = online.forward_nchw(np.zeros((1, 3, schedule.input_size, schedule.input_size), np.float32))
-        if probe.shape[1] != schedule.embedding_size:
-            raise UserError(f"teacher embeds to {probe.shape[1]} dims but {schedule.name} to "
+        if cfg.teacher_views == "online":
+            teacher_hash = teacher_sha256(teacher_path)
+            online = load_embedder(teacher_path, device=device)
+            size = schedule.input_size
+            teacher_dim = online.forward_nchw(np.zeros((1, 3, size, size), np.float32)).shape[1]
+        else:
+            plain, mirror, teacher_hash = teacher_targets(teacher_path, faces.images, cfg.progress and main)
+            targets, teacher_dim = (torch.from_numpy(plain), torch.from_numpy(mirror)), plain.shape[1]
+        if teacher_dim != schedule.embedding_size:
+            raise UserError(f"teacher embeds to {teacher_dim} dims but {schedule.name} to "
                             f"{schedule.embedding_size}; set embedding_size in the schedule to match")
-    elif cfg.teacher:
-        plain, mirror, teacher_hash = teacher_targets(resolve_path(cfg.teacher), faces.images, cfg.progress and main)
-        if plain.shape[1] != schedule.embedding_size:
-            raise UserError(f"teacher embeds to {plain.shape[1]} dims but {schedule.name} to "
-                            f"{schedule.embedding_size}; set embedding_size in the schedule to match")
-        targets = (torch.from_numpy(plain), torch.from_numpy(mirror))
     if ck is not None:
         _check_resumable(ck, cfg, fingerprint)
     if cfg.batch_size % world:
