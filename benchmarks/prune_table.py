@@ -19,28 +19,43 @@ def _json(p: Path) -> dict:
     return json.loads(p.read_text())
 
 
+def _earlier_training(manifest: dict) -> tuple[int, int]:
+    """(epochs, images) of the training runs this one was initialised from, following init_model through
+    training manifests only (a pruned artifact's own cost is counted by the caller)."""
+    init = manifest.get("config", {}).get("init_model")
+    m = Path(init) / "manifest.json" if init else None
+    if not m or not m.is_file() or _json(m).get("kind") != "train":
+        return 0, 0
+    prev = _json(m)
+    e, n = _earlier_training(prev)
+    return e + prev["config"]["epochs"], n + prev["config"]["epochs"] * prev["data"]["images"]
+
+
 def _train_row(name: str, manifest: dict, path: str) -> dict:
     lfw = manifest.get("metrics", {}).get("lfw") or manifest.get("lfw")
     flip = lfw["results"]["flip"]
     cfg, data = manifest["config"], manifest["data"]
+    e0, n0 = _earlier_training(manifest)
     return {"stage": name, "artifact": path, "accuracy": flip["accuracy_mean"], "std": flip["accuracy_std"],
-            "tar_1e-3": flip["tar_at_far"]["1e-3"], "images_seen": cfg["epochs"] * data["images"],
-            "epochs": cfg["epochs"], "schedule": cfg.get("schedule"), "host": manifest.get("host"),
+            "tar_1e-3": flip["tar_at_far"]["1e-3"], "images_seen": n0 + cfg["epochs"] * data["images"],
+            "epochs": e0 + cfg["epochs"], "schedule": cfg.get("schedule"), "host": manifest.get("host"),
             "train_seconds": manifest.get("metrics", {}).get("train_seconds_this_run")}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    for k in ("table2", "oneshot", "pruned"):
+    for k in ("table2", "pruned"):
         ap.add_argument(f"--{k}", required=True)
+    ap.add_argument("--oneshot", help="the same Table 2 pruned in one shot without fine-tuning (optional row)")
     ap.add_argument("--finetuned", nargs="+", required=True, help="fine-tuned runs from --pruned, shortest first")
     ap.add_argument("--scratch", nargs="+", required=True, help="Table 3 scratch runs (folders or manifest JSONs)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--name", default="table2-to-table3", help="file stem of the table, JSON and plot")
     a = ap.parse_args()
     t2 = _json(Path(a.table2) / "manifest.json")
     pr = _json(Path(a.pruned) / "manifest.json")
 
-    rows = [_train_row("Table 2 trained", t2, a.table2)]
+    rows = [_train_row(f"Table 2 trained ({_earlier_training(t2)[0] + t2['config']['epochs']} epochs)", t2, a.table2)]
     seen = rows[0]["images_seen"]
     per_step = []
     for s in pr["steps"]:
@@ -49,10 +64,11 @@ def main() -> None:
                 per_step.append({"step": s["step"], "what": what, "accuracy": s[key]["accuracy"],
                                  "std": s[key]["accuracy_std"], "macs": s["macs"]})
     last = pr["steps"][-1]
-    one = _json(Path(a.oneshot) / "manifest.json")
-    rows.append({"stage": f"pruned to Table 3 in one shot ({one['method']['criterion']}), no fine-tune",
-                 "artifact": a.oneshot, "accuracy": one["accuracy"]["after_pruning"]["accuracy"],
-                 "std": one["accuracy"]["after_pruning"]["accuracy_std"], "images_seen": seen})
+    if a.oneshot:
+        one = _json(Path(a.oneshot) / "manifest.json")
+        rows.append({"stage": f"pruned to Table 3 in one shot ({one['method']['criterion']}), no fine-tune",
+                     "artifact": a.oneshot, "accuracy": one["accuracy"]["after_pruning"]["accuracy"],
+                     "std": one["accuracy"]["after_pruning"]["accuracy_std"], "images_seen": seen})
     ft_images = sum(s.get("finetune", {}).get("steps", 0) * s.get("finetune", {}).get("batch_size", 0) for s in pr["steps"])
     rows.append({"stage": f"pruned to Table 3, after {len(pr['steps'])} steps with "
                           f"{pr['method']['finetune_steps_per_step']} fine-tune steps each", "artifact": a.pruned,
@@ -74,7 +90,7 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     proto = "LFW deep-funneled View 2, 6000 pairs, 10-fold, flip fusion, PyTorch on CPU"
-    (out / "table2-to-table3.json").write_text(json.dumps(
+    (out / f"{a.name}.json").write_text(json.dumps(
         {"protocol": proto, "rows": rows, "prune_steps": per_step, "macs": pr["macs"], "params": pr["params"]}, indent=1))
     lines = [f"LFW ({proto}); budget = images seen in training (epochs x 7.45 k images).", "",
              "| stage | LFW acc % (flip) | images seen | artifact |", "|---|---|---|---|"]
@@ -84,15 +100,16 @@ def main() -> None:
     lines += ["", "Per pruning step (MACs after the step):", "", "| step | after | LFW acc % | MACs |", "|---|---|---|---|"]
     lines += [f"| {p['step']} | {p['what']} | {100 * p['accuracy']:.2f} +- {100 * p['std']:.2f} | {p['macs']:,} |"
               for p in per_step]
-    (out / "table2-to-table3.md").write_text("\n".join(lines) + "\n")
+    (out / f"{a.name}.md").write_text("\n".join(lines) + "\n")
 
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    labels = (["Table 2\ntrained"] + [f"step {p['step']}/{len(pr['steps'])}\n{p['what']}" for p in per_step]
+    labels = ([f"Table 2\ntrained {rows[0]['epochs']} ep"] + [f"step {p['step']}/{len(pr['steps'])}\n{p['what']}" for p in per_step]
               + [f"pruned + fine-\ntuned {r['epochs']} ep" for r in finetuned])
     accs = [rows[0]["accuracy"]] + [p["accuracy"] for p in per_step] + [r["accuracy"] for r in finetuned]
     stds = [rows[0]["std"]] + [p["std"] for p in per_step] + [r["std"] for r in finetuned]
-    ax.plot([0.5], [100 * rows[1]["accuracy"]], "x", color="C1", label=f"one-shot prune, no fine-tune "
-                                                                       f"({100 * rows[1]['accuracy']:.2f}%)")
+    if a.oneshot:
+        ax.plot([0.5], [100 * rows[1]["accuracy"]], "x", color="C1", label=f"one-shot prune, no fine-tune "
+                                                                           f"({100 * rows[1]['accuracy']:.2f}%)")
     ax.errorbar(range(len(accs)), [100 * x for x in accs], yerr=[100 * s for s in stds], marker="o", capsize=3,
                 label="Table 2 -> prune -> fine-tune")
     for i, (sc, ft) in enumerate(zip(scratch, finetuned)):
@@ -105,7 +122,7 @@ def main() -> None:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "table2-to-table3.png", dpi=120)
+    fig.savefig(out / f"{a.name}.png", dpi=120)
     print("\n".join(lines))
 
 

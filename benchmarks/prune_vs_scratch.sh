@@ -4,6 +4,8 @@
 # set): Table 2 for 12 epochs, 3 Taylor pruning steps with 40 fine-tuning steps each (~1 epoch), then 11 epochs
 # of the celeba-table3 recipe from the pruned weights. Needs ../shared. About 100 CPU minutes on 2 cores.
 # A second, 48-epoch budget: the same pruned network fine-tuned for 35 epochs, against 48 epochs from scratch.
+# A third arm: Table 2 trained 20 epochs more (32 in all) before the same pruning and 35-epoch fine-tune
+# (reports/prune/table2-32ep-to-table3.*; about 70 more CPU minutes).
 #   benchmarks/prune_vs_scratch.sh            (reuses finished runs; the scratch run defaults to reports/lfw)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,3 +27,13 @@ SCRATCH=${SCRATCH:-reports/lfw/celeba-table3.json reports/lfw/celeba-table3-48ep
     --out runs/table2-pruned-ft35 --no-progress
 $PY benchmarks/prune_table.py --table2 runs/celeba-table2 --oneshot runs/table2-oneshot --pruned runs/table2-pruned --finetuned runs/table2-pruned-ft \
     runs/table2-pruned-ft35 --scratch $SCRATCH --out reports/prune
+
+# the third arm: a better-trained Table 2 (12 + 20 epochs, cosine schedule restarted) -> the same pruning -> 35 epochs
+[ -f runs/celeba-table2-32/manifest.json ] || $C train --recipe celeba-table2 --init-model runs/celeba-table2 --epochs 20 \
+    --out runs/celeba-table2-32 --no-progress
+[ -f runs/table2-32-pruned/manifest.json ] || $C prune --model runs/celeba-table2-32 --schedule table3 --criterion taylor \
+    --steps 3 --finetune-steps 40 --data ../shared/data/celeba-299 --align --lfw "$LFW" --out runs/table2-32-pruned --no-progress
+[ -f runs/table2-32-pruned-ft35/manifest.json ] || $C train --recipe celeba-table3 --init-model runs/table2-32-pruned \
+    --epochs 35 --out runs/table2-32-pruned-ft35 --no-progress
+$PY benchmarks/prune_table.py --table2 runs/celeba-table2-32 --pruned runs/table2-32-pruned \
+    --finetuned runs/table2-32-pruned-ft35 --scratch reports/lfw/celeba-table3-48ep.json --out reports/prune --name table2-32ep-to-table3
