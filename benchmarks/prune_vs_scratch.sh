@@ -4,8 +4,8 @@
 # set): Table 2 for 12 epochs, 3 Taylor pruning steps with 40 fine-tuning steps each (~1 epoch), then 11 epochs
 # of the celeba-table3 recipe from the pruned weights. Needs ../shared. About 100 CPU minutes on 2 cores.
 # A second, 48-epoch budget: the same pruned network fine-tuned for 35 epochs, against 48 epochs from scratch.
-# A third arm: Table 2 trained 20 epochs more (32 in all) before the same pruning and 35-epoch fine-tune
-# (reports/prune/table2-32ep-to-table3.*; about 70 more CPU minutes).
+# A third arm: Table 2 trained 20 epochs more (32 in all) before the same pruning and 35-epoch fine-tune, with
+# distillation weight 50 and 500 (reports/prune/table2-32ep-to-table3.*; about 120 more CPU minutes).
 #   benchmarks/prune_vs_scratch.sh            (reuses finished runs; the scratch run defaults to reports/lfw)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,5 +35,9 @@ $PY benchmarks/prune_table.py --table2 runs/celeba-table2 --oneshot runs/table2-
     --steps 3 --finetune-steps 40 --data ../shared/data/celeba-299 --align --lfw "$LFW" --out runs/table2-32-pruned --no-progress
 [ -f runs/table2-32-pruned-ft35/manifest.json ] || $C train --recipe celeba-table3 --init-model runs/table2-32-pruned \
     --epochs 35 --out runs/table2-32-pruned-ft35 --no-progress
+# the same fine-tune with a 10x heavier distillation term (profiles/table2-pruned-ft.toml): the best Table 3 model
+[ -f runs/table2-32-pruned-ft35-dw500/manifest.json ] || $C train --recipe table2-pruned-ft \
+    --out runs/table2-32-pruned-ft35-dw500 --no-progress
 $PY benchmarks/prune_table.py --table2 runs/celeba-table2-32 --pruned runs/table2-32-pruned \
-    --finetuned runs/table2-32-pruned-ft35 --scratch reports/lfw/celeba-table3-48ep.json --out reports/prune --name table2-32ep-to-table3
+    --finetuned runs/table2-32-pruned-ft35 runs/table2-32-pruned-ft35-dw500 --scratch reports/lfw/celeba-table3-48ep.json \
+    --out reports/prune --name table2-32ep-to-table3

@@ -217,3 +217,26 @@ def test_online_distillation_settings_are_validated():
         cfg(teacher_views="live").validate()
     with pytest.raises(UserError, match=r"mixup is a fraction"):
         cfg(mixup=1.5, teacher="t.onnx", distill_weight=1.0, teacher_views="online").validate()
+
+
+def test_every_shipped_profile_loads():
+    """Each profiles/*.toml is a schedule, a training recipe or a pipeline recipe, and loads as one: a typo in
+    a recipe fails here, not an hour into a user's run."""
+    import tomllib
+
+    from compress.pipeline import _sections
+    from compress.schedules import load_schedule, profiles_dir
+
+    kinds = {}
+    for p in sorted(profiles_dir().glob("*.toml")):
+        raw = tomllib.loads(p.read_text())
+        if "stages" in raw:
+            kinds[p.stem] = load_schedule(p.stem).name
+            continue
+        sections = _sections(p)
+        assert sections, p
+        if "train" in sections:
+            assert make_config(p.stem).epochs >= 1
+        kinds[p.stem] = "pipeline" if set(sections) - {"train"} else "train"
+    assert kinds["table3"] == "table3" and kinds["celeba-table3"] == "train" and kinds["demo"] == "pipeline"
+    assert make_config("table2-pruned-ft").init_model and make_config("table2-pruned-ft").distill_weight > 50
