@@ -38,6 +38,8 @@ $PY benchmarks/prune_table.py --table2 runs/celeba-table2 --oneshot runs/table2-
 # the same fine-tune with a 10x heavier distillation term (profiles/table2-pruned-ft.toml): the best Table 3 model
 [ -f runs/table2-32-pruned-ft35-dw500/manifest.json ] || $C train --recipe table2-pruned-ft \
     --out runs/table2-32-pruned-ft35-dw500 --no-progress
+[ -f runs/table2-32-pruned-ft35-dw5000/manifest.json ] || $C train --recipe table2-pruned-ft --distill-weight 5000 \
+    --out runs/table2-32-pruned-ft35-dw5000 --no-progress
 $PY benchmarks/prune_table.py --table2 runs/celeba-table2-32 --pruned runs/table2-32-pruned \
-    --finetuned runs/table2-32-pruned-ft35 runs/table2-32-pruned-ft35-dw500 --scratch reports/lfw/celeba-table3-48ep.json \
+    --finetuned runs/table2-32-pruned-ft35 runs/table2-32-pruned-ft35-dw500 runs/table2-32-pruned-ft35-dw5000 --scratch reports/lfw/celeba-table3-48ep.json \
     --out reports/prune --name table2-32ep-to-table3
