@@ -24,9 +24,9 @@ def _earlier_training(manifest: dict) -> tuple[int, int]:
     training manifests only (a pruned artifact's own cost is counted by the caller)."""
     init = manifest.get("config", {}).get("init_model")
     m = Path(init) / "manifest.json" if init else None
-    if not m or not m.is_file() or _json(m).get("kind") != "train":
+    prev = _json(m) if m and m.is_file() else {}
+    if prev.get("kind") != "train":
         return 0, 0
-    prev = _json(m)
     e, n = _earlier_training(prev)
     return e + prev["config"]["epochs"], n + prev["config"]["epochs"] * prev["data"]["images"]
 
@@ -55,7 +55,8 @@ def main() -> None:
     t2 = _json(Path(a.table2) / "manifest.json")
     pr = _json(Path(a.pruned) / "manifest.json")
 
-    rows = [_train_row(f"Table 2 trained ({_earlier_training(t2)[0] + t2['config']['epochs']} epochs)", t2, a.table2)]
+    rows = [_train_row("Table 2 trained", t2, a.table2)]
+    rows[0]["stage"] += f" ({rows[0]['epochs']} epochs)"
     seen = rows[0]["images_seen"]
     per_step = []
     for s in pr["steps"]:
