@@ -94,6 +94,7 @@ def targets_show(name: str) -> None:
 @click.option("--lr", type=float)
 @click.option("--lr-schedule", type=click.Choice(["cosine", "step", "constant"]))
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]))
+@click.option("--weight-decay", type=float, help="decoupled (AdamW) or L2 (SGD) weight decay")
 @click.option("--seed", type=int)
 @click.option("--device", help="auto, cpu, cuda, cuda:1")
 @click.option("--threads", type=int, help="torch CPU threads (0 = torch default)")

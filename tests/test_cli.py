@@ -116,3 +116,12 @@ def test_resume_from_cli_uses_the_runs_own_settings(tmp_path):
     assert "epoch 2/2" in r.stdout and (out / "model.pt").is_file()
     m = json.loads((out / "manifest.json").read_text())
     assert m["config"]["data"] == str(data) and len(m["history"]) == 2
+
+
+def test_train_options_reach_the_config(tmp_path):
+    data = write_image_folder(tmp_path / "faces", toy_faces(classes=4, per_class=4))
+    out = tmp_path / "run"
+    run("train", "--data", str(data), "--epochs", "1", "--batch-size", "8", "--weight-decay", "0.05",
+        "--distill-weight", "0", "--threads", "1", "--out", str(out), "--no-progress")
+    cfg = json.loads((out / "manifest.json").read_text())["config"]
+    assert (cfg["weight_decay"], cfg["epochs"], cfg["batch_size"]) == (0.05, 1, 8)
