@@ -153,6 +153,19 @@ def test_ablation_runs_each_variant_and_writes_table(tmp_path):
         run_ablation(recipe, tmp_path / "abl", variants=["cosface"])
 
 
+def test_ablation_table_gains_a_plot_once_rows_are_scored(tmp_path):
+    from compress.train.ablation import write_table
+
+    row = {"variant": "softmax", "loss": "softmax", "epochs": 3, "lfw_no_flip": None, "lfw_no_flip_std": None,
+           "lfw_flip": None, "lfw_flip_std": None, "tar_at_far_1e-3": None, "final_loss": 1.0}
+    write_table([row], tmp_path)
+    assert "| n/a |" in (tmp_path / "ablation.md").read_text() and not (tmp_path / "ablation.png").exists()
+    scored = [{**row, "lfw_flip": 0.85, "lfw_flip_std": 0.02}, {**row, "variant": "arcface", "lfw_flip": 0.74,
+                                                                 "lfw_flip_std": 0.019}]
+    text = write_table(scored, tmp_path)
+    assert "85.00 +- 2.00" in text and (tmp_path / "ablation.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_recipe_inherits_from_base(tmp_path):
     (tmp_path / "a.toml").write_text("[train]\nepochs = 7\nloss = 'arcface'\n")
     (tmp_path / "b.toml").write_text(f"base = '{tmp_path / 'a.toml'}'\n[train]\nloss = 'softmax'\n")
