@@ -6,7 +6,7 @@ loads it (celeba-299 MTCNN-aligned and Haar-cleaned, plus the LFW images of peop
 aligned 112x112 JPEG crops, with the teacher ONNX, the teacher's embeddings of those crops (the distillation
 cache, keyed by content, so the GPU side does not recompute them) and recipes that point at the copies.
 
-Usage: python benchmarks/gpu_snapshot.py [--out gpu] [--quality 90]
+Usage: python benchmarks/gpu_snapshot.py [--out gpu] [--quality 90]   (--out inside the checkout, so it can travel)
 Then on the GPU machine (carry `gpu` and any init model, e.g. runs/table2-32-pruned):
     COMPRESS_TEACHER_CACHE=gpu/teacher-cache compress train --recipe gpu/recipes/gpu-celeba-table3.toml ...
 LFW is evaluated back here (the aligned LFW pairs would not fit): benchmarks/gpu_collect.py.
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from compress.data.folder import read_image_folder  # noqa: E402
-from compress.data.sources import _read_unlabelled  # noqa: E402
+from compress.data.sources import LFW_UNPAIRED, with_unlabelled  # noqa: E402
 from compress.train.config import load_recipe, resolve_path  # noqa: E402
 
 # Fields the GPU copies replace; everything else comes from the named base recipe.
@@ -35,12 +35,12 @@ RECIPES = ("celeba-table3", "celeba-table2", "table2-pruned-ft")
 
 
 def _write_jpegs(images: np.ndarray, labels: np.ndarray, classes: list[str], root: Path, quality: int) -> None:
-    counters: dict[str, int] = {}
+    """Labelled faces to root/celeba/<identity>/, unlabelled (label -1) to root/unlabelled/unlabelled/."""
+    counters: dict[Path, int] = {}
     for img, y in zip(images, labels):
-        name = classes[y] if y >= 0 else "unlabelled"
-        i = counters.get(name, 0)
-        counters[name] = i + 1
-        d = root / name
+        d = root / "celeba" / classes[y] if y >= 0 else root / "unlabelled" / "unlabelled"
+        i = counters.get(d, 0)
+        counters[d] = i + 1
         d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(d / f"{i:05d}.jpg", quality=quality)
 
@@ -57,35 +57,37 @@ def main() -> None:
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
 
-    faces = read_image_folder(resolve_path(rec["data"]), align=True)
-    _write_jpegs(faces.images, faces.labels, faces.classes, tmp / "data" / "celeba", args.quality)
     spec = rec["unlabelled"]
-    extra = _read_unlabelled(spec.split(":", 1)[0] + ":" + str(resolve_path(spec.split(":", 1)[1])), True, True)
-    _write_jpegs(extra.images, np.full(len(extra), -1), [], tmp / "data" / "unlabelled", args.quality)
+    assert spec.startswith(LFW_UNPAIRED), "the snapshot knows the celeba-table3 recipe's unlabelled source"
+    faces = with_unlabelled(read_image_folder(resolve_path(rec["data"]), align=True),
+                            [LFW_UNPAIRED + str(resolve_path(spec[len(LFW_UNPAIRED):]))], align=True)
+    _write_jpegs(faces.images, faces.labels, faces.classes, tmp / "data", args.quality)
+    n_unlabelled = int((faces.labels < 0).sum())
 
     teacher = resolve_path(rec["teacher"])
     (tmp / "teacher").mkdir()
     for f in teacher.parent.glob(teacher.name + "*"):  # the .onnx and its external-data file
         shutil.copy2(f, tmp / "teacher" / f.name)
 
+    # Recipe paths are relative to the repository root, so the folder must travel inside the checkout.
+    where = out.resolve().relative_to(REPO) if out.resolve().is_relative_to(REPO) else out.resolve()
     (tmp / "recipes").mkdir()
     for name in RECIPES:
         (tmp / "recipes" / f"gpu-{name}.toml").write_text(
-            f'# {name} with its data, teacher and unlabelled faces read from the GPU snapshot ({out.name}/);\n'
+            f'# {name} with its data, teacher and unlabelled faces read from the GPU snapshot ({where}/);\n'
             f'# LFW is evaluated back on the host. Written by benchmarks/gpu_snapshot.py.\nbase = "{name}"\n\n'
-            f'[train]\ndata = "{out.name}/data/celeba"\nalign = false\nunlabelled = "{out.name}/data/unlabelled"\n'
-            f'teacher = "{out.name}/teacher/{teacher.name}"\neval_lfw = ""\ndevice = "cuda"\n')
+            f'[train]\ndata = "{where}/data/celeba"\nalign = false\nunlabelled = "{where}/data/unlabelled"\n'
+            f'teacher = "{where}/teacher/{teacher.name}"\neval_lfw = ""\ndevice = "cuda"\n')
 
     # Fill the distillation cache with the faces exactly as the GPU side will decode them.
     os.environ["COMPRESS_TEACHER_CACHE"] = str(tmp / "teacher-cache")
-    from compress.data.sources import with_unlabelled
     from compress.train.distill import teacher_targets
 
     decoded = with_unlabelled(read_image_folder(tmp / "data" / "celeba"), [str(tmp / "data" / "unlabelled")])
     teacher_targets(tmp / "teacher" / teacher.name, decoded.images)
     tmp.rename(out)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(f"wrote {out}: {len(faces)} labelled + {len(extra)} unlabelled faces, {size / 2**20:.1f} MiB "
+    print(f"wrote {out}: {len(faces) - n_unlabelled} labelled + {n_unlabelled} unlabelled faces, {size / 2**20:.1f} MiB "
           f"(fingerprint {decoded.fingerprint()})")
 
 
