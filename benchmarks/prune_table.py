@@ -78,9 +78,12 @@ def main() -> None:
     finetuned, scratch = [], []
     for path in a.finetuned:
         ft = _json(Path(path) / "manifest.json")
+        online = ft["config"].get("teacher_views") == "online"
+        views = f", online teacher views + {ft['config']['mixup']:.0%} mixup" if online else ""
         r = _train_row(f"pruned + fine-tuned ({ft['config']['epochs']} epochs, celeba-table3 recipe, distillation "
-                       f"weight {ft['config']['distill_weight']:g})", ft, path)
+                       f"weight {ft['config']['distill_weight']:g}{views})", ft, path)
         r["distill_weight"] = ft["config"]["distill_weight"]
+        r["teacher_views"] = "online" if online else "cached"
         r["images_seen"] += seen + ft_images
         finetuned.append(r)
     for path in a.scratch:
@@ -107,7 +110,8 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(8, 3.6))
     labels = ([f"Table 2\ntrained {rows[0]['epochs']} ep"] + [f"step {p['step']}/{len(pr['steps'])}\n{p['what']}" for p in per_step]
-              + [f"pruned + fine-\ntuned {r['epochs']} ep\ndistill x{r['distill_weight']:g}" for r in finetuned])
+              + [f"pruned + fine-\ntuned {r['epochs']} ep\ndistill x{r['distill_weight']:g}"
+                 + ("\nonline+mixup" if r["teacher_views"] == "online" else "") for r in finetuned])
     accs = [rows[0]["accuracy"]] + [p["accuracy"] for p in per_step] + [r["accuracy"] for r in finetuned]
     stds = [rows[0]["std"]] + [p["std"] for p in per_step] + [r["std"] for r in finetuned]
     if a.oneshot:

@@ -5,7 +5,8 @@
 # of the celeba-table3 recipe from the pruned weights. Needs ../shared. About 100 CPU minutes on 2 cores.
 # A second, 48-epoch budget: the same pruned network fine-tuned for 35 epochs, against 48 epochs from scratch.
 # A third arm: Table 2 trained 20 epochs more (32 in all) before the same pruning and 35-epoch fine-tune, with
-# distillation weight 50 and 500 (reports/prune/table2-32ep-to-table3.*; about 120 more CPU minutes).
+# distillation weight 50, 500 and 5000, and weight 500 with online teacher views + mixup (the best model;
+# reports/prune/table2-32ep-to-table3.*; about 200 more CPU minutes).
 #   benchmarks/prune_vs_scratch.sh            (reuses finished runs; the scratch run defaults to reports/lfw)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,10 @@ $PY benchmarks/prune_table.py --table2 runs/celeba-table2 --oneshot runs/table2-
     --out runs/table2-32-pruned-ft35-dw500 --no-progress
 [ -f runs/table2-32-pruned-ft35-dw5000/manifest.json ] || $C train --recipe table2-pruned-ft --distill-weight 5000 \
     --out runs/table2-32-pruned-ft35-dw5000 --no-progress
+# the weight-500 fine-tune with online teacher views + 20% mixup (profiles/table2-pruned-ft-online.toml): the best
+[ -f runs/table2-32-pruned-ft35-online/manifest.json ] || $C train --recipe table2-pruned-ft-online \
+    --out runs/table2-32-pruned-ft35-online --no-progress
 $PY benchmarks/prune_table.py --table2 runs/celeba-table2-32 --pruned runs/table2-32-pruned \
-    --finetuned runs/table2-32-pruned-ft35 runs/table2-32-pruned-ft35-dw500 runs/table2-32-pruned-ft35-dw5000 --scratch reports/lfw/celeba-table3-48ep.json \
+    --finetuned runs/table2-32-pruned-ft35 runs/table2-32-pruned-ft35-dw500 runs/table2-32-pruned-ft35-dw5000 \
+    runs/table2-32-pruned-ft35-online --scratch reports/lfw/celeba-table3-48ep.json \
     --out reports/prune --name table2-32ep-to-table3
