@@ -110,7 +110,7 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(8, 3.6))
     labels = ([f"Table 2\ntrained {rows[0]['epochs']} ep"] + [f"step {p['step']}/{len(pr['steps'])}\n{p['what']}" for p in per_step]
-              + [f"pruned + fine-\ntuned {r['epochs']} ep\ndistill x{r['distill_weight']:g}"
+              + [f"fine-tuned\n{r['epochs']} ep\ndistill x{r['distill_weight']:g}"
                  + ("\nonline+mixup" if r["teacher_views"] == "online" else "") for r in finetuned])
     accs = [rows[0]["accuracy"]] + [p["accuracy"] for p in per_step] + [r["accuracy"] for r in finetuned]
     stds = [rows[0]["std"]] + [p["std"] for p in per_step] + [r["std"] for r in finetuned]
