@@ -34,11 +34,11 @@ def score(run: Path, lfw: Path) -> None:
                           progress=False, roc_path=run / "lfw_roc.png")
     manifest["metrics"]["lfw"] = result
     manifest["lfw_scored_on"] = {"host": host_description(), "by": "benchmarks/gpu_collect.py",
-                                 "trained_on": manifest.get("device")}
+                                 "trained_on": manifest.get("accelerator") or manifest.get("device")}
     write_json(manifest_path, manifest)
     for key, line in result["summary"].items():
         print(f"{run}: LFW View 2 ({'flip fusion' if key == 'flip' else 'no flip'}; pytorch, measured on "
-              f"{result['host']}; trained on {manifest.get('device')}): {line}", flush=True)
+              f"{result['host']}; trained on {manifest['lfw_scored_on']['trained_on']}): {line}", flush=True)
 
 
 def main() -> None:

@@ -309,6 +309,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
         "host": host_description(),
         "world_size": world,
         "device": device,
+        "accelerator": torch.cuda.get_device_name(device) if device.startswith("cuda") else None,
         "versions": versions(),
         "code": code_fingerprint(),
     }
