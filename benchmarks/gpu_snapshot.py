@@ -27,10 +27,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from compress.data.folder import read_image_folder  # noqa: E402
-from compress.data.sources import LFW_UNPAIRED, with_unlabelled  # noqa: E402
-from compress.train.config import load_recipe, resolve_path  # noqa: E402
+from compress.data.sources import with_unlabelled  # noqa: E402
+from compress.train.config import load_recipe, resolve_path, resolve_unlabelled  # noqa: E402
 
-# Fields the GPU copies replace; everything else comes from the named base recipe.
+# The recipes written with the snapshot's paths (data, unlabelled, teacher); all else comes from each base.
 RECIPES = ("celeba-table3", "celeba-table2", "table2-pruned-ft")
 
 
@@ -57,10 +57,8 @@ def main() -> None:
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
 
-    spec = rec["unlabelled"]
-    assert spec.startswith(LFW_UNPAIRED), "the snapshot knows the celeba-table3 recipe's unlabelled source"
     faces = with_unlabelled(read_image_folder(resolve_path(rec["data"]), align=True),
-                            [LFW_UNPAIRED + str(resolve_path(spec[len(LFW_UNPAIRED):]))], align=True)
+                            resolve_unlabelled(rec["unlabelled"]), align=True)
     _write_jpegs(faces.images, faces.labels, faces.classes, tmp / "data", args.quality)
     n_unlabelled = int((faces.labels < 0).sum())
 

@@ -78,12 +78,12 @@ def main() -> None:
     finetuned, scratch = [], []
     for path in a.finetuned:
         ft = _json(Path(path) / "manifest.json")
-        online = ft["config"].get("teacher_views") == "online"
-        views = f", online teacher views + {ft['config']['mixup']:.0%} mixup" if online else ""
+        views = ft["config"].get("teacher_views", "cached")
+        extra = f", online teacher views + {ft['config']['mixup']:.0%} mixup" if views == "online" else ""
         r = _train_row(f"pruned + fine-tuned ({ft['config']['epochs']} epochs, celeba-table3 recipe, distillation "
-                       f"weight {ft['config']['distill_weight']:g}{views})", ft, path)
+                       f"weight {ft['config']['distill_weight']:g}{extra})", ft, path)
         r["distill_weight"] = ft["config"]["distill_weight"]
-        r["teacher_views"] = "online" if online else "cached"
+        r["teacher_views"] = views
         r["images_seen"] += seen + ft_images
         finetuned.append(r)
     for path in a.scratch:

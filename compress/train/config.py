@@ -99,6 +99,16 @@ def resolve_path(value: str) -> Path:
     return (profiles_dir().parent / p).resolve()
 
 
+def resolve_unlabelled(value: str) -> list[str]:
+    """A recipe's comma-separated `unlabelled` sources with their paths resolved as resolve_path does; an
+    `lfw-unpaired:DIR` source keeps its prefix."""
+    from ..data.sources import LFW_UNPAIRED
+
+    specs = [u.strip() for u in value.split(",") if u.strip()]
+    return [LFW_UNPAIRED + str(resolve_path(u[len(LFW_UNPAIRED):])) if u.startswith(LFW_UNPAIRED)
+            else str(resolve_path(u)) for u in specs]
+
+
 def resolve_recipe(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
     if p.is_file():

@@ -22,14 +22,14 @@ from tqdm import tqdm
 
 from ..artifacts import atomic_write, code_fingerprint, host_description, now_iso, versions, write_json
 from ..data.folder import FaceSet
-from ..data.sources import EVAL_IDENTITY_OFFSET, LFW_UNPAIRED, load_faces, synthetic_faces, with_unlabelled
+from ..data.sources import EVAL_IDENTITY_OFFSET, load_faces, synthetic_faces, with_unlabelled
 from ..data.transforms import augment, augment_strong, to_float
 from ..errors import UserError
 from ..evaluate.embed import load_embedder
 from ..model.io import load_model, save_model
 from ..model.network import FaceMobileNet
 from ..schedules import load_schedule
-from .config import TrainConfig, resolve_path
+from .config import TrainConfig, resolve_path, resolve_unlabelled
 from .distill import teacher_sha256, teacher_targets
 from .losses import MarginHead
 
@@ -151,12 +151,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
                            identities=cfg.synthetic_identities, per_identity=cfg.synthetic_images_per_identity,
                            seed=cfg.synthetic_seed, progress=cfg.progress and main, align=cfg.align)
     if cfg.unlabelled:
-        specs = [u.strip() for u in cfg.unlabelled.split(",") if u.strip()]
-        specs = [u if u.startswith(LFW_UNPAIRED) else str(resolve_path(u)) for u in specs]
-        specs = [LFW_UNPAIRED + str(resolve_path(u[len(LFW_UNPAIRED):])) if u.startswith(LFW_UNPAIRED) else u
-                 for u in specs]
-        faces = with_unlabelled(faces, specs,
-                                progress=cfg.progress and main, align=cfg.align)
+        faces = with_unlabelled(faces, resolve_unlabelled(cfg.unlabelled), progress=cfg.progress and main,
+                                align=cfg.align)
     fingerprint = faces.fingerprint()
     targets, online = None, None
     if cfg.teacher:
