@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -45,30 +46,177 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+ARTIFACT_FILES_KEY = "artifact_files"  # manifest key: every file the artifact's command wrote (relative paths)
+LEGACY_FILES = {"manifest.json", "model.pt", "quantized.pt", "calibration.npz", "checkpoint.pt", "lfw_roc.png",
+                "parity.json"}  # what artifacts made before ARTIFACT_FILES_KEY existed can hold
+
+
+def manifest_kind(manifest: dict[str, Any]) -> str | None:
+    """An artifact's kind ("train", "prune", "quantize", "export", ...) from its manifest."""
+    kind = manifest.get("kind")
+    if kind is None and str(manifest.get("format", "")).startswith("compress.export/"):
+        kind = "export"
+    return kind if isinstance(kind, str) else None
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """folder/manifest.json as a dict, or None when absent or unreadable."""
+    try:
+        m = json.loads((Path(folder) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return m if isinstance(m, dict) else None
+
+
+def _files_under(folder: Path) -> set[str]:
+    """Relative paths of the files under folder; `.NAME.XXXX.tmp` leftovers of atomic_write do not count."""
+    return {str(f.relative_to(folder)) for f in folder.rglob("*")
+            if (f.is_file() or f.is_symlink()) and not (f.name.startswith(".") and f.name.endswith(".tmp"))}
+
+
+def check_replaceable(dest: Path, kind: str) -> None:
+    """Refuse to replace `dest` unless it is an artifact of `kind` holding only files its command wrote."""
+    if not dest.is_dir():
+        raise UserError(f"{dest} exists and is not a folder; choose another --out")
+    present = _files_under(dest)
+    if not present:
+        return
+    m = read_manifest(dest)
+    if m is None or manifest_kind(m) != kind:
+        what = f"a '{manifest_kind(m)}' artifact" if m else "not a compress artifact"
+        raise UserError(f"{dest} is {what}, and --overwrite replaces only a '{kind}' artifact; choose another --out")
+    ours = set(m.get(ARTIFACT_FILES_KEY) or []) or LEGACY_FILES | set(m.get("files") or [])
+    foreign = sorted(present - ours)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise UserError(f"{dest} holds files compress did not write ({shown}); move them out or choose another --out")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
-def artifact_dir(dest: str | Path, overwrite: bool = False) -> Iterator[Path]:
+def folder_lock(dest: str | Path) -> Iterator[None]:
+    """Hold `.<name>.lock` beside `dest` while writing it: a second writer fails at once with one line. A lock
+    left by a dead process is taken over, and that process's leftovers (`.partial` staging folders, `.old`
+    swaps, `.tmp` files inside dest) are removed and reported."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    lock = dest.parent / f".{dest.name}.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _pid_alive(pid) and pid != os.getpid():
+                raise UserError(f"another compress process (pid {pid}) is writing {dest}; wait for it to finish "
+                                f"or choose another --out") from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+    else:
+        raise UserError(f"could not lock {dest} ({lock} keeps reappearing); choose another --out")
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        _clean_leftovers(dest)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _clean_leftovers(dest: Path) -> None:
+    """Remove what dead writers of `dest` left (only called while holding its lock)."""
+    gone = [p for p in dest.parent.glob(f".{glob_escape(dest.name)}.*") if p.suffix in (".partial", ".old")]
+    if dest.is_dir():
+        gone += [p for p in dest.glob(".*.tmp") if p.is_file()]
+    for p in gone:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    if gone:
+        print(f"note: removed {len(gone)} leftover(s) of an interrupted run: "
+              f"{', '.join(p.name for p in gone[:3])}", file=sys.stderr)
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _umask_mode(mode: int = 0o777) -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
+@contextlib.contextmanager
+def artifact_dir(dest: str | Path, kind: str, overwrite: bool = False) -> Iterator[Path]:
     """Yield a staging folder; on success it replaces `dest` in one rename, on failure it is removed.
 
-    An existing `dest` is an error unless overwrite is set, so a re-run never destroys a model silently.
+    The caller writes manifest.json (with "kind": kind) into the stage; the list of files written is added to it.
+    An existing `dest` is an error unless overwrite is set, and even then only an artifact of the same kind that
+    holds nothing but its own files is replaced: no user file is ever deleted. A lock makes concurrent writers
+    to one folder fail clearly instead of silently replacing each other's work.
     """
     dest = Path(dest)
+    check_out(dest, kind, overwrite)
+    with folder_lock(dest):
+        stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+        try:
+            os.chmod(stage, _umask_mode())  # mkdtemp makes 0700; artifacts get the mode every folder gets
+            yield stage
+            _seal_manifest(stage, kind)
+            if dest.exists():
+                if not overwrite:  # appeared while we worked (a writer that ignores the lock)
+                    raise UserError(f"{dest} appeared while this command ran; nothing was replaced. "
+                                    f"Pass --overwrite or choose another --out")
+                check_replaceable(dest, kind)
+                trash = dest.with_name(f".{dest.name}.old")
+                os.replace(dest, trash)
+                os.replace(stage, dest)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(stage, dest)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+
+
+def check_out(dest: str | Path, kind: str, overwrite: bool) -> None:
+    """Fail before any work when `dest` cannot receive a `kind` artifact (call it first, then artifact_dir)."""
+    dest = Path(dest)
+    refuse_special_folder(dest)
     if dest.exists() and not overwrite:
         raise UserError(f"{dest} already exists; pass --overwrite to replace it or choose another --out")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
-    try:
-        yield stage
-        if dest.exists():
-            trash = dest.with_name(f".{dest.name}.old")
-            shutil.rmtree(trash, ignore_errors=True)
-            os.replace(dest, trash)
-            os.replace(stage, dest)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(stage, dest)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+    if dest.exists():
+        check_replaceable(dest, kind)
+
+
+def refuse_special_folder(dest: Path) -> None:
+    """Folders that are never an artifact: the filesystem root, the home folder, the working directory, the
+    repository, and their parents."""
+    r = dest.resolve()
+    special = {Path("/"), Path.home().resolve(), Path.cwd().resolve(), Path(__file__).resolve().parents[1]}
+    if r in special or any(r in s.parents for s in special):
+        raise UserError(f"--out {dest} is {r}, not a folder an artifact can own; choose a new folder such as "
+                        f"runs/<name>")
+
+
+def _seal_manifest(stage: Path, kind: str) -> None:
+    m = read_manifest(stage)
+    if m is None:
+        raise RuntimeError(f"artifact stage {stage} has no manifest.json")  # a bug in the caller, not user input
+    if manifest_kind(m) != kind:
+        m["kind"] = kind
+    m[ARTIFACT_FILES_KEY] = sorted(_files_under(stage) | {"manifest.json"})
+    write_json(stage / "manifest.json", m)
 
 
 def repo_folder(env_var: str, name: str) -> Path:

@@ -30,25 +30,70 @@ from tqdm import tqdm
 from .artifacts import code_fingerprint, file_sha256, tree_sha256, write_json
 from .data.sources import EVAL_IDENTITY_OFFSET, load_faces
 from .errors import UserError
-from .train.config import make_config, resolve_path, resolve_recipe
+from .train.config import (MIN_EVAL_IDENTITIES, check_recipe_layout, make_config, read_recipe_toml, resolve_path,
+                           resolve_recipe)
 
 STATE_FILE = "pipeline-state.json"
-_SECTIONS = {"train", "evaluate", "prune", "quantize", "export", "bench", "reference", "pipeline"}
 
 
-def _sections(path: Path) -> dict[str, dict[str, Any]]:
-    with open(path, "rb") as f:
-        raw = tomllib.load(f)
+def _sections(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, dict[str, Any]]:
+    raw = read_recipe_toml(path)
+    check_recipe_layout(raw, path)
     if "base" in raw:  # inherit the base recipe's sections, then override
-        base = _sections(resolve_recipe(str(raw["base"])))
+        chain = _chain + (path.resolve(),)
+        base_path = resolve_recipe(str(raw["base"]))
+        if base_path.resolve() in chain:
+            raise UserError(f"{path}: base recipes form a cycle ({' -> '.join(q.name for q in chain)} -> "
+                            f"{raw['base']}); break it")
+        base = _sections(base_path, chain)
         for k, v in raw.items():
             if isinstance(v, dict):
                 base[k] = {**base.get(k, {}), **v}
         raw = base
-    unknown = sorted(k for k, v in raw.items() if isinstance(v, dict) and k not in _SECTIONS)
-    if unknown:
-        raise UserError(f"{path}: unknown recipe section [{unknown[0]}]; known: {', '.join(sorted(_SECTIONS))}")
     return {k: v for k, v in raw.items() if isinstance(v, dict)}
+
+
+# Known keys of every pipeline section (the module docstring), and checks of their values: a typo or a
+# meaningless number fails here, before training, not after an hour of it.
+_KEYS = {
+    "evaluate": {"identities", "flip", "lfw"},
+    "prune": {"schedule", "ratio", "criterion", "steps", "finetune_steps", "finetune_lr", "round_to", "data", "align"},
+    "quantize": {"mode", "calibration", "images", "keep_float", "qat_steps", "train_data", "align", "threads"},
+    "export": {"targets", "parity_images", "parity_data", "threads"},
+    "bench": {"seconds", "threads"},
+    "reference": {"model"},
+    "pipeline": {"model"},
+}
+
+
+def _number(where: str, v: Any, kind: type, lo: float, lo_open: bool = False, hi: float | None = None) -> None:
+    ok_type = isinstance(v, (int, float) if kind is float else int) and not isinstance(v, bool)
+    ok = ok_type and (v > lo if lo_open else v >= lo) and (hi is None or v <= hi)
+    if not ok:
+        rng = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
+        raise UserError(f"{where} must be {'an integer' if kind is int else 'a number'} {rng}, got {v!r}")
+
+
+def _validate_sections(sec: dict[str, dict[str, Any]], path: Path) -> None:
+    for name, keys in _KEYS.items():
+        bad = sorted(set(sec.get(name, {})) - keys)
+        if bad:
+            raise UserError(f"{path}: unknown [{name}] key(s) {bad}; allowed: {sorted(keys)}")
+    checks = [("evaluate", "identities", int, MIN_EVAL_IDENTITIES, False, None),
+              ("prune", "ratio", float, 0, True, 1), ("prune", "steps", int, 1, False, None),
+              ("prune", "finetune_steps", int, 0, False, None), ("prune", "finetune_lr", float, 0, True, None),
+              ("prune", "round_to", int, 1, False, None),
+              ("quantize", "images", int, 1, False, None), ("quantize", "qat_steps", int, 1, False, None),
+              ("quantize", "threads", int, 0, False, None), ("export", "parity_images", int, 1, False, None),
+              ("export", "threads", int, 0, False, None), ("bench", "seconds", float, 0, True, None),
+              ("bench", "threads", int, 0, False, None)]
+    for name, key, kind, lo, lo_open, hi in checks:
+        if key in sec.get(name, {}):
+            _number(f"{path}: [{name}] {key}", sec[name][key], kind, lo, lo_open, hi)
+    for name, key in (("evaluate", "flip"), ("prune", "align"), ("quantize", "align")):
+        v = sec.get(name, {}).get(key)
+        if v is not None and not isinstance(v, bool):
+            raise UserError(f"{path}: [{name}] {key} must be true or false, got {v!r}")
 
 
 # Code behind every stage's measurement (the evaluators and the accuracy record), part of each stage's cache key.
@@ -133,6 +178,11 @@ def _targets(spec: Any) -> list[tuple[str, str]]:
 
     if spec in (None, "all", ["all"]):
         return [(t.name, t.default_precision) for t in list_targets()]
+    if isinstance(spec, str):  # one target: targets = "onnx" means ["onnx"], not its letters
+        spec = [spec]
+    if not isinstance(spec, list) or not spec or not all(isinstance(x, str) for x in spec):
+        raise UserError(f"[export] targets must be \"all\" or a non-empty list of target names (\"name\" or "
+                        f"\"name:precision\"), got {spec!r}")
     out = []
     for item in spec:
         name, _, prec = str(item).partition(":")
@@ -152,6 +202,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
 
     path = resolve_recipe(recipe)
     sec = _sections(path)
+    _validate_sections(sec, path)
     out = Path(out) if out else Path("runs") / path.stem
     out.mkdir(parents=True, exist_ok=True)
     cfg = make_config(path)
@@ -181,7 +232,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
             from .artifacts import artifact_dir
             from .model.io import resolve_model_file
 
-            with artifact_dir(train_dir, overwrite=True) as st:
+            with artifact_dir(train_dir, "load", overwrite=True) as st:
                 shutil.copy2(resolve_model_file(src), st / "model.pt")
                 write_json(st / "manifest.json", {"kind": "load", "source": str(src)})
         run.stage("train", {"load": str(src), "sha": tree_sha256(Path(src))}, [train_dir / "model.pt"], do_load, bar,

@@ -78,7 +78,7 @@ def export_model(source: torch.nn.Module | QuantizedArtifact, target: str | Path
     sha = source_sha256 or _source_sha(source_path)
     is_int8 = prec == "int8"
 
-    with artifact_dir(out, overwrite=overwrite) as stage:
+    with artifact_dir(out, "export", overwrite=overwrite) as stage:
         job = ExportJob(float_model=float_model, precision=prec, target=tgt, stage=stage,
                         qmodel=source.qmodel.eval() if quantized and is_int8 else None,
                         calibration=source.calibration if quantized else None,

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..data.sources import EVAL_IDENTITY_OFFSET, LFW_UNPAIRED, synthetic_faces
+from ..artifacts import check_out
 from ..errors import UserError
 from ..model.io import load_model, resolve_model_file
 from ..quantize.artifact import is_quantized_artifact, load_quantized
@@ -47,11 +48,14 @@ def export_artifact(model_path: str | Path, target: str, out: str | Path | None 
                     lfw: str | Path | None = None, threads: int = 0, overwrite: bool = False,
                     progress: bool = True) -> dict[str, Any]:
     """Load a float model artifact (train/prune output) or a quantized one (quantize output) and export it."""
+    if threads < 0:
+        raise UserError(f"--threads must be >= 0 (0 = the runtime's default), got {threads}")
+    if n_parity < 1:
+        raise UserError(f"--parity-images must be at least 1, got {n_parity}")
     tgt = load_target(target)  # unknown target: fail before loading anything
     prec = precision or tgt.default_precision
     out = Path(out) if out is not None else default_out(model_path, tgt.name, prec)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+    check_out(out, "export", overwrite)  # before minutes of work, not after
     p = Path(model_path)
     if is_quantized_artifact(p):
         art = load_quantized(p)

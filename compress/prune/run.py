@@ -15,7 +15,7 @@ from typing import Any
 import click
 import numpy as np
 
-from ..artifacts import artifact_dir, file_sha256, host_description, now_iso, versions, write_json
+from ..artifacts import artifact_dir, check_out, file_sha256, host_description, now_iso, versions, write_json
 from ..errors import UserError
 from ..model.complexity import MAC_SOURCE, count_macs
 from ..model.io import load_model, resolve_model_file, save_model
@@ -65,16 +65,21 @@ def prune_artifact(model_path: str | Path, out: str | Path, schedule: str | None
         raise UserError("pass exactly one of --schedule (a channel schedule) or --ratio (keep this fraction)")
     if criterion not in CLI_CRITERIA:
         raise UserError(f"unknown criterion '{criterion}'; choose one of {', '.join(CLI_CRITERIA)}")
+    if finetune_steps < 0:
+        raise UserError(f"--finetune-steps must be >= 0, got {finetune_steps}")
+    if steps < 1:
+        raise UserError(f"--steps must be >= 1, got {steps}")
+    if not finetune_lr > 0:
+        raise UserError(f"--finetune-lr must be > 0, got {finetune_lr}")
+    if round_to is not None and round_to < 1:
+        raise UserError(f"--round-to must be >= 1 (a channel multiple such as 8), got {round_to}")
     if (criterion == "taylor" or finetune_steps) and not data:
         raise UserError("--criterion taylor and --finetune-steps need training faces: pass --data 'synthetic' or a "
                         "folder of faces (--align for raw photos)")
-    if finetune_steps < 0:
-        raise UserError(f"--finetune-steps must be >= 0, got {finetune_steps}")
     if ratio is not None and not 0 < ratio <= 1:
         raise UserError(f"--ratio must be in (0, 1], got {ratio}")
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+    check_out(out, "prune", overwrite)  # before minutes of work, not after
     model = load_model(model_path)
     src = model.schedule
     target = ratio_schedule(src, ratio, round_to) if ratio is not None else plan_pruning(src, schedule, layers=False).target
@@ -145,7 +150,7 @@ def prune_artifact(model_path: str | Path, out: str | Path, schedule: str | None
     }
     if round_to and ratio is None:
         manifest["macs"]["exact_widths"] = exact_macs
-    with artifact_dir(out, overwrite=overwrite) as stage:
+    with artifact_dir(out, "prune", overwrite=overwrite) as stage:
         save_model(pruned, stage / "model.pt", {"pruned_from": str(model_path)})
         write_json(stage / "manifest.json", manifest)
     click.echo(f"params {before['params']:,} -> {after['params']:,}; MACs {before['macs']:,} -> {after['macs']:,}"

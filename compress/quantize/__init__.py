@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..artifacts import check_out
 from ..errors import UserError
 from .artifact import (CALIBRATION_FILE, QUANTIZED_FILE, QUANTIZED_FORMAT, QuantizedArtifact, is_quantized_artifact,
                        load_quantized, save_quantized)
@@ -58,9 +59,17 @@ def quantize_artifact(model_path: str | Path, out: str | Path, mode: str = "ptq"
         raise UserError(f"unknown quantization mode '{mode}'; choose one of: {', '.join(MODES)}")
     if overflow_fix not in OVERFLOW_FIX:
         raise UserError(f"unknown overflow fix '{overflow_fix}'; choose one of: {', '.join(OVERFLOW_FIX)}")
+    # Meaningless numbers fail here, not after minutes of calibration.
+    if n_calibration < 1:
+        raise UserError(f"--calibration-images must be >= 1, got {n_calibration}")
+    if mode == "qat" and qat_steps < 1:
+        raise UserError(f"--qat-steps must be >= 1 with --mode qat, got {qat_steps}")
+    if not qat_lr > 0:
+        raise UserError(f"--qat-lr must be > 0, got {qat_lr}")
+    if threads < 0:
+        raise UserError(f"--threads must be >= 0 (0 = torch's default), got {threads}")
     out = Path(out)
-    if out.exists() and not overwrite:  # fail before minutes of work, not after
-        raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+    check_out(out, "quantize", overwrite)  # before minutes of work, not after
     if threads:
         import torch
 

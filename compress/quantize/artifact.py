@@ -61,7 +61,7 @@ def save_quantized(art: QuantizedArtifact, dest: str | Path, overwrite: bool = F
         "nncf_version": str(nncf.__version__),
     }
     versions_ = {**versions(), "nncf": str(nncf.__version__)}
-    with artifact_dir(dest, overwrite=overwrite) as stage:
+    with artifact_dir(dest, "quantize", overwrite=overwrite) as stage:
         save_model(art.float_model, stage / MODEL_FILE, {"quantized_with": "nncf " + str(nncf.__version__)})
         torch.save(payload, stage / QUANTIZED_FILE)
         with open(stage / CALIBRATION_FILE, "wb") as f:

@@ -20,7 +20,8 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from ..artifacts import atomic_write, code_fingerprint, host_description, now_iso, versions, write_json
+from ..artifacts import (atomic_write, code_fingerprint, folder_lock, manifest_kind, read_manifest, refuse_special_folder,
+                          host_description, now_iso, versions, write_json)
 from ..data.folder import FaceSet
 from ..data.sources import EVAL_IDENTITY_OFFSET, load_faces, synthetic_faces, with_unlabelled
 from ..data.transforms import augment, augment_strong, to_float
@@ -103,7 +104,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise UserError(f"--resume: checkpoint {p} not found; pass a run folder that holds {CHECKPOINT_FILE}")
     try:
-        ck = torch.load(p, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint is tensors and plain containers; unpickling anything else could run code.
+        ck = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UserError(f"--resume: {p} is not a readable checkpoint ({type(e).__name__}); start without --resume") from None
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
@@ -122,8 +124,42 @@ def _check_resumable(ck: dict[str, Any], cfg: TrainConfig, fingerprint: str) -> 
                         "use the same --data or start afresh")
 
 
+def check_run_folder(out: Path) -> None:
+    """Refuse a run folder that is not a folder of its own: `.`, `..`, `/`, the home folder, the repository root
+    or any folder that holds the working directory (--overwrite there would delete files a user keeps)."""
+    from ..schedules import profiles_dir
+
+    o = Path(out).expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    special = {cwd: "the working directory", Path(o.anchor): "the file system root",
+               Path.home().resolve(): "the home folder", profiles_dir().resolve().parent: "the repository root"}
+    why = special.get(o) or ("a folder that holds the working directory" if o in cwd.parents else None)
+    if why:
+        raise UserError(f"--out {out} is {why}; a run needs a folder of its own, e.g. --out runs/NAME")
+
+
+def check_identities(faces: FaceSet) -> None:
+    """Training a face recognizer needs labelled faces of at least 2 people, and some person with 2 images."""
+    labels = faces.labels[faces.labels >= 0]
+    ids, counts = np.unique(labels, return_counts=True)
+    if ids.size < 2:
+        raise UserError(f"{faces.source} has {ids.size} labelled identit{'y' if ids.size == 1 else 'ies'}; training "
+                        "needs at least 2: add more identity folders (one sub-folder of face images per person)")
+    if counts.max() < 2:
+        raise UserError(f"{faces.source}: every one of its {ids.size} identities has a single image; add more "
+                        "images of the same person to the identity folders (at least 2 in some)")
+
+
 def prepare_out(out: Path, resume: str | Path | None, overwrite: bool) -> None:
-    if (out / MANIFEST_FILE).exists() and not overwrite and resume is None:
+    """Refuse a folder that is not a training run; with --overwrite remove only the files a run writes."""
+    refuse_special_folder(out)
+    present = [p for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
+    m = read_manifest(out) if present else None
+    if present and not (m or (out / CHECKPOINT_FILE).exists()):
+        raise UserError(f"{out} holds files but no training run; choose a new or empty --out")
+    if m is not None and manifest_kind(m) != "train":
+        raise UserError(f"{out} holds a '{manifest_kind(m)}' artifact, not a training run; choose another --out")
+    if m is not None and not overwrite and resume is None:
         raise UserError(f"{out} already holds a finished run; pass --overwrite to replace it or choose another --out")
     if (out / CHECKPOINT_FILE).exists() and resume is None and not overwrite:
         raise UserError(f"{out} holds an unfinished run; pass --resume {out} to continue it or --overwrite to restart")
@@ -137,6 +173,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
     """Train per `cfg`, write the run folder `out`, return the manifest. `faces` overrides cfg.data (tests)."""
     cfg.validate()
     out = Path(out)
+    check_run_folder(out)
+    # One writer per run folder (rank 0 of a DDP job writes; the other ranks only read).
+    with folder_lock(out) if int(os.environ.get("RANK", "0")) == 0 else nullcontext():
+        return _train(cfg, out, resume, overwrite, faces, _stop_after_epoch)
+
+
+def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bool, faces: FaceSet | None,
+           _stop_after_epoch: int | None) -> dict[str, Any]:
     ck = load_checkpoint(resume) if resume is not None else None
     prepare_out(out, resume, overwrite)
     device = _resolve_device(cfg.device)
@@ -150,6 +194,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: str | Path | None = None, o
         faces = load_faces(cfg.data if cfg.data == "synthetic" else str(resolve_path(cfg.data)),
                            identities=cfg.synthetic_identities, per_identity=cfg.synthetic_images_per_identity,
                            seed=cfg.synthetic_seed, progress=cfg.progress and main, align=cfg.align)
+    check_identities(faces)
     if cfg.unlabelled:
         faces = with_unlabelled(faces, resolve_unlabelled(cfg.unlabelled), progress=cfg.progress and main,
                                 align=cfg.align)
