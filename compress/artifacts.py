@@ -30,6 +30,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, _umask_mode(0o666))  # mkstemp makes 0600; files get the mode every new file gets
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -29,6 +29,11 @@ def save_model(model: FaceMobileNet, path: str | Path, extra: dict[str, Any] | N
 
 
 def resolve_model_file(path: str | Path) -> Path:
+    """An artifact folder, its model.pt, or `zoo:NAME` (hash-checked) -> the model file."""
+    from ..zoo import is_zoo_spec, verified_model_file
+
+    if is_zoo_spec(path):
+        return verified_model_file(path)
     p = Path(path)
     if p.is_dir():
         p = p / MODEL_FILE

@@ -1,0 +1,189 @@
+"""Put trained runs into the model zoo: copy the weights into compress/zoo/NAME/, score the copied file on LFW,
+and write its record (reports/zoo/NAME-lfw.json, naming the weights' sha256), manifest and model card.
+
+Run after benchmarks/zoo_chain.sh (needs ../shared: LFW and the runs' manifests):
+    .venv/bin/python benchmarks/zoo_build.py            # both entries
+    .venv/bin/python benchmarks/zoo_build.py table3     # one
+The card's figures are read from the record this script writes, never typed in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from compress.artifacts import file_sha256, host_description, now_iso, versions, write_json  # noqa: E402
+from compress.evaluate.embed import TorchEmbedder  # noqa: E402
+from compress.evaluate.lfw import evaluate_lfw  # noqa: E402
+from compress.model.complexity import count_macs  # noqa: E402
+from compress.model.io import load_model  # noqa: E402
+from compress.zoo import ZOO_DIR, ZOO_KIND  # noqa: E402
+
+LFW = ROOT.parent / "shared" / "data" / "lfw"
+CHAIN = "benchmarks/zoo_chain.sh"
+COMMANDS = [  # the exact commands of benchmarks/zoo_chain.sh, in order
+    "compress train --recipe celeba-table2 --epochs 12 --out runs/celeba-table2",
+    "compress train --recipe celeba-table2 --init-model runs/celeba-table2 --epochs 20 --out runs/celeba-table2-32",
+    "compress prune --model runs/celeba-table2-32 --schedule table3 --criterion taylor --steps 3 --finetune-steps 40 "
+    "--data ../shared/data/celeba-299 --align --out runs/table2-32-pruned",
+    "compress train --recipe table2-pruned-ft-online --out runs/table2-32-pruned-ft35-online",
+]
+ENTRIES: dict[str, dict[str, Any]] = {
+    "table2": {
+        "run": "runs/celeba-table2-32", "chain": COMMANDS[:2], "recipe": "profiles/celeba-table2.toml",
+        "description": "Table 2 network (1.75 M params), ArcFace-w + distillation on CelebA-299: the source for pruning",
+        "runs": ["runs/celeba-table2", "runs/celeba-table2-32"],
+    },
+    "table3": {
+        "run": "runs/table2-32-pruned-ft35-online", "chain": COMMANDS, "recipe": "profiles/table2-pruned-ft-online.toml",
+        "description": "Table 3 network (0.43 M params) pruned from zoo:table2 and fine-tuned with distillation "
+                       "(online teacher views + mixup): the deployable model",
+        "runs": ["runs/celeba-table2", "runs/celeba-table2-32", "runs/table2-32-pruned", "runs/table2-32-pruned-ft35-online"],
+    },
+}
+TERMS = ("CelebA (training identities) is for non-commercial research only; LFW (1,542 images of people in no "
+         "LFW test pair, distillation only) is for research use; the MobileFaceNet teacher was trained on MS1M, "
+         "whose terms are non-commercial research. These weights inherit those terms: non-commercial research use.")
+
+
+def _run_summary(run: Path) -> dict[str, Any]:
+    m = json.loads((run / "manifest.json").read_text())
+    out: dict[str, Any] = {"run": str(run.relative_to(ROOT)), "kind": m.get("kind"), "created": m.get("created"),
+                           "host": m.get("host"), "versions": m.get("versions")}
+    if m.get("kind") == "train":
+        cfg = m["config"]
+        out.update({"schedule": m["schedule"]["name"], "data": m["data"], "teacher": m.get("teacher"),
+                    "init_model": m.get("init_model"), "loss": m.get("loss"), "epochs": cfg["epochs"],
+                    "config": cfg, "train_seconds": m["metrics"].get("train_seconds_this_run"),
+                    "final_train_accuracy": m["metrics"].get("final_train_accuracy"),
+                    "final_distill_loss": m["history"][-1].get("distill_loss"),
+                    "images_per_s_last_epoch": m["history"][-1].get("images_per_s")})
+    else:
+        out.update({"method": m.get("method"), "params": m.get("params"), "macs": m.get("macs"),
+                    "source_model": m.get("source_model")})
+    return out
+
+
+def _figures(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: {"accuracy_mean": r["accuracy_mean"], "accuracy_std": r["accuracy_std"],
+                "tar_at_far": r["tar_at_far"], "far_false_accepts": r["far_false_accepts"], "auc": r["auc"]}
+            for k, r in rec["results"].items()}
+
+
+def build(name: str) -> dict[str, Any]:
+    spec = ENTRIES[name]
+    run = ROOT / spec["run"]
+    folder = ZOO_DIR / name
+    folder.mkdir(exist_ok=True)
+    shutil.copyfile(run / "model.pt", folder / "model.pt")
+    sha = file_sha256(folder / "model.pt")
+    model = load_model(folder / "model.pt")  # the shipped file, not the run's
+    s = model.schedule
+    record = evaluate_lfw(TorchEmbedder(model, name=f"zoo:{name} ({s.name}, sha256 {sha[:12]})"), LFW,
+                          roc_path=ROOT / "reports" / "zoo" / f"{name}-lfw-roc.png")
+    record.update({"zoo_entry": f"zoo:{name}", "model_file": f"compress/zoo/{name}/model.pt", "model_sha256": sha})
+    rec_path = ROOT / "reports" / "zoo" / f"{name}-lfw.json"
+    write_json(rec_path, record)
+    runs = [_run_summary(ROOT / r) for r in spec["runs"]]
+    last = runs[-1]
+    manifest = {
+        "kind": ZOO_KIND, "name": name, "created": now_iso(), "description": spec["description"],
+        "weights": {"file": "model.pt", "sha256": sha, "bytes": (folder / "model.pt").stat().st_size,
+                    "format": "compress.model/1 (model.pt of a train run: weights + schedule)"},
+        "schedule": s.to_dict(), "params": sum(p.numel() for p in model.parameters()),
+        "macs": count_macs(model, (3, s.input_size, s.input_size)),
+        "macs_counted_by": "ptflops 0.7.5, pytorch backend, batch 1",
+        "lfw": {**_figures(record), "record": str(rec_path.relative_to(ROOT)), "host": record["host"],
+                "runtime": record["runtime"], "dataset": record["dataset"], "protocol": record["protocol"],
+                "aligner": record["aligner"]},
+        "recipe": spec["recipe"], "chain_script": CHAIN, "chain": spec["chain"],
+        "config": last.get("config"),  # the last training run's settings (QAT reuses its loss)
+        "training_runs": runs, "terms": TERMS, "built_on": host_description(), "build_versions": versions(),
+    }
+    write_json(folder / "manifest.json", manifest)
+    (folder / "MODEL_CARD.md").write_text(card(manifest))
+    print(f"zoo:{name}: sha256 {sha[:16]}, LFW {record['summary']['flip']}")
+    return manifest
+
+
+def _pct(r: dict[str, Any]) -> str:
+    return f"{100 * r['accuracy_mean']:.2f}% +- {100 * r['accuracy_std']:.2f}"
+
+
+def card(m: dict[str, Any]) -> str:
+    f, nf = m["lfw"]["flip"], m["lfw"]["no_flip"]
+    train_runs = [r for r in m["training_runs"] if r["kind"] == "train"]
+    data = train_runs[0]["data"]
+    teacher = train_runs[0].get("teacher") or {}
+    steps = "\n".join(f"{i}. `{c}`" for i, c in enumerate(m["chain"], 1))
+    epochs = " + ".join(str(r["epochs"]) for r in train_runs)
+    return f"""# Model card: zoo:{m['name']}
+
+{m['description']}.
+
+| | |
+|---|---|
+| network | the paper's MobileNet-v2 face network, schedule `{m['schedule']['name']}`, {m['params']:,} parameters, {m['macs']:,} MACs at 112x112 ({m['macs_counted_by']}) |
+| output | {m['schedule']['embedding_size']}-d face embedding (L2-normalise, compare by cosine) |
+| input | aligned 112x112 RGB face (5-point MTCNN alignment to the ArcFace template: `compress data align`), ImageNet normalisation |
+| weights | `compress/zoo/{m['name']}/model.pt`, sha256 `{m['weights']['sha256']}` |
+| LFW, flip fusion | **{_pct(f)}**; TAR@FAR=1e-3 {100 * f['tar_at_far']['1e-3']:.2f}% ({f['far_false_accepts']['1e-3']} false accepts allowed), TAR@FAR=1e-2 {100 * f['tar_at_far']['1e-2']:.2f}% |
+| LFW, no flip | {_pct(nf)}; TAR@FAR=1e-3 {100 * nf['tar_at_far']['1e-3']:.2f}%, TAR@FAR=1e-2 {100 * nf['tar_at_far']['1e-2']:.2f}% |
+| how measured | {m['lfw']['dataset']}; {m['lfw']['protocol']}; {m['lfw']['runtime']} float32 on {m['lfw']['host']}; record `{m['lfw']['record']}` (names this sha256) |
+
+## Intended use
+Verifying (1:1) and identifying (1:N, small galleries such as a ward's patients) **cooperative, roughly frontal
+faces** seen by a robot's camera at close range, after face detection and 5-point alignment, on boards from a
+Raspberry Pi to a Jetson. Not for surveillance, not for identifying people who have not enrolled, and not as the
+only check where a wrong match harms someone (a nursing robot matching medication must confirm by a second
+means, e.g. a wristband or a nurse).
+
+## Training data and their terms
+- Labelled (ArcFace-w margin loss): CelebA, 299 identities ({data['identities']} classes after cleaning;
+  {data['labelled_images']:,} labelled images; dropped by cleaning: {data['dropped_by_cleaning']}).
+- Unlabelled (distillation only): {data['images'] - data['labelled_images']:,} LFW images of the people who appear in no
+  LFW test pair (never an image of a test-pair person).
+- Teacher: MobileFaceNet (ONNX, sha256 `{teacher.get('sha256', '')[:16]}...`), trained on MS1M.
+- Terms: {m['terms']}
+
+## Known limits
+- **Accuracy**: far below the teacher (99.42% on LFW through the same aligner and protocol); at FAR=1e-3 it
+  accepts only {100 * f['tar_at_far']['1e-3']:.0f}% of genuine pairs, so set thresholds on your own gallery.
+- **Pose**: trained and tested on roughly frontal, aligned faces; profile views and strong tilt are out of scope.
+- **Age**: CelebA and LFW are mostly adults aged 20-60; the paper's users (middle-aged and elderly patients)
+  are under-represented, and accuracy on them is not measured.
+- **Ethnicity**: CelebA and LFW are mostly white; the paper's users are Asian. Accuracy per group is not
+  measured; expect it to be lower for under-represented groups.
+- **Lighting and capture**: web photos of celebrities (good light, posed); a ward's lighting, motion blur and
+  a robot's camera are not represented. Masks and sunglasses are not in the training data.
+- **Small data**: 299 labelled identities; the distillation term carries most of the accuracy.
+
+## How it was made ({epochs} training epochs in all; `{m['chain_script']}`)
+{steps}
+
+Recipe: `{m['recipe']}`. Trained on {train_runs[-1]['host']}; library versions in `manifest.json`
+(`training_runs`). Then `.venv/bin/python benchmarks/zoo_build.py {m['name']}` copied the weights here, scored the
+copy on LFW and wrote the record, this card and the manifest.
+
+## Reproduce the figure
+`compress evaluate --model zoo:{m['name']} --lfw ../shared/data/lfw` (needs LFW; `tests/test_zoo.py` checks it is
+within 0.2 pp of this card when `../shared` is present).
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", default=list(ENTRIES))
+    for name in ap.parse_args().names:
+        build(name)
+
+
+if __name__ == "__main__":
+    main()
