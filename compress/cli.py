@@ -8,6 +8,14 @@ from pathlib import Path
 import click
 
 from .errors import UserError
+from .zoo import DEFAULT_MODEL, DEFAULT_PRUNE_SOURCE, is_zoo_spec, safe_name
+
+
+def _say_model(spec: str | Path) -> None:
+    """Every command that takes a model says which one it used (stderr, so JSON on stdout stays clean)."""
+    from .zoo import describe_model
+
+    click.echo(f"model: {describe_model(spec)}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -73,6 +81,19 @@ def targets_show(name: str) -> None:
     click.echo(format_target(load_target(name)))
 
 
+# ---------------------------------------------------------------- models
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="print the listing as JSON")
+def models(as_json: bool) -> None:
+    """The model zoo: real-face weights shipped with the package, usable as --model zoo:NAME."""
+    import json
+
+    from .zoo import format_table, list_entries, table_rows
+
+    rows = table_rows(list_entries())
+    click.echo(json.dumps({"format": "compress.models/1", "models": rows}, indent=2) if as_json else format_table(rows))
+
+
 # ---------------------------------------------------------------- train
 @cli.command()
 @click.option("--recipe", help="recipe name in profiles/ or .toml path; options below override it")
@@ -120,8 +141,8 @@ def train(recipe, out, resume, overwrite, no_progress, **opts) -> None:
 
 # ---------------------------------------------------------------- prune
 @cli.command()
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
-              help="trained model artifact (run folder or model.pt), e.g. a Table 2 network")
+@click.option("--model", "model_path", default=DEFAULT_PRUNE_SOURCE, show_default=True,
+              help="trained model: zoo:NAME, a run folder or model.pt, e.g. a Table 2 network")
 @click.option("--schedule", help="target channel schedule: table3 or a .toml file")
 @click.option("--ratio", type=float, help="instead of a schedule: keep this fraction of every layer's channels")
 @click.option("--criterion", type=click.Choice(["l1", "l2", "bn", "taylor"]), default="l1", show_default=True,
@@ -137,7 +158,7 @@ def train(recipe, out, resume, overwrite, no_progress, **opts) -> None:
 @click.option("--finetune-steps", default=0, show_default=True,
               help="optimizer steps of fine-tuning after every pruning step (distillation from the unpruned model)")
 @click.option("--finetune-lr", default=1e-3, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), help="pruned artifact folder  [runs/pruned/<model>-<schedule>]")
 @click.option("--overwrite", is_flag=True)
 @click.option("--no-progress", is_flag=True)
 def prune(model_path, schedule, ratio, criterion, round_to, steps, depth, lfw, data, align, finetune_steps,
@@ -146,16 +167,23 @@ def prune(model_path, schedule, ratio, criterion, round_to, steps, depth, lfw, d
     --steps with short fine-tuning between them."""
     from .prune.run import prune_artifact
 
+    if out is None:
+        out = Path("runs") / "pruned" / f"{safe_name(model_path)}-{schedule or f'ratio{ratio}'}"
     prune_artifact(model_path, out, schedule=schedule, ratio=ratio, criterion=criterion, round_to=round_to,
                    steps=steps, depth=depth, lfw=lfw, overwrite=overwrite, data=data, align=align,
                    finetune_steps=finetune_steps, finetune_lr=finetune_lr, progress=not no_progress)
+    _say_model(model_path)
+    if not finetune_steps:
+        click.echo(f"next: pruning alone costs accuracy; fine-tune it with distillation, e.g. `compress train "
+                   f"--recipe table2-pruned-ft-online --init-model {out} --out {out}-ft` (real faces, needs the "
+                   f"recipe's data), then `compress evaluate --model {out}-ft --lfw DIR`")
 
 
 # ---------------------------------------------------------------- quantize
 @cli.command()
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
-              help="model artifact to quantize (train or prune output)")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="quantized artifact folder to write")
+@click.option("--model", "model_path", default=DEFAULT_MODEL, show_default=True,
+              help="model to quantize: zoo:NAME or a train / prune artifact")
+@click.option("--out", type=click.Path(path_type=Path), help="quantized artifact folder  [runs/quantized/<model>-<mode>]")
 @click.option("--mode", type=click.Choice(["ptq", "qat"]), default="ptq", show_default=True,
               help="ptq: calibration only (quick); qat: calibration, then fine-tuning with the training loss")
 @click.option("--calibration", "calibration_spec",
@@ -178,6 +206,7 @@ def quantize(model_path, out, mode, calibration_spec, calibration_images, keep_f
     """int8 quantization with NNCF (PTQ or QAT); the artifact feeds every int8 export (one calibration set)."""
     from .quantize import quantize_artifact
 
+    out = out or Path("runs") / "quantized" / f"{safe_name(model_path)}-{mode}"
     keep = [] if keep_float.strip().lower() in ("", "none") else [k.strip() for k in keep_float.split(",") if k.strip()]
     m = quantize_artifact(model_path, out, mode=mode, calibration_spec=calibration_spec,
                           n_calibration=calibration_images, keep_float=keep, qat_steps=qat_steps, qat_lr=qat_lr,
@@ -187,14 +216,15 @@ def quantize(model_path, out, mode, calibration_spec, calibration_images, keep_f
     if cos:
         click.echo(f"int8 vs float embeddings (PyTorch fake-quant, {cos.get('n')} held-out faces): "
                    f"cosine mean {cos['mean']:.5f}, min {cos['min']:.5f}")
+    _say_model(model_path)
     click.echo(f"wrote {out}")
 
 
 # ---------------------------------------------------------------- export
 @cli.command()
 @click.option("--target", required=True, help="robot board: see `compress targets` (or a .toml file)")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=Path("runs/demo/train"),
-              show_default=True, help="model artifact (train/prune output) or quantized artifact (quantize output)")
+@click.option("--model", "model_path", default=DEFAULT_MODEL, show_default=True,
+              help="zoo:NAME, a model artifact (train/prune output) or a quantized artifact (quantize output)")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), help="[the target's default]")
 @click.option("--out", type=click.Path(path_type=Path), help="export folder  [runs/exports/<model>-<target>-<precision>]")
 @click.option("--lfw", type=click.Path(path_type=Path), help="also measure LFW accuracy through the runtime")
@@ -216,14 +246,16 @@ def export(target, model_path, precision, out, lfw, parity_spec, parity_images, 
                    f"({p['runtime']} on this host vs {p['reference']})")
     if "engine" in m:
         click.echo(f"TensorRT engine: {m['engine']}")
+    _say_model(model_path)
     click.echo(f"wrote {m['model_file']} ({m['precision']}, {m['runtime']}) and its manifest to "
                f"{m['out']}")
 
 
 # ---------------------------------------------------------------- bench
 @cli.command()
-@click.option("--artifact", "artifacts", required=True, multiple=True, type=click.Path(path_type=Path),
-              help="export folder (from `compress export`) or a .onnx / .xml / .tflite file; repeat to compare")
+@click.option("--artifact", "artifacts", multiple=True, type=click.Path(path_type=Path),
+              help="export folder (from `compress export`) or a .onnx / .xml / .tflite file; repeat to compare  "
+                   "[zoo:table3 exported as plain ONNX fp32]")
 @click.option("--threads", default=0, help="runtime CPU threads (0 = runtime default)")
 @click.option("--seconds", default=3.0, show_default=True, help="minimum timed seconds (per round when comparing)")
 @click.option("--rounds", default=5, show_default=True, help="comparing: interleaved rounds")
@@ -232,8 +264,11 @@ def bench(artifacts, threads, seconds, rounds, json_out) -> None:
     """Latency (median, p90; batch 1) of exported models in their runtimes on this machine. Several
     --artifact: measured in one run, interleaved, with ratios to the first."""
     from .artifacts import write_json
-    from .bench.latency import bench_artifact, bench_compare, format_bench, format_compare
+    from .bench.latency import _check_numbers, bench_artifact, bench_compare, format_bench, format_compare
 
+    _check_numbers(threads=threads, seconds=seconds, rounds=rounds)
+    if not artifacts:
+        artifacts = (_default_bench_artifact(),)
     if len(artifacts) == 1:
         r = bench_artifact(artifacts[0], threads=threads, min_seconds=seconds)
         click.echo(format_bench(r))
@@ -245,8 +280,8 @@ def bench(artifacts, threads, seconds, rounds, json_out) -> None:
 
 
 @cli.command()
-@click.option("--model", "model_path", default="table3", show_default=True,
-              help="model artifact, or a schedule name / .toml (the estimate depends on the layers only)")
+@click.option("--model", "model_path", default=DEFAULT_MODEL, show_default=True,
+              help="zoo:NAME, a model artifact, or a schedule name / .toml (the estimate depends on the layers only)")
 @click.option("--target", "target_names", multiple=True, help="board(s); default: every target")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), help="[each target's default]")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="write the estimates as JSON here")
@@ -257,29 +292,58 @@ def estimate(model_path, target_names, precision, json_out) -> None:
     from .bench.estimate import estimate_latency, format_estimate
     from .targets import list_targets, load_target
 
+    targets = [load_target(t) for t in target_names] if target_names else list_targets()
+    if precision and target_names:  # a named board that does not offer the precision is an error, like export's
+        for t in targets:
+            if precision not in t.precisions:
+                raise UserError(f"target {t.name} does not offer {precision}; it offers {', '.join(t.precisions)} "
+                                f"(pass one of those to --precision, or leave it out for {t.default_precision})")
+    elif precision:  # every board: the ones that offer the precision
+        skipped = [t.name for t in targets if precision not in t.precisions]
+        targets = [t for t in targets if precision in t.precisions]
+        if not targets:
+            raise UserError(f"no target offers {precision}; see `compress targets`")
+        if skipped:
+            click.echo(f"not offering {precision} (skipped): {', '.join(skipped)}", err=True)
     p = Path(model_path)
-    if p.is_dir() or p.suffix == ".pt":
+    if is_zoo_spec(model_path) or p.is_dir() or p.suffix == ".pt":
         from .model.io import load_model
 
-        model = load_model(p)
+        model = load_model(model_path)
     else:
         from .model import build_model
 
         model = build_model(model_path)
-    targets = [load_target(t) for t in target_names] if target_names else list_targets()
     results = []
     for t in targets:
-        r = estimate_latency(model, t, precision if precision in (None, *t.precisions) else None)
+        r = estimate_latency(model, t, precision)
         results.append(r)
         click.echo(format_estimate(r))
+    if is_zoo_spec(model_path) or p.is_dir() or p.suffix == ".pt":
+        _say_model(model_path)
     if json_out:
         write_json(json_out, {"format": "compress.estimate/1", "model": str(model_path), "estimates": results})
 
 
+def _default_bench_artifact() -> Path:
+    """The default model's plain ONNX export, made once (with its parity record) and reused."""
+    from .artifacts import read_manifest
+    from .export.run import default_out, export_artifact
+    from .zoo import load_entry
+
+    out = default_out(DEFAULT_MODEL, "onnx", "fp32")
+    m = read_manifest(out)
+    if m is None or (m.get("source") or {}).get("sha256") != load_entry(DEFAULT_MODEL.split(":", 1)[1]).sha256:
+        click.echo(f"no --artifact: exporting {DEFAULT_MODEL} for target onnx (fp32) into {out}", err=True)
+        export_artifact(DEFAULT_MODEL, "onnx", out=out, precision="fp32", overwrite=out.exists(), progress=False)
+    _say_model(DEFAULT_MODEL)
+    return out
+
+
 # ---------------------------------------------------------------- evaluate
 @cli.command()
-@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
-              help="run folder, model.pt, or any .onnx face model")
+@click.option("--model", "model_path", default=DEFAULT_MODEL, show_default=True,
+              help="zoo:NAME, a run folder, model.pt, or any .onnx face model")
 @click.option("--data", help="'synthetic' (held-out synthetic identities) or an ImageFolder of aligned crops")
 @click.option("--lfw", type=click.Path(path_type=Path), help="LFW folder with pairs.txt (standard 10-fold protocol)")
 @click.option("--identities", default=100, show_default=True, help="synthetic: held-out identities")
@@ -293,6 +357,9 @@ def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc) -> None:
 
     if not data and not lfw:
         raise UserError("nothing to evaluate on; pass --data synthetic, --data DIR or --lfw DIR")
+    if data == "synthetic" and not lfw and identities < 4:
+        raise UserError(f"--identities {identities}: pair verification needs at least 4 identities "
+                        "(2 identity-disjoint folds of 2 people); pass --identities 4 or more (default 100)")
     emb = load_embedder(model_path)
     if lfw:
         from .evaluate.lfw import evaluate_lfw
@@ -305,14 +372,22 @@ def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc) -> None:
         if res.get("roc_path"):
             click.echo(f"  ROC: {res['roc_path']}")
     else:
-        from .data.sources import EVAL_IDENTITY_OFFSET, load_faces
-        from .evaluate.pairs_eval import evaluate_pairs
+        import numpy as np
 
+        from .data.sources import EVAL_IDENTITY_OFFSET, load_faces
+        from .evaluate.pairs_eval import evaluate_pairs, folds_for
+
+        if data != "synthetic":  # count identities and images before decoding any
+            from .data.folder import scan_image_folder
+
+            files, _ = scan_image_folder(data)
+            folds_for(np.array([y for _, y in files]), data)
         faces = load_faces(data, identities=identities, per_identity=10, first_identity=EVAL_IDENTITY_OFFSET)
-        folds = min(10, faces.num_classes // 2)
+        folds = folds_for(faces.labels, faces.source)
         res = evaluate_pairs(emb, faces, folds=folds, flip=not no_flip, progress=True)
         click.echo(f"{res['model']} [{res['runtime']}, measured on {res['host']}]\n  data: {res['dataset']}\n"
                    f"  protocol: {res['protocol']}\n  accuracy: {res['summary']}")
+    _say_model(model_path)
     if json_out:
         write_json(json_out, res)
 
@@ -329,6 +404,10 @@ def report(run_dir, out) -> None:
 
     if not Path(run_dir).is_dir():
         raise UserError(f"run folder {run_dir} not found; run `compress pipeline` first or pass --run")
+    parts = ("stages", "accuracy", "exports", "bench", "board", "estimates", "reference")  # compress.report.schema
+    if not any((Path(run_dir) / d).is_dir() for d in parts):
+        raise UserError(f"{run_dir} is not a pipeline run folder (it holds none of {', '.join(d + '/' for d in parts)}); "
+                        "pass the folder `compress pipeline` wrote, e.g. --run runs/demo")
     r = write_report(run_dir, out)
     click.echo(f"wrote {', '.join(str(v) for v in r['written'].values())}")
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from .artifacts import code_fingerprint, file_sha256, tree_sha256, write_json
 from .data.sources import EVAL_IDENTITY_OFFSET, load_faces
 from .errors import UserError
+from .zoo import is_zoo_spec, verified_model_file
 from .train.config import (MIN_EVAL_IDENTITIES, check_recipe_layout, make_config, read_recipe_toml, resolve_path,
                            resolve_recipe)
 
@@ -224,7 +225,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
     load = sec.get("pipeline", {}).get("model")
     train_dir = stages / "train"
     if load:
-        src = resolve_path(load)
+        src = verified_model_file(load) if is_zoo_spec(load) else resolve_path(load)  # zoo:NAME: hash-checked
 
         def do_load() -> None:
             import shutil

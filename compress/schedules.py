@@ -92,8 +92,8 @@ def load_schedule(name_or_path: str | Path) -> Schedule:
     try:
         with open(p, "rb") as f:
             raw = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{p}: not valid TOML ({e}); fix the syntax") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{p}: not valid TOML ({str(e).splitlines()[0][:160]}); fix the syntax") from None
     return parse_schedule(raw, str(p))
 
 

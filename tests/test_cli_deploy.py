@@ -103,11 +103,14 @@ def test_bench_refuses_a_folder_that_is_not_an_export(float_artifact):
 
 
 def test_estimate_prints_calibrated_figures_and_refuses_uncalibrated_boards(tmp_path):
-    r = run("estimate", "--target", "raspberry-pi-4", "--target", "intel-nuc", "--precision", "fp32",
-            "--json", str(tmp_path / "e.json"))
-    est = {e["target"]: e for e in json.loads((tmp_path / "e.json").read_text())["estimates"]}
-    pi, nuc = est["raspberry-pi-4"], est["intel-nuc"]
-    assert pi["precision"] == "fp32" and pi["estimate_ms"] > 0 and pi["loo"]["rows"]
+    r = run("estimate", "--target", "raspberry-pi-4", "--precision", "fp32", "--json", str(tmp_path / "e.json"))
+    pi = json.loads((tmp_path / "e.json").read_text())["estimates"][0]
+    assert pi["target"] == "raspberry-pi-4" and pi["precision"] == "fp32" and pi["estimate_ms"] > 0 and pi["loo"]["rows"]
     assert "LOO" in r.stdout and "estimated" in pi["label"]
+    r = run("estimate", "--target", "intel-nuc", "--json", str(tmp_path / "n.json"))
+    nuc = json.loads((tmp_path / "n.json").read_text())["estimates"][0]
     assert nuc["estimate_ms"] is None and "no estimate" in r.stdout
+    # a named board that lacks the precision is an error, not a silent fallback to its default
+    bad = run("estimate", "--target", "raspberry-pi-4", "--target", "intel-nuc", "--precision", "fp32", check_rc=2)
+    assert "intel-nuc does not offer fp32" in bad.stderr
 

@@ -72,9 +72,20 @@ def _prepared(path: Path, threads: int) -> tuple[dict[str, Any], Path, Any, Call
     return manifest, model, runner, _invoker(runner, image)
 
 
+def _check_numbers(threads: int, seconds: float, rounds: int = 1) -> None:
+    """Meaningless timing settings fail before any model is loaded."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise UserError(f"--threads must be an integer >= 0 (0 = the runtime's default), got {threads!r}")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < float("inf"):
+        raise UserError(f"--seconds must be a number > 0 (the minimum timed seconds), got {seconds!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise UserError(f"--rounds must be an integer >= 1, got {rounds!r}")
+
+
 def bench_artifact(path: str | Path, threads: int = 0, warmup: int = 20, min_runs: int = 100,
                    min_seconds: float = 3.0, max_seconds: float = 30.0) -> dict[str, Any]:
     """Median / p90 latency (ms, batch 1) of an exported model in its runtime on this machine."""
+    _check_numbers(threads=threads, seconds=min_seconds)
     path = Path(path)
     manifest, model, _, call = _prepared(path, threads)
     stats = measure(call, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds,
@@ -112,6 +123,7 @@ def bench_compare(paths: list[str | Path], threads: int = 0, rounds: int = 5, se
                   warmup: int = 20) -> dict[str, Any]:
     """Latency of several artifacts measured in one run, interleaved round by round so that the machine's
     drift (other jobs, clocks) hits all of them alike; ratios are against the first artifact."""
+    _check_numbers(threads=threads, seconds=seconds_per_round, rounds=rounds)
     loaded = []
     for p in paths:
         manifest, model, _, call = _prepared(Path(p), threads)

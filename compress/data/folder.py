@@ -61,6 +61,12 @@ def read_image_folder(root: str | Path, size: int = 112, progress: bool = True, 
     """Read an ImageFolder. With align=True the images are raw photos: each is detected and 5-point aligned
     by MTCNN (crops cached by content), and the paper's cleaning drops images with no face or whose aligned
     crop the Haar cascade rejects; both are counted in `skipped`/`dropped` and listed by describe()."""
+    files, classes = scan_image_folder(root, min_images)
+    return read_files(files, classes, str(root), size=size, progress=progress, align=align)
+
+
+def scan_image_folder(root: str | Path, min_images: int = 1) -> tuple[list[tuple[Path, int]], list[str]]:
+    """([(image file, label)], class names) of an ImageFolder, without decoding anything."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist; pass an ImageFolder of aligned faces "
@@ -76,7 +82,7 @@ def read_image_folder(root: str | Path, size: int = 112, progress: bool = True, 
         classes.append(d.name)
     if not files:
         raise UserError(f"{root} holds no images in identity sub-folders; expected {root}/<identity>/<image>.jpg")
-    return read_files(files, classes, str(root), size=size, progress=progress, align=align)
+    return files, classes
 
 
 def read_files(files: list[tuple[Path, int]], classes: list[str], source: str, size: int = 112,
@@ -97,7 +103,7 @@ def read_files(files: list[tuple[Path, int]], classes: list[str], source: str, s
                     im = im.resize((size, size), Image.BILINEAR)
                     resized += 1
                 images[n] = np.asarray(im)
-        except (OSError, ValueError, Image.DecompressionBombError):
+        except Exception:  # any decoder failure (OSError, SyntaxError from a broken PNG, ...) = unreadable
             skipped.append(str(p))
             continue
         labels[n] = y

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import UserError
+
 
 def make_pairs(labels: np.ndarray, folds: int = 10, pairs_per_fold: int = 300, seed: int = 0
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -12,9 +14,13 @@ def make_pairs(labels: np.ndarray, folds: int = 10, pairs_per_fold: int = 300, s
     Identities are dealt to folds, so no identity is in two folds (thresholds never see test identities).
     """
     rng = np.random.default_rng(seed)
-    ids = np.unique(labels)
+    ids = np.unique(labels[labels >= 0]) if len(labels) else np.unique(labels)
+    if folds < 2:
+        raise UserError(f"verification needs at least 2 folds (threshold chosen on the others), got {folds}; "
+                        f"that takes at least 4 identities, the face set has {len(ids)}")
     if len(ids) < 2 * folds:
-        raise ValueError(f"need at least {2 * folds} identities for {folds} folds, got {len(ids)}")
+        raise UserError(f"{folds}-fold verification needs at least {2 * folds} identities (2 per fold, identity-"
+                        f"disjoint folds), the face set has {len(ids)}; add more identity folders")
     rng.shuffle(ids)
     by_id = {i: np.flatnonzero(labels == i) for i in ids}
     a, b, same, fold = [], [], [], []
@@ -23,7 +29,10 @@ def make_pairs(labels: np.ndarray, folds: int = 10, pairs_per_fold: int = 300, s
         fold_ids = ids[k::folds]
         multi = [i for i in fold_ids if len(by_id[i]) >= 2]
         if not multi:
-            raise ValueError("every identity has a single image: cannot make matched pairs")
+            n_multi = sum(len(v) >= 2 for v in by_id.values())
+            raise UserError(f"fold {k + 1} of {folds}: every identity in it has a single image, so no matched pair "
+                            f"can be made ({n_multi} of {len(ids)} identities have 2+ images); add a second image "
+                            "of the same person to the identity folders")
         for _ in range(half):
             i = multi[rng.integers(len(multi))]
             x, y = rng.choice(by_id[i], 2, replace=False)

@@ -6,6 +6,7 @@ trained models and exported files all go through the same evaluation code.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,10 @@ class Embedder:
         """Already-normalised float32 [N,3,H,W] -> raw (unnormalised) embeddings; the entry for inputs that
         are not uint8 crops, e.g. a training step's augmented batch seen by an online teacher."""
         raise NotImplementedError
+
+    def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """forward_nchw on a torch tensor, returned on x's device (torch embedders skip the host round trip)."""
+        return torch.from_numpy(self.forward_nchw(x.detach().cpu().numpy())).to(x.device)
 
     def embed(self, images: np.ndarray, batch_size: int = 64, flip: bool = False, progress: bool = False) -> np.ndarray:
         """images uint8 [N,H,W,3] RGB -> [N,D] L2-normalised; flip=True fuses the mirrored image's embedding."""
@@ -71,6 +76,24 @@ class TorchEmbedder(Embedder):
     def forward_nchw(self, x: np.ndarray) -> np.ndarray:
         return self.model(torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)).float().cpu().numpy()
 
+    @torch.no_grad()
+    def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.detach().float().to(self.device)).float().to(x.device)
+
+
+class OnnxTorchEmbedder(TorchEmbedder):
+    """An ONNX face model converted to a torch module (compress.model.onnx_torch): batched, on any device,
+    same raw embeddings as onnxruntime to float rounding (cosine > 0.99999 on the MobileFaceNet teacher)."""
+
+    runtime = "torch-from-onnx"
+
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+        from ..model.onnx_torch import onnx_to_torch
+
+        module = onnx_to_torch(path)
+        super().__init__(module, name=Path(path).name, device=device)
+        self.input_size = module.input_size
+
 
 class OnnxEmbedder(Embedder):
     """Any ONNX face model with input [B,3,H,W] float, RGB, ImageNet normalisation (the project's convention
@@ -88,9 +111,17 @@ class OnnxEmbedder(Embedder):
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:
             raise UserError(f"cannot load ONNX model {path}: {str(e).splitlines()[0][:160]}") from None
-        inp = self.session.get_inputs()[0]
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1:
+            raise UserError(f"{path}: a face model takes one image input [B,3,H,W], this one takes {len(inputs)} "
+                            f"({', '.join(f'{i.name} {i.shape}' for i in inputs)}); export it with a single input")
+        inp = inputs[0]
         if len(inp.shape) != 4 or inp.shape[1] != 3:
             raise UserError(f"{path}: expected an image input [B,3,H,W], got {inp.shape}")
+        if not outputs or len(outputs[0].shape or []) != 2:
+            got = f"{outputs[0].name} {outputs[0].shape}" if outputs else "no output"
+            raise UserError(f"{path}: expected an embedding output [B,D] (one vector per face), got {got}; "
+                            "pass a face-embedding model (or export one with a flattened embedding output)")
         self.input_name = inp.name
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self.input_size = int(inp.shape[2]) if isinstance(inp.shape[2], int) else 112
@@ -103,15 +134,37 @@ class OnnxEmbedder(Embedder):
         return self.session.run(None, {self.input_name: x})[0]
 
 
-def load_embedder(path: str | Path, device: str = "cpu") -> Embedder:
-    """A project artifact folder / model.pt, or an .onnx file."""
+ONNX_RUNTIMES = ("onnxruntime", "torch", "auto")
+
+
+def torch_beats_onnxruntime(device: str) -> bool:
+    """Whether "auto" runs an ONNX model as a converted torch module on ``device``: on accelerators, yes; on the
+    CPU, no: onnxruntime one image at a time stayed ahead of the batched module there (0.7x its images/s at batch
+    16-64, 1 thread, 2-core EPYC; `benchmarks/teacher_speed.py`)."""
+    return not str(device).startswith("cpu")
+
+
+def load_embedder(path: str | Path, device: str = "cpu", onnx_runtime: str = "onnxruntime") -> Embedder:
+    """A project artifact folder / model.pt, or an .onnx file run by ``onnx_runtime``: "onnxruntime" (CPU),
+    "torch" (converted to a torch module on ``device``, batched; onnxruntime with a note on stderr when the
+    conversion does not cover the file's ops) or "auto" (torch on accelerators, onnxruntime on the CPU)."""
+    if onnx_runtime not in ONNX_RUNTIMES:
+        raise ValueError(f"onnx_runtime must be one of {ONNX_RUNTIMES}, got {onnx_runtime!r}")
     p = Path(path)
     if p.suffix.lower() == ".onnx":
         if not p.is_file():
             raise UserError(f"ONNX model {p} not found")
+        if onnx_runtime == "torch" or (onnx_runtime == "auto" and torch_beats_onnxruntime(device)):
+            try:
+                return OnnxTorchEmbedder(p, device=device)
+            except UserError as e:
+                why = str(e).split("; use the ONNX runtime")[0]
+                print(f"note: {why}; running {p.name} in onnxruntime instead", file=sys.stderr)
         return OnnxEmbedder(p)
     from ..model.io import load_model, resolve_model_file
 
-    model = load_model(p)
-    name = resolve_model_file(p).parent.name
+    from ..zoo import is_zoo_spec
+
+    model = load_model(path)
+    name = str(path) if is_zoo_spec(path) else resolve_model_file(p).parent.name
     return TorchEmbedder(model, name=f"{name} ({model.schedule.name})", device=device)

@@ -68,7 +68,11 @@ def parse_pairs(path: str | Path) -> LfwPairs:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"LFW pairs file {path} not found; pass the folder that holds pairs.txt")
-    lines = [(i, line.split()) for i, line in enumerate(path.read_text().splitlines(), start=1)]
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not a text file (byte {e.start} is not UTF-8); pass LFW's View-2 pairs.txt") from None
+    lines = [(i, line.split()) for i, line in enumerate(text.splitlines(), start=1)]
     lines = [(i, f) for i, f in lines if f]
     if not lines:
         raise UserError(f"{path} is empty; expected a header line like '10 300'")

@@ -10,8 +10,24 @@ import numpy as np
 from ..artifacts import host_description
 from ..data.folder import FaceSet
 from ..data.pairs import make_pairs
+from ..errors import UserError
 from .embed import Embedder
 from .verification import cosine_scores, kfold_verification
+
+
+def folds_for(labels: np.ndarray, source: str, most: int = 10) -> int:
+    """How many identity-disjoint folds a labelled face set supports (2 identities per fold, up to `most`). Too
+    few identities, or no identity with two images, is a UserError saying what the set has and what to add."""
+    labels = np.asarray(labels)
+    ids, counts = np.unique(labels[labels >= 0], return_counts=True)
+    n = int(ids.size)
+    if n < 4:
+        raise UserError(f"{source} has {n} identit{'y' if n == 1 else 'ies'}; pair verification needs at least "
+                        "4 (2 identity-disjoint folds of 2 people): add more identity folders")
+    if counts.max() < 2:
+        raise UserError(f"{source}: every one of its {n} identities has a single image, so no matched pair can be "
+                        "made; add a second image of the same person to the identity folders")
+    return min(most, n // 2)
 
 
 def evaluate_pairs(embedder: Embedder, faces: FaceSet, folds: int = 10, pairs_per_fold: int = 200, seed: int = 0,

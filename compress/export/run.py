@@ -40,7 +40,9 @@ def parity_faces(spec: str | None, n: int = 256, lfw_dir: str | Path | None = No
 
 
 def default_out(model_path: str | Path, target: str, precision: str) -> Path:
-    return Path("runs") / "exports" / f"{Path(model_path).name or 'model'}-{target}-{precision}"
+    from ..zoo import safe_name
+
+    return Path("runs") / "exports" / f"{safe_name(model_path)}-{target}-{precision}"
 
 
 def export_artifact(model_path: str | Path, target: str, out: str | Path | None = None,

@@ -50,6 +50,18 @@ def load_model(path: str | Path) -> FaceMobileNet:
         raise UserError(f"{p} is not a readable compress model ({type(e).__name__}); re-run `compress train`") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise UserError(f"{p} is not a compress model file (expected format {MODEL_FORMAT})")
-    model = FaceMobileNet(Schedule.from_dict(payload["schedule"]))
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model = FaceMobileNet(Schedule.from_dict(payload["schedule"]))
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+        raise UserError(f"{p}: its schedule is missing or malformed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                        "the file is damaged or was not written by compress: re-run `compress train`") from None
+    state = payload.get("state_dict")
+    if not isinstance(state, dict):
+        raise UserError(f"{p}: holds no weights (state_dict); the file is damaged: re-run `compress train`")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise UserError(f"{p}: its weights do not fit its schedule '{model.schedule.name}' "
+                        f"({str(e).splitlines()[0][:120]}); the file is damaged or was edited: re-run `compress train`"
+                        ) from None
     return model.eval()

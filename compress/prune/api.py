@@ -47,6 +47,8 @@ def prune_plan_for(model: FaceMobileNet, target: Schedule | str | Path | dict[st
     """The validated plan `prune_to_schedule` will follow (rounded target when round_to is given)."""
     if depth not in DEPTH_RULES:
         raise UserError(f"unknown depth rule '{depth}'; choose one of {', '.join(DEPTH_RULES)}")
+    if round_to is not None and round_to < 1:
+        raise UserError(f"round_to must be >= 1 (a channel multiple such as 8), got {round_to}")
     tgt = _coerce(target, "target")
     plan = plan_pruning(model.schedule, tgt, layers=False)  # validate the exact widths first
     if round_to:
@@ -129,6 +131,8 @@ def ratio_schedule(schedule: Schedule, ratio: float, round_to: int | None = None
     """
     if not 0 < ratio <= 1:
         raise UserError(f"ratio must be in (0, 1], got {ratio}")
+    if round_to is not None and round_to < 1:
+        raise UserError(f"round_to must be >= 1 (a channel multiple such as 8), got {round_to}")
     step = round_to or 1
 
     def r(v: int, even: bool = False) -> int:

@@ -103,6 +103,30 @@ def _coerce(s: Schedule | str | Path | dict[str, Any], what: str) -> Schedule:
     return load_schedule(s)
 
 
+def _check_no_empty_layer(tgt: Schedule) -> None:
+    """Every layer of the target keeps at least one channel: a 0-channel conv is no network."""
+    where = tgt.name
+    if tgt.stem_c < 1:
+        raise UserError(f"{where}: layer stem would keep {tgt.stem_c} channels; every layer needs at least 1 "
+                        f"(raise the ratio or the widths)")
+    if tgt.head_c < 1:
+        raise UserError(f"{where}: layer head would keep {tgt.head_c} channels; every layer needs at least 1 "
+                        f"(raise the ratio or the widths)")
+    for k, st in enumerate(tgt.stages):
+        if st.c < 1:
+            raise UserError(f"{where}: stage {k + 1} (stages.{k}) would keep {st.c} channels; every layer needs at "
+                            f"least 1 (raise the ratio or the widths)")
+        if st.hidden is not None and min(st.hidden) < 1:
+            raise UserError(f"{where}: stage {k + 1} (stages.{k}) hidden widths {list(st.hidden)} include "
+                            f"{min(st.hidden)} channels; every layer needs at least 1")
+    for blocks in block_specs(tgt):
+        for b in blocks:
+            for what, w in (("input", b.cin), ("branch input", b.branch_in), ("hidden", b.hidden)):
+                if w < 1:
+                    raise UserError(f"{where}: layer stages.{b.stage}.{b.index} ({what}) would have {w} channels; "
+                                    f"every layer needs at least 1 (raise the ratio or the widths)")
+
+
 def plan_pruning(model_schedule: Schedule | str | Path | dict[str, Any],
                  target_schedule: Schedule | str | Path | dict[str, Any],
                  mapping: list[int] | None = None, kept: list[list[int]] | None = None,
@@ -116,6 +140,7 @@ def plan_pruning(model_schedule: Schedule | str | Path | dict[str, Any],
     tgt = _coerce(target_schedule, "target")
     name = tgt.name
     ns = len(src.stages)
+    _check_no_empty_layer(tgt)
     if tgt.embedding_size != src.embedding_size:
         raise UserError(f"{name}: embedding_size {tgt.embedding_size} differs from the model's "
                         f"{src.embedding_size}; pruning keeps the embedding, set embedding_size = {src.embedding_size}")

@@ -28,8 +28,9 @@ MODES = ("ptq", "qat")
 
 def _training_loss_settings(model_path: str | Path) -> dict[str, Any]:
     """The margin-loss settings the source model was trained with (its run manifest), for QAT to reuse."""
-    p = Path(model_path)
-    manifest = (p if p.is_dir() else p.parent) / "manifest.json"
+    from ..model.io import resolve_model_file
+
+    manifest = resolve_model_file(model_path).parent / "manifest.json"  # zoo:NAME included
     try:
         cfg = json.loads(manifest.read_text()).get("config") or {}
     except (OSError, ValueError, AttributeError):

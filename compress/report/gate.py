@@ -432,8 +432,10 @@ def _read_report(report_path: str | Path) -> dict[str, Any]:
 
 def read_baseline(baseline_path: str | Path) -> dict[str, Any]:
     p = Path(baseline_path)
-    b = _read_json(p, "baseline", UPDATE_HINT)
-    return validate_baseline(b, f"baseline {p}")
+    b = validate_baseline(_read_json(p, "baseline", UPDATE_HINT), f"baseline {p}")
+    if not b["metrics"]:
+        raise UserError(f"baseline {p} tracks no metrics, so it cannot gate anything; {UPDATE_HINT}")
+    return b
 
 
 def run_gate(report_path: str | Path, baseline_path: str | Path, out_path: str | Path | None = None) -> GateResult:

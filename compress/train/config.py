@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -14,6 +16,11 @@ from .losses import DEFAULT_TERMS, LOSSES
 
 # Fields that may change between a checkpoint and its resumed run without making it another run.
 RESUMABLE_CHANGES = {"epochs", "device", "threads", "progress"}
+# Top-level tables a recipe may hold: [train] here, the rest read by `compress pipeline` (compress/pipeline.py).
+RECIPE_SECTIONS = {"train", "evaluate", "prune", "quantize", "export", "bench", "reference", "pipeline"}
+# Pair verification deals identities to identity-disjoint folds: 2 folds of 2 identities at the least.
+MIN_EVAL_IDENTITIES = 4
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass
@@ -66,9 +73,25 @@ class TrainConfig:
         for k in ("epochs", "batch_size", "terms", "synthetic_identities", "synthetic_images_per_identity"):
             if getattr(self, k) < 1:
                 raise UserError(f"{k} must be >= 1, got {getattr(self, k)}")
-        if self.lr <= 0 or self.s <= 0 or self.m < 0:
-            raise UserError("lr and s must be > 0 and m >= 0")
-        if self.distill_weight < 0 or (self.distill_weight > 0) != bool(self.teacher):
+        if not self.lr > 0:
+            raise UserError(f"lr must be > 0, got {self.lr}")
+        if not self.s > 0:
+            raise UserError(f"scale s must be > 0, got {self.s}; the paper uses 64")
+        if not 0 <= self.m < math.pi / 2:
+            raise UserError(f"margin m is an angle in radians in [0, pi/2), got {self.m}; the paper uses 0.5")
+        if self.threads < 0:
+            raise UserError(f"threads must be >= 0 (0 = torch's default), got {self.threads}")
+        if not _DEVICE.fullmatch(str(self.device)):
+            raise UserError(f"unknown device '{self.device}'; use auto, cpu, cuda or cuda:N (e.g. cuda:1)")
+        if self.eval_identities < MIN_EVAL_IDENTITIES:
+            raise UserError(f"eval_identities must be >= {MIN_EVAL_IDENTITIES} (2 identity-disjoint folds of 2), "
+                            f"got {self.eval_identities}")
+        if self.eval_images_per_identity < 2:
+            raise UserError(f"eval_images_per_identity must be >= 2 (matched pairs need two images), "
+                            f"got {self.eval_images_per_identity}")
+        if self.distill_weight < 0:
+            raise UserError(f"distill_weight must be >= 0, got {self.distill_weight}")
+        if (self.distill_weight > 0) != bool(self.teacher):
             raise UserError("distillation needs both teacher (an ONNX model) and distill_weight > 0, or neither")
         if self.augment_policy not in AUGMENT_POLICIES:
             raise UserError(f"unknown augment_policy '{self.augment_policy}'; choose one of: {', '.join(AUGMENT_POLICIES)}")
@@ -119,20 +142,46 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
     raise UserError(f"recipe '{name_or_path}' not found; pass a .toml file or a name from {profiles_dir()}")
 
 
-def load_recipe(name_or_path: str | Path, section: str = "train") -> dict[str, Any]:
-    p = resolve_recipe(name_or_path)
+def read_recipe_toml(p: Path) -> dict[str, Any]:
+    """A recipe file's TOML, with its top-level layout checked: `base` and the known sections only."""
     try:
         with open(p, "rb") as f:
             raw = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{p}: not valid TOML ({e})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{p}: not valid TOML ({str(e).splitlines()[0][:160]}); fix the syntax") from None
+    except OSError as e:
+        raise UserError(f"recipe {p} cannot be read ({e.strerror or type(e).__name__}); check the path") from None
+    return raw
+
+
+def check_recipe_layout(raw: dict[str, Any], p: Path) -> None:
+    """Reject what a recipe may not hold: unknown sections, keys outside any section, a non-string base."""
+    unknown = sorted(k for k, v in raw.items() if isinstance(v, dict) and k not in RECIPE_SECTIONS)
+    if unknown:
+        raise UserError(f"{p}: unknown recipe section [{unknown[0]}]; known: {', '.join(sorted(RECIPE_SECTIONS))}")
+    loose = sorted(k for k, v in raw.items() if not isinstance(v, dict) and k != "base")
+    if loose:
+        raise UserError(f"{p}: key(s) {loose} outside any section; put them under a section such as [train] "
+                        f"(only `base` may stand at the top)")
+    if "base" in raw and not isinstance(raw["base"], str):
+        raise UserError(f"{p}: base must be a recipe name or .toml path (a string), got {raw['base']!r}")
+
+
+def load_recipe(name_or_path: str | Path, section: str = "train", _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    p = resolve_recipe(name_or_path)
+    raw = read_recipe_toml(p)
     table = raw.get(section, {} if "base" in raw else None)  # a recipe with a base may leave a section to it
     if not isinstance(table, dict):
         raise UserError(f"{p}: no [{section}] table; a recipe needs one")
+    check_recipe_layout(raw, p)
     if "base" in raw:  # a recipe can be another recipe with a few fields changed
         if Path(str(raw["base"])).stem == p.stem:
             raise UserError(f"{p}: a recipe cannot be its own base")
-        table = {**load_recipe(str(raw["base"]), section), **table}
+        chain = _chain + (p.resolve(),)
+        if resolve_recipe(str(raw["base"])).resolve() in chain:
+            raise UserError(f"{p}: base recipes form a cycle ({' -> '.join(q.name for q in chain)} -> "
+                            f"{raw['base']}); break it")
+        table = {**load_recipe(str(raw["base"]), section, chain), **table}
     known = {f.name for f in fields(TrainConfig)} if section == "train" else None
     if known is not None:
         bad = sorted(set(table) - known)
@@ -141,8 +190,25 @@ def load_recipe(name_or_path: str | Path, section: str = "train") -> dict[str, A
     return table
 
 
+def _check_types(values: dict[str, Any]) -> None:
+    """A recipe value of the wrong type (epochs = "3") as a UserError, not a TypeError deep in training."""
+    for f in fields(TrainConfig):
+        if f.name not in values:
+            continue
+        v, want = values[f.name], type(f.default)
+        ok = (isinstance(v, bool) if want is bool else
+              isinstance(v, (int, float)) and not isinstance(v, bool) if want is float else
+              isinstance(v, int) and not isinstance(v, bool) if want is int else isinstance(v, want))
+        if not ok:
+            raise UserError(f"{f.name} must be a {want.__name__}, got {v!r}")
+
+
 def make_config(recipe: str | Path | None = None, base: dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
     """Recipe (or `base`, e.g. a checkpoint's config when resuming) then the non-None overrides."""
     values: dict[str, Any] = load_recipe(recipe) if recipe else dict(base or {})
     values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = sorted(set(values) - {f.name for f in fields(TrainConfig)})
+    if unknown:  # e.g. a checkpoint written by another version
+        raise UserError(f"unknown training setting(s) {unknown}; allowed: {sorted(f.name for f in fields(TrainConfig))}")
+    _check_types(values)
     return TrainConfig(**values).validate()

@@ -8,6 +8,7 @@ A run folder holds `checkpoint.pt` (rewritten atomically each epoch) while train
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 import os
 import time
 from contextlib import nullcontext
@@ -110,6 +111,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"--resume: {p} is not a readable checkpoint ({type(e).__name__}); start without --resume") from None
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"--resume: {p} is not a compress training checkpoint; start without --resume")
+    need = {"config": dict, "data_fingerprint": str, "epoch": int, "history": list, "net": dict, "optimizer": dict}
+    bad = [k for k, t in need.items() if not isinstance(ck.get(k), t) or isinstance(ck.get(k), bool)]
+    if bad:
+        raise UserError(f"--resume: {p} is damaged (missing or malformed: {', '.join(bad)}); start afresh with --overwrite")
+    unknown = sorted(set(ck["config"]) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise UserError(f"--resume: {p} holds settings this version does not know ({unknown}); start afresh with "
+                        f"--overwrite")
     return ck
 
 
@@ -204,11 +213,12 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
         teacher_path = resolve_path(cfg.teacher)
         if cfg.teacher_views == "online":
             teacher_hash = teacher_sha256(teacher_path)
-            online = load_embedder(teacher_path, device=device)
+            online = load_embedder(teacher_path, device=device, onnx_runtime="auto")
             size = schedule.input_size
             teacher_dim = online.forward_nchw(np.zeros((1, 3, size, size), np.float32)).shape[1]
         else:
-            plain, mirror, teacher_hash = teacher_targets(teacher_path, faces.images, cfg.progress and main)
+            plain, mirror, teacher_hash = teacher_targets(teacher_path, faces.images, cfg.progress and main,
+                                                          device=device)
             targets, teacher_dim = (torch.from_numpy(plain), torch.from_numpy(mirror)), plain.shape[1]
         if teacher_dim != schedule.embedding_size:
             raise UserError(f"teacher embeds to {teacher_dim} dims but {schedule.name} to "
@@ -233,8 +243,12 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
            else torch.optim.AdamW(groups, lr=cfg.lr))
     start_epoch, history = 0, []
     if ck is not None:
-        net.load_state_dict(ck["net"])
-        opt.load_state_dict(ck["optimizer"])
+        try:
+            net.load_state_dict(ck["net"])
+            opt.load_state_dict(ck["optimizer"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise UserError(f"--resume: the checkpoint's weights do not fit this run ({str(e).splitlines()[0][:120]}); "
+                            f"start afresh with --overwrite") from None
         start_epoch, history = ck["epoch"], ck["history"]
     ddp = nn.parallel.DistributedDataParallel(net) if world > 1 else net
 
@@ -277,7 +291,7 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
                 y = torch.cat([torch.full((k,), -1, dtype=y.dtype, device=device), y[k:]])
             target = None
             if online is not None:
-                target = torch.from_numpy(online.forward_nchw(x.cpu().numpy())).to(device)
+                target = online.forward_tensor(x)
             elif targets is not None:
                 target = torch.where(flip[:, None], targets[1][idx], targets[0][idx]).to(device)
             for group in opt.param_groups:
@@ -342,7 +356,8 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
                  "images": len(faces), "labelled_images": n_labelled, "identities": faces.num_classes,
                  "skipped_unreadable": len(faces.skipped),
                  "dropped_by_cleaning": {k: len(v) for k, v in faces.dropped.items()}},
-        "teacher": {"path": cfg.teacher, "sha256": teacher_hash} if cfg.teacher else None,
+        "teacher": {"path": cfg.teacher, "sha256": teacher_hash,
+                    "online_runtime": online.runtime if online is not None else None} if cfg.teacher else None,
         "init_model": cfg.init_model or None,
         "loss": head.describe(),
         "history": history,
