@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..artifacts import _pkg, artifact_dir, file_sha256, host_description, now_iso, tree_sha256, versions, write_json
+from ..artifacts import _pkg, artifact_dir, read_manifest, file_sha256, host_description, now_iso, tree_sha256, versions, write_json
 from ..errors import UserError
 from ..evaluate.embed import TorchEmbedder
 from ..quantize.artifact import QuantizedArtifact
@@ -141,4 +141,4 @@ def export_model(source: torch.nn.Module | QuantizedArtifact, target: str | Path
         if tgt.runtime == "tensorrt":
             manifest["engine"] = res.details["engine"]
         write_json(stage / "manifest.json", manifest)
-    return manifest
+    return read_manifest(Path(out)) or manifest  # as written: artifact_dir adds the kind and the file list
