@@ -77,30 +77,34 @@ def load_entry(name: str) -> ZooEntry:
     return ZooEntry(name, folder, m)
 
 
+def _entry(spec: str | Path) -> ZooEntry:
+    return load_entry(str(spec)[len(PREFIX):])
+
+
 def list_entries() -> list[ZooEntry]:
     return [load_entry(n) for n in zoo_names()]
 
 
 def verified_model_file(spec: str | Path) -> Path:
     """`zoo:NAME` -> its model.pt, after checking the file against the sha256 its manifest names."""
-    entry = load_entry(str(spec)[len(PREFIX):])
+    entry = _entry(spec)
     f = entry.model_file
     if not f.is_file():
         raise UserError(f"{spec}: weights {f} are missing; reinstall the package or restore compress/zoo from git")
     actual = file_sha256(f)
     if actual != entry.sha256:
+        repo = ZOO_DIR.parents[1]
+        fix = (f"restore them from git (`git checkout -- {f.relative_to(repo)}`)" if repo in f.parents
+               else "reinstall the package")
         raise UserError(f"{spec}: weights {f} do not match their manifest (sha256 {actual[:12]} != "
-                        f"{entry.sha256[:12]}); restore them from git (`git checkout -- {f.relative_to(ZOO_DIR.parents[1])}`)"
-                        if ZOO_DIR.parents[1] in f.parents else
-                        f"{spec}: weights {f} do not match their manifest (sha256 {actual[:12]} != "
-                        f"{entry.sha256[:12]}); reinstall the package")
+                        f"{entry.sha256[:12]}); {fix}")
     return f
 
 
 def describe_model(spec: str | Path) -> str:
     """What a command says about the model it used: the zoo entry's line, or the path and its sha256."""
     if is_zoo_spec(spec):
-        return load_entry(str(spec)[len(PREFIX):]).describe()
+        return _entry(spec).describe()
     from ..model.io import resolve_model_file
 
     p = Path(spec)
