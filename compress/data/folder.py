@@ -32,6 +32,17 @@ class FaceSet:
     skipped: list[str] = field(default_factory=list)
     resized: int = 0
     dropped: dict[str, list[str]] = field(default_factory=dict)  # cleaning: reason -> files
+    parts: list[tuple[str, int]] = field(default_factory=list)  # (source, count) in order when concatenated
+
+    def subset(self, index: np.ndarray, source: str) -> "FaceSet":
+        """The faces at `index` (classes kept, so labels stay valid); parts recounted."""
+        index = np.asarray(index, np.int64)
+        parts, start = [], 0
+        for name, n in self.parts:
+            parts.append((name, int(((index >= start) & (index < start + n)).sum())))
+            start += n
+        return FaceSet(self.images[index], self.labels[index], self.classes, source, self.synthetic, self.skipped,
+                       self.resized, self.dropped, parts)
 
     def __len__(self) -> int:
         return len(self.labels)

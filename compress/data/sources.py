@@ -9,6 +9,10 @@ from pathlib import Path
 from .folder import FaceSet, read_files, read_image_folder
 
 LFW_UNPAIRED = "lfw-unpaired:"
+# An unlabelled folder of crops aligned already (e.g. by `compress data align`): never re-aligned, even when the
+# recipe aligns its raw photos (MTCNN on a 112x112 crop finds a smaller face and warps it again).
+ALIGNED = "aligned:"
+PREFIXES = (LFW_UNPAIRED, ALIGNED)
 
 # Evaluation identities start far above any training range, so held-out faces are never trained on.
 EVAL_IDENTITY_OFFSET = 1_000_000
@@ -37,23 +41,27 @@ def load_faces(spec: str, *, identities: int = 120, per_identity: int = 20, seed
 def with_unlabelled(faces: FaceSet, folders: list, progress: bool = True, align: bool = False) -> FaceSet:
     """Append aligned faces from `folders` with label -1 (used by distillation only, not by the margin loss)."""
     images, labels, skipped = [faces.images], [faces.labels], list(faces.skipped)
+    parts = list(faces.parts) or [(faces.source, len(faces))]
     dropped = {k: list(v) for k, v in faces.dropped.items()}
     for folder in folders:
         extra = _read_unlabelled(str(folder), progress, align)
         images.append(extra.images)
         labels.append(np.full(len(extra), -1, np.int64))
+        parts.append((str(folder), len(extra)))
         skipped += extra.skipped
         for k, v in extra.dropped.items():
             dropped.setdefault(k, []).extend(v)
     n_extra = sum(len(x) for x in labels[1:])
     src = f"{faces.source} + {n_extra} unlabelled from {', '.join(str(f) for f in folders)}"
     return FaceSet(np.concatenate(images), np.concatenate(labels), faces.classes, src, faces.synthetic, skipped,
-                   faces.resized, dropped)
+                   faces.resized, dropped, parts)
 
 
 def _read_unlabelled(spec: str, progress: bool, align: bool) -> FaceSet:
-    """A folder, or `lfw-unpaired:LFW_DIR`: the LFW images of people who appear in no pair of pairs.txt
+    """A folder, `aligned:FOLDER` (crops aligned already), or `lfw-unpaired:LFW_DIR`: the LFW images of people who appear in no pair of pairs.txt
     (1,549 images of 1,468 people), the only LFW images that may train a model evaluated on LFW."""
+    if spec.startswith(ALIGNED):
+        return read_image_folder(spec[len(ALIGNED):], progress=progress, align=False)
     if not spec.startswith(LFW_UNPAIRED):
         return read_image_folder(spec, progress=progress, align=align)
     files = lfw_unpaired_images(spec[len(LFW_UNPAIRED):])

@@ -15,7 +15,7 @@ from ..data.transforms import AUGMENT_POLICIES
 from .losses import DEFAULT_TERMS, LOSSES
 
 # Fields that may change between a checkpoint and its resumed run without making it another run.
-RESUMABLE_CHANGES = {"epochs", "device", "threads", "progress"}
+RESUMABLE_CHANGES = {"epochs", "device", "threads", "progress", "workers"}
 # Top-level tables a recipe may hold: [train] here, the rest read by `compress pipeline` (compress/pipeline.py).
 RECIPE_SECTIONS = {"train", "evaluate", "prune", "quantize", "export", "bench", "reference", "pipeline"}
 # Pair verification deals identities to identity-disjoint folds: 2 folds of 2 identities at the least.
@@ -26,7 +26,11 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 @dataclass
 class TrainConfig:
     schedule: str = "table3"
-    data: str = "synthetic"  # "synthetic" (built-in generator) or an ImageFolder of aligned 112x112 crops
+    data: str = "synthetic"  # "synthetic" (built-in generator), an ImageFolder of aligned 112x112 crops, or a .rec
+    # Stream the folder from disk (decoded per batch by DataLoader workers) instead of decoding it into memory
+    # first; an insightface .rec is always streamed (compress/data/lazy.py).
+    stream: bool = False
+    workers: int = 2  # DataLoader worker processes per training process when streaming
     align: bool = False  # data/unlabelled folders hold raw photos: MTCNN-align (cached) and Haar-clean them
     synthetic_identities: int = 120
     synthetic_images_per_identity: int = 20
@@ -57,7 +61,13 @@ class TrainConfig:
     # teacher forward per image per step), which strong augmentation and mixup need.
     teacher_views: str = "cached"
     mixup: float = 0.0  # online teacher only: fraction of each batch replaced by mixes of two images, distilled only
-    unlabelled: str = ""  # folders of aligned faces with no usable labels (distillation only), comma-separated
+    # Faces with no usable labels (distillation only), comma-separated: folders (aligned like `data` when align
+    # is set), `aligned:FOLDER` (crops aligned already), `lfw-unpaired:LFW_DIR` (LFW people in no test pair).
+    unlabelled: str = ""
+    # Leakage filter (data/leakage.py): drop every training face the teacher finds closer than a cut calibrated
+    # on LFW itself to an LFW test-pair image. Needs a teacher.
+    leakage_lfw: str = ""  # LFW folder holding pairs.txt ("" = no filter)
+    leakage_quantile: float = 0.99  # the cut: this quantile of LFW images' best match among other LFW people
     eval_lfw: str = ""  # LFW folder: evaluate the finished model with the 10-fold protocol
     eval_identities: int = 60  # held-out synthetic identities for the final verification check
     eval_images_per_identity: int = 10
@@ -81,6 +91,8 @@ class TrainConfig:
             raise UserError(f"margin m is an angle in radians in [0, pi/2), got {self.m}; the paper uses 0.5")
         if self.threads < 0:
             raise UserError(f"threads must be >= 0 (0 = torch's default), got {self.threads}")
+        if self.workers < 0:
+            raise UserError(f"workers must be >= 0 (0 = read in the training process), got {self.workers}")
         if not _DEVICE.fullmatch(str(self.device)):
             raise UserError(f"unknown device '{self.device}'; use auto, cpu, cuda or cuda:N (e.g. cuda:1)")
         if self.eval_identities < MIN_EVAL_IDENTITIES:
@@ -103,6 +115,12 @@ class TrainConfig:
             raise UserError("mixup images are distilled only; it needs a teacher with teacher_views = \"online\"")
         if self.unlabelled and not self.teacher:
             raise UserError("unlabelled images are only used for distillation; set teacher and distill_weight")
+        if self.leakage_lfw and not self.teacher:
+            raise UserError("the LFW leakage filter compares faces with the teacher's embedding; set teacher "
+                            "(and distill_weight) or drop leakage_lfw")
+        if not 0.5 <= self.leakage_quantile < 1:
+            raise UserError(f"leakage_quantile must be in [0.5, 1), got {self.leakage_quantile}; 0.99 drops ~1% "
+                            "of unrelated faces")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,13 +141,15 @@ def resolve_path(value: str) -> Path:
 
 
 def resolve_unlabelled(value: str) -> list[str]:
-    """A recipe's comma-separated `unlabelled` sources with their paths resolved as resolve_path does; an
-    `lfw-unpaired:DIR` source keeps its prefix."""
-    from ..data.sources import LFW_UNPAIRED
+    """A recipe's comma-separated `unlabelled` sources with their paths resolved as resolve_path does; a
+    source's prefix (`lfw-unpaired:`, `aligned:`) is kept."""
+    from ..data.sources import PREFIXES
 
-    specs = [u.strip() for u in value.split(",") if u.strip()]
-    return [LFW_UNPAIRED + str(resolve_path(u[len(LFW_UNPAIRED):])) if u.startswith(LFW_UNPAIRED)
-            else str(resolve_path(u)) for u in specs]
+    out = []
+    for spec in (u.strip() for u in value.split(",") if u.strip()):
+        prefix = next((p for p in PREFIXES if spec.startswith(p)), "")
+        out.append(prefix + str(resolve_path(spec[len(prefix):])))
+    return out
 
 
 def resolve_recipe(name_or_path: str | Path) -> Path:

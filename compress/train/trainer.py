@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ..artifacts import (atomic_write, code_fingerprint, folder_lock, manifest_kind, read_manifest, refuse_special_folder,
                           host_description, now_iso, versions, write_json)
 from ..data.folder import FaceSet
+from ..data.lazy import epoch_batches, open_for_training
 from ..data.sources import EVAL_IDENTITY_OFFSET, load_faces, synthetic_faces, with_unlabelled
 from ..data.transforms import augment, augment_strong, to_float
 from ..errors import UserError
@@ -197,16 +198,22 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
     main = rank == 0
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    init = load_model(resolve_path(cfg.init_model)) if cfg.init_model else None
+    init = load_model(_model_spec(cfg.init_model)) if cfg.init_model else None
     schedule = init.schedule if init is not None else load_schedule(cfg.schedule)
+    stream = open_for_training(cfg, schedule.input_size) if faces is None else None  # a .rec, or stream = true
+    faces = stream if stream is not None else faces
     if faces is None:
         faces = load_faces(cfg.data if cfg.data == "synthetic" else str(resolve_path(cfg.data)),
                            identities=cfg.synthetic_identities, per_identity=cfg.synthetic_images_per_identity,
                            seed=cfg.synthetic_seed, progress=cfg.progress and main, align=cfg.align)
-    check_identities(faces)
+    if stream is None:  # a streamed set checks its identities when it opens
+        check_identities(faces)
     if cfg.unlabelled:
         faces = with_unlabelled(faces, resolve_unlabelled(cfg.unlabelled), progress=cfg.progress and main,
                                 align=cfg.align)
+    leakage, full_targets = None, None
+    if cfg.leakage_lfw:
+        faces, full_targets, leakage = _drop_lfw_leaks(cfg, faces, device, cfg.progress and main)
     fingerprint = faces.fingerprint()
     targets, online = None, None
     if cfg.teacher:
@@ -216,9 +223,9 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
             online = load_embedder(teacher_path, device=device, onnx_runtime="auto")
             size = schedule.input_size
             teacher_dim = online.forward_nchw(np.zeros((1, 3, size, size), np.float32)).shape[1]
-        else:
-            plain, mirror, teacher_hash = teacher_targets(teacher_path, faces.images, cfg.progress and main,
-                                                          device=device)
+        else:  # the leakage filter embedded every face already, or the teacher does it now
+            plain, mirror, teacher_hash = full_targets or teacher_targets(teacher_path, faces.images,
+                                                                          cfg.progress and main, device=device)
             targets, teacher_dim = (torch.from_numpy(plain), torch.from_numpy(mirror)), plain.shape[1]
         if teacher_dim != schedule.embedding_size:
             raise UserError(f"teacher embeds to {teacher_dim} dims but {schedule.name} to "
@@ -233,7 +240,7 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
     if init is not None:
         model.load_state_dict(init.state_dict())
     head = MarginHead(schedule.embedding_size, faces.num_classes, cfg.loss, cfg.s, cfg.m, cfg.terms)
-    n_labelled = int((faces.labels >= 0).sum())
+    n_labelled = len(faces) if stream is not None else int((faces.labels >= 0).sum())
     net = _Trainable(model, head).to(device)
     decay, no_decay = [], []
     for n, p in net.named_parameters():
@@ -252,8 +259,8 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
         start_epoch, history = ck["epoch"], ck["history"]
     ddp = nn.parallel.DistributedDataParallel(net) if world > 1 else net
 
-    images = torch.from_numpy(faces.images)
-    labels = torch.from_numpy(faces.labels)
+    images = torch.from_numpy(faces.images) if stream is None else None
+    labels = torch.from_numpy(faces.labels) if stream is None else None
     local_bs = cfg.batch_size // world
     steps = len(faces) // cfg.batch_size
     if steps == 0:
@@ -276,17 +283,20 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
         perm = torch.randperm(len(faces), generator=g)[: steps * cfg.batch_size].view(steps, cfg.batch_size)
         losses, accs, distills, t0 = [], [], [], time.perf_counter()
         bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
-        for i in range(steps):
-            idx = perm[i, rank * local_bs:(rank + 1) * local_bs]
-            x = to_float(images[idx].to(device))
-            flip = torch.zeros(len(idx), dtype=torch.bool)
+        mine = perm[:, rank * local_bs:(rank + 1) * local_bs]
+        batches = (((None, xb, yb) for xb, yb in epoch_batches(faces, epoch, steps, local_bs, rank, world, cfg.seed,
+                                                               cfg.workers)) if stream is not None
+                   else ((idx, images[idx], labels[idx]) for idx in mine))
+        for i, (idx, xb, yb) in enumerate(batches):
+            x = to_float(xb.to(device))
+            flip = torch.zeros(len(x), dtype=torch.bool)
             if cfg.augment:
                 x, flip = (augment_strong if cfg.augment_policy == "strong" else augment)(x, g, return_flip=True)
-            y = labels[idx].to(device)
+            y = yb.to(device)
             if cfg.mixup:  # the first k images become mixes of two batch images: new points for distillation
-                k = int(round(cfg.mixup * len(idx)))
+                k = int(round(cfg.mixup * len(x)))
                 lam = torch.rand(k, 1, 1, 1, generator=g).to(device) * 0.6 + 0.2
-                other = x[torch.randint(len(idx), (k,), generator=g).to(device)]
+                other = x[torch.randint(len(x), (k,), generator=g).to(device)]
                 x = torch.cat([lam * x[:k] + (1 - lam) * other, x[k:]])
                 y = torch.cat([torch.full((k,), -1, dtype=y.dtype, device=device), y[k:]])
             target = None
@@ -355,7 +365,8 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
         "data": {"description": faces.describe(), "fingerprint": fingerprint, "synthetic": faces.synthetic,
                  "images": len(faces), "labelled_images": n_labelled, "identities": faces.num_classes,
                  "skipped_unreadable": len(faces.skipped),
-                 "dropped_by_cleaning": {k: len(v) for k, v in faces.dropped.items()}},
+                 "dropped_by_cleaning": {k: len(v) for k, v in faces.dropped.items()},
+                 "lfw_leakage_filter": leakage},
         "teacher": {"path": cfg.teacher, "sha256": teacher_hash,
                     "online_runtime": online.runtime if online is not None else None} if cfg.teacher else None,
         "init_model": cfg.init_model or None,
@@ -371,6 +382,35 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
     }
     write_json(out / MANIFEST_FILE, manifest)
     return manifest
+
+
+def _model_spec(value: str) -> str | Path:
+    """init_model from a recipe: a `zoo:NAME` as is, else a path resolved like the recipe's other paths."""
+    from ..zoo import is_zoo_spec
+
+    return value if is_zoo_spec(value) else resolve_path(value)
+
+
+def _drop_lfw_leaks(cfg: TrainConfig, faces: FaceSet, device: str, progress: bool
+                    ) -> tuple[FaceSet, tuple[np.ndarray, np.ndarray, str], dict[str, Any]]:
+    """The faces far enough from every LFW test-pair image (data/leakage.py), the teacher's (plain, mirror,
+    sha256) targets of those faces, and the filter's record for the manifest."""
+    from ..data import leakage as lk
+
+    teacher = resolve_path(cfg.teacher)
+    # Per source, so each source's teacher embeddings are cached once for every mix of sources.
+    per_part = [teacher_targets(teacher, faces.images[a:b], progress, device=device)
+                for _, a, b in lk.part_ranges(faces)]
+    plain, mirror, t_hash = (np.concatenate([p[0] for p in per_part]), np.concatenate([p[1] for p in per_part]),
+                             per_part[0][2])
+    gallery = lk.lfw_gallery(teacher, resolve_path(cfg.leakage_lfw), progress, device)
+    cut = lk.calibrate(gallery, cfg.leakage_quantile)
+    kept, keep, record = lk.drop_near_lfw(faces, plain, gallery, cut["threshold"])
+    if progress:
+        print(f"LFW leakage filter: {record['dropped']} of {len(faces)} training faces dropped at cosine >= "
+              f"{cut['threshold']:.3f} (teacher {t_hash[:12]}, {cut['how'].split(':')[0]})")
+    record = {"lfw": cfg.leakage_lfw, "teacher_sha256": t_hash, "calibration": cut, **record}
+    return kept, (plain[keep], mirror[keep], t_hash), record
 
 
 def _synthetic_eval(model: FaceMobileNet, cfg: TrainConfig) -> dict[str, Any]:
