@@ -116,3 +116,24 @@ def drop_near_lfw(faces: FaceSet, embeddings: np.ndarray, gallery: LfwGallery, t
     record = {"threshold": threshold, "dropped": int(drop.sum()), "kept": int(len(keep)),
               "per_source": per_source, "closest": closest}
     return kept, keep, record
+
+
+def drop_lfw_leaks(faces: FaceSet, teacher: Path, lfw_dir: Path, quantile: float = DEFAULT_QUANTILE,
+                   device: str = "cpu", progress: bool = True
+                   ) -> tuple[FaceSet, tuple[np.ndarray, np.ndarray, str], dict[str, Any]]:
+    """The faces far enough from every LFW test-pair image, the teacher's (plain, mirror, sha256) targets of
+    those faces (distillation reuses them), and the filter's record for a manifest."""
+    from ..train.distill import teacher_targets
+
+    # Per source, so each source's teacher embeddings are cached once for every mix of sources.
+    per_part = [teacher_targets(teacher, faces.images[a:b], progress, device=device) for _, a, b in part_ranges(faces)]
+    plain, mirror = np.concatenate([p[0] for p in per_part]), np.concatenate([p[1] for p in per_part])
+    t_hash = per_part[0][2]
+    gallery = lfw_gallery(teacher, lfw_dir, progress, device)
+    cut = calibrate(gallery, quantile)
+    kept, keep, record = drop_near_lfw(faces, plain, gallery, cut["threshold"])
+    if progress:
+        print(f"LFW leakage filter: {record['dropped']} of {len(faces)} training faces dropped at cosine >= "
+              f"{cut['threshold']:.3f} (teacher {t_hash[:12]}, {cut['how'].split(':')[0]})")
+    record = {"lfw": str(lfw_dir), "teacher_sha256": t_hash, "calibration": cut, **record}
+    return kept, (plain[keep], mirror[keep], t_hash), record

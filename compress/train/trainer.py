@@ -213,7 +213,10 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
                                 align=cfg.align)
     leakage, full_targets = None, None
     if cfg.leakage_lfw:
-        faces, full_targets, leakage = _drop_lfw_leaks(cfg, faces, device, cfg.progress and main)
+        from ..data.leakage import drop_lfw_leaks
+
+        faces, full_targets, leakage = drop_lfw_leaks(faces, resolve_path(cfg.teacher), resolve_path(cfg.leakage_lfw),
+                                                      cfg.leakage_quantile, device, cfg.progress and main)
     fingerprint = faces.fingerprint()
     targets, online = None, None
     if cfg.teacher:
@@ -389,28 +392,6 @@ def _model_spec(value: str) -> str | Path:
     from ..zoo import is_zoo_spec
 
     return value if is_zoo_spec(value) else resolve_path(value)
-
-
-def _drop_lfw_leaks(cfg: TrainConfig, faces: FaceSet, device: str, progress: bool
-                    ) -> tuple[FaceSet, tuple[np.ndarray, np.ndarray, str], dict[str, Any]]:
-    """The faces far enough from every LFW test-pair image (data/leakage.py), the teacher's (plain, mirror,
-    sha256) targets of those faces, and the filter's record for the manifest."""
-    from ..data import leakage as lk
-
-    teacher = resolve_path(cfg.teacher)
-    # Per source, so each source's teacher embeddings are cached once for every mix of sources.
-    per_part = [teacher_targets(teacher, faces.images[a:b], progress, device=device)
-                for _, a, b in lk.part_ranges(faces)]
-    plain, mirror, t_hash = (np.concatenate([p[0] for p in per_part]), np.concatenate([p[1] for p in per_part]),
-                             per_part[0][2])
-    gallery = lk.lfw_gallery(teacher, resolve_path(cfg.leakage_lfw), progress, device)
-    cut = lk.calibrate(gallery, cfg.leakage_quantile)
-    kept, keep, record = lk.drop_near_lfw(faces, plain, gallery, cut["threshold"])
-    if progress:
-        print(f"LFW leakage filter: {record['dropped']} of {len(faces)} training faces dropped at cosine >= "
-              f"{cut['threshold']:.3f} (teacher {t_hash[:12]}, {cut['how'].split(':')[0]})")
-    record = {"lfw": cfg.leakage_lfw, "teacher_sha256": t_hash, "calibration": cut, **record}
-    return kept, (plain[keep], mirror[keep], t_hash), record
 
 
 def _synthetic_eval(model: FaceMobileNet, cfg: TrainConfig) -> dict[str, Any]:
