@@ -138,3 +138,18 @@ def test_training_drops_faces_of_lfw_test_people(tmp_path, faces, monkeypatch):
     assert {c["index"] for c in rec["closest"] if c["cosine"] > 0.9999} >= set(leaked)
     assert rec["calibration"]["quantile"] == 0.5 and rec["teacher_sha256"] == m["teacher"]["sha256"]
     assert "near LFW test people dropped" in m["data"]["description"]
+
+
+def test_several_labelled_folders_merge_as_distinct_people(tmp_path):
+    from compress.data.sources import load_faces
+
+    from .conftest import toy_faces, write_image_folder
+
+    a = write_image_folder(tmp_path / "celeb", toy_faces(classes=2, per_class=3))
+    b = write_image_folder(tmp_path / "asian" / "faces", toy_faces(classes=3, per_class=2, seed=3))
+    faces = load_faces(f"{a}, aligned:{b}", progress=False)
+    assert len(faces) == 12 and faces.num_classes == 5
+    assert faces.classes[:2] == ["celeb/id0", "celeb/id1"]
+    assert faces.classes[2].startswith("asian/")
+    assert sorted(set(faces.labels[6:].tolist())) == [2, 3, 4]
+    assert faces.parts == [(str(a), 6), (f"aligned:{b}", 6)]

@@ -96,8 +96,19 @@ def read_meta(path: Path) -> tuple[dict[str, Any], Any]:
 
 
 def _safe(name: str) -> str:
-    """A part or class name as one folder name."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.strip("/").split("/")[-1] or "part")
+    """A class name as one folder name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "_"
+
+
+def part_folder(i: int, part: dict[str, Any]) -> str:
+    """Stable folder names: `train` (the labelled part), `lfw`, `unlabelled-<i>-<source folder>`."""
+    if part["kind"] in ("lfw", "labelled"):
+        return "lfw" if part["kind"] == "lfw" else "train"
+    path = Path(part["name"].split(":", 1)[-1].split(" (")[0])
+    base = path.parent.name if path.name == "faces" else path.name
+    if part["name"].startswith("lfw-unpaired:"):
+        base = "lfw-unpaired"
+    return f"unlabelled-{i}-{_safe(base)}"
 
 
 def unpack_snapshot(path: Path, dst: Path) -> dict[str, Any]:
@@ -111,7 +122,7 @@ def unpack_snapshot(path: Path, dst: Path) -> dict[str, Any]:
         blob, offsets, labels = z[f"p{i}_bytes"], z[f"p{i}_offsets"], z[f"p{i}_labels"]
         if len(offsets) != part["count"] + 1 or offsets[-1] != len(blob):
             raise UserError(f"{path}: part {part['name']} is truncated or damaged; copy the snapshot again")
-        root = dst / ("lfw" if part["kind"] == "lfw" else _safe(part["name"]))
+        root = dst / part_folder(i, part)
         for k in range(part["count"]):
             data = blob[offsets[k]:offsets[k + 1]].tobytes()
             if part["kind"] == "lfw":
@@ -138,14 +149,14 @@ def snapshot_from_recipe(cfg: Any, out: Path, *, encoding: str = "webp", quality
     """The training faces of a TrainConfig as its run would see them (aligned, with its unlabelled sources and
     its LFW leakage filter) plus, with `lfw`, the aligned images of its eval_lfw pairs: one snapshot file."""
     from ..evaluate.lfw import _align, locate_lfw, parse_pairs, unique_images
-    from ..train.config import resolve_path, resolve_unlabelled
+    from ..train.config import resolve_path, resolve_sources
     from .sources import load_faces, with_unlabelled
 
     if cfg.data == "synthetic":
         raise UserError("a snapshot holds real faces; the recipe's data is 'synthetic' (built in, nothing to pack)")
-    faces = load_faces(str(resolve_path(cfg.data)), progress=progress, align=cfg.align)
+    faces = load_faces(", ".join(resolve_sources(cfg.data)), progress=progress, align=cfg.align)
     if cfg.unlabelled:
-        faces = with_unlabelled(faces, resolve_unlabelled(cfg.unlabelled), progress=progress, align=cfg.align)
+        faces = with_unlabelled(faces, resolve_sources(cfg.unlabelled), progress=progress, align=cfg.align)
     extra: dict[str, Any] = {"recipe_config": cfg.to_dict()}
     if cfg.leakage_lfw:
         from .leakage import drop_lfw_leaks

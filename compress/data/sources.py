@@ -32,10 +32,38 @@ def synthetic_faces(num_identities: int, images_per_identity: int, seed: int = 0
 
 def load_faces(spec: str, *, identities: int = 120, per_identity: int = 20, seed: int = 0,
                first_identity: int = 0, progress: bool = True, align: bool = False) -> FaceSet:
-    """`spec` is "synthetic" (built-in generator, parameters as given) or a folder of aligned crops."""
+    """`spec` is "synthetic" (built-in generator, parameters as given) or comma-separated ImageFolders (each
+    `aligned:FOLDER` for aligned crops, else aligned here when `align`), merged by merge_labelled."""
     if spec == "synthetic":
         return synthetic_faces(identities, per_identity, seed, first_identity, progress)
+    specs = [s.strip() for s in spec.split(",") if s.strip()]
+    sets = [_read_folder(s, progress, align) for s in specs]
+    return sets[0] if len(sets) == 1 else merge_labelled(sets, specs)
+
+
+def _read_folder(spec: str, progress: bool, align: bool) -> FaceSet:
+    if spec.startswith(ALIGNED):
+        return read_image_folder(spec[len(ALIGNED):], progress=progress, align=False)
     return read_image_folder(spec, progress=progress, align=align)
+
+
+def merge_labelled(sets: list[FaceSet], names: list[str]) -> FaceSet:
+    """Several labelled sets as one: identities kept apart (class `<source folder>/<name>`), one part each.
+    Two folders naming the same person stay two classes: the sets must not share people."""
+    images, labels, classes, skipped, dropped, offset = [], [], [], [], {}, 0
+    for fs, name in zip(sets, names):
+        tag = Path(name.split(":", 1)[-1]).name
+        tag = Path(name.split(":", 1)[-1]).parent.name if tag == "faces" else tag
+        images.append(fs.images)
+        labels.append(np.where(fs.labels >= 0, fs.labels + offset, -1))
+        classes += [f"{tag}/{c}" for c in fs.classes]
+        offset += fs.num_classes
+        skipped += fs.skipped
+        for k, v in fs.dropped.items():
+            dropped.setdefault(k, []).extend(v)
+    src = " + ".join(fs.source for fs in sets)
+    return FaceSet(np.concatenate(images), np.concatenate(labels), classes, src, False, skipped,
+                   sum(fs.resized for fs in sets), dropped, [(n, len(fs)) for n, fs in zip(names, sets)])
 
 
 def with_unlabelled(faces: FaceSet, folders: list, progress: bool = True, align: bool = False) -> FaceSet:
@@ -60,10 +88,8 @@ def with_unlabelled(faces: FaceSet, folders: list, progress: bool = True, align:
 def _read_unlabelled(spec: str, progress: bool, align: bool) -> FaceSet:
     """A folder, `aligned:FOLDER` (crops aligned already), or `lfw-unpaired:LFW_DIR`: the LFW images of people who appear in no pair of pairs.txt
     (1,549 images of 1,468 people), the only LFW images that may train a model evaluated on LFW."""
-    if spec.startswith(ALIGNED):
-        return read_image_folder(spec[len(ALIGNED):], progress=progress, align=False)
     if not spec.startswith(LFW_UNPAIRED):
-        return read_image_folder(spec, progress=progress, align=align)
+        return _read_folder(spec, progress, align)
     files = lfw_unpaired_images(spec[len(LFW_UNPAIRED):])
     return read_files([(p, -1) for p in files], [], spec, progress=progress, align=align)
 

@@ -140,9 +140,9 @@ def resolve_path(value: str) -> Path:
     return (profiles_dir().parent / p).resolve()
 
 
-def resolve_unlabelled(value: str) -> list[str]:
-    """A recipe's comma-separated `unlabelled` sources with their paths resolved as resolve_path does; a
-    source's prefix (`lfw-unpaired:`, `aligned:`) is kept."""
+def resolve_sources(value: str) -> list[str]:
+    """A recipe's comma-separated `data` or `unlabelled` sources with their paths resolved as resolve_path does;
+    a source's prefix (`lfw-unpaired:`, `aligned:`) is kept."""
     from ..data.sources import PREFIXES
 
     out = []

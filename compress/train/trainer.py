@@ -32,7 +32,7 @@ from ..evaluate.embed import load_embedder
 from ..model.io import load_model, save_model
 from ..model.network import FaceMobileNet
 from ..schedules import load_schedule
-from .config import TrainConfig, resolve_path, resolve_unlabelled
+from .config import TrainConfig, resolve_path, resolve_sources
 from .distill import teacher_sha256, teacher_targets
 from .losses import MarginHead
 
@@ -203,13 +203,13 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
     stream = open_for_training(cfg, schedule.input_size) if faces is None else None  # a .rec, or stream = true
     faces = stream if stream is not None else faces
     if faces is None:
-        faces = load_faces(cfg.data if cfg.data == "synthetic" else str(resolve_path(cfg.data)),
+        faces = load_faces(cfg.data if cfg.data == "synthetic" else ", ".join(resolve_sources(cfg.data)),
                            identities=cfg.synthetic_identities, per_identity=cfg.synthetic_images_per_identity,
                            seed=cfg.synthetic_seed, progress=cfg.progress and main, align=cfg.align)
     if stream is None:  # a streamed set checks its identities when it opens
         check_identities(faces)
     if cfg.unlabelled:
-        faces = with_unlabelled(faces, resolve_unlabelled(cfg.unlabelled), progress=cfg.progress and main,
+        faces = with_unlabelled(faces, resolve_sources(cfg.unlabelled), progress=cfg.progress and main,
                                 align=cfg.align)
     leakage, full_targets = None, None
     if cfg.leakage_lfw:
