@@ -46,6 +46,7 @@ def test_pack_unpack_keeps_parts_labels_and_lfw(tmp_path):
     assert meta["format"] == FORMAT and [p["kind"] for p in meta["parts"]] == ["labelled", "unlabelled", "lfw"]
     assert read_meta(tmp_path / "s.npz")[0]["note"] == "x"
     folders = unpack_snapshot(tmp_path / "s.npz", tmp_path / "u")
+    assert [f.split("/")[-1] for f in folders.values()] == ["train", "unlabelled-1-utk", "lfw"]
     lab = read_image_folder(folders["toy"], progress=False)
     assert len(lab) == 12 and lab.classes == sorted(faces.classes)
     # Lossless here, so the unpacked labelled faces are the packed ones, class by class.

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from ..artifacts import atomic_write, now_iso, write_json
 from ..errors import UserError
@@ -43,15 +44,18 @@ def decode(data: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def _pack(images: np.ndarray, encoding: str, quality: int) -> tuple[np.ndarray, np.ndarray]:
-    blobs = [encode(im, encoding, quality) for im in images]
+def _pack(images: np.ndarray, encoding: str, quality: int, what: str = "", progress: bool = True
+          ) -> tuple[np.ndarray, np.ndarray]:
+    blobs = [encode(im, encoding, quality) for im in tqdm(images, desc=f"encoding {what}", unit="img",
+                                                          disable=not progress, leave=False)]
     offsets = np.zeros(len(blobs) + 1, np.int64)
     offsets[1:] = np.cumsum([len(b) for b in blobs])
     return np.frombuffer(b"".join(blobs), np.uint8), offsets
 
 
 def write_snapshot(out: Path, faces: FaceSet, lfw: tuple[np.ndarray, list[str], str] | None, *,
-                   encoding: str = "webp", quality: int = 75, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                   encoding: str = "webp", quality: int = 75, extra: dict[str, Any] | None = None,
+                   progress: bool = False) -> dict[str, Any]:
     """Write `faces` (one part per source: FaceSet.parts) and the aligned LFW (images, names, pairs.txt text)
     to the snapshot file `out` atomically; returns its meta."""
     arrays: dict[str, np.ndarray] = {}
@@ -60,7 +64,8 @@ def write_snapshot(out: Path, faces: FaceSet, lfw: tuple[np.ndarray, list[str], 
     for i, (name, n) in enumerate(faces.parts or [(faces.source, len(faces))]):
         labels = faces.labels[start:start + n]
         kind = "unlabelled" if (labels < 0).all() else "labelled"
-        arrays[f"p{i}_bytes"], arrays[f"p{i}_offsets"] = _pack(faces.images[start:start + n], encoding, quality)
+        arrays[f"p{i}_bytes"], arrays[f"p{i}_offsets"] = _pack(faces.images[start:start + n], encoding, quality,
+                                                               Path(name.split(" (")[0]).name, progress)
         arrays[f"p{i}_labels"] = labels
         parts_meta.append({"name": name, "kind": kind, "count": int(n),
                            "classes": faces.classes if kind == "labelled" else []})
@@ -68,7 +73,7 @@ def write_snapshot(out: Path, faces: FaceSet, lfw: tuple[np.ndarray, list[str], 
     if lfw is not None:
         images, names, pairs_txt = lfw
         i = len(parts_meta)
-        arrays[f"p{i}_bytes"], arrays[f"p{i}_offsets"] = _pack(images, encoding, quality)
+        arrays[f"p{i}_bytes"], arrays[f"p{i}_offsets"] = _pack(images, encoding, quality, "lfw", progress)
         arrays[f"p{i}_labels"] = np.full(len(images), -1, np.int64)
         parts_meta.append({"name": "lfw", "kind": "lfw", "count": len(images), "names": names, "pairs_txt": pairs_txt})
     meta = {"format": FORMAT, "created": now_iso(), "encoding": encoding, "quality": quality,
@@ -172,4 +177,4 @@ def snapshot_from_recipe(cfg: Any, out: Path, *, encoding: str = "webp", quality
         names = unique_images(parse_pairs(pairs_path))
         images, _ = _align([root / n for n in names], None, progress)
         lfw_part = (images, names, pairs_path.read_text())
-    return write_snapshot(out, faces, lfw_part, encoding=encoding, quality=quality, extra=extra)
+    return write_snapshot(out, faces, lfw_part, encoding=encoding, quality=quality, extra=extra, progress=progress)
