@@ -62,7 +62,9 @@ def main() -> None:
         dropped = "" if r["dropped_near_lfw"] is None else f" ({r['dropped_near_lfw']})"
         lines.append(f"| {r['row']} | {r['images']}{dropped} | {r['flip']:.2f}% +- {100 * f['accuracy_std']:.2f} | "
                      f"{r['no_flip']:.2f}% | {r['tar_1e-3']:.2f}% | {gain} |")
-        r.pop("lfw")
+    for r in rows:
+        r["lfw_results"] = {k: {m: v[m] for m in ("accuracy_mean", "accuracy_std", "fold_accuracies", "tar_at_far")}
+                            for k, v in r.pop("lfw")["results"].items()}
     write_json(ROOT / "reports/more-faces/table.json", {"created": now_iso(), "rows": rows,
                "protocol": "LFW deep-funneled View 2, 6000 pairs, 10-fold (threshold on 9 folds), PyTorch float, "
                            "the project's MTCNN aligner; TAR@FAR over all pairs, flip fusion"})

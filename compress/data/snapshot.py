@@ -7,8 +7,9 @@ Format `compress.snapshot/1`, an .npz holding no pickles (np.load(..., allow_pic
   p<i>_bytes   uint8, part i's encoded images one after another
   p<i>_offsets int64 [count + 1], where each image starts (the last entry = total length)
   p<i>_labels  int64 [count], index into the part's classes (-1 = unlabelled)
-The LFW part also carries pairs.txt (in meta). Crops are encoded once (WebP by default: about 1.2 KB for a
-112x112 face at quality 75, against 2.9 KB as JPEG 85); what that costs is measured in reports/more-faces.
+The LFW part also carries pairs.txt (in meta). Crops are encoded once, WebP by default: training faces at
+quality 75 (about 1.3 KB a face, against 2.9 KB as JPEG 85), the LFW test crops at 90 (2.5 KB), because the
+benchmark should see the aligner's crops as closely as fits; what each costs is in reports/more-faces.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def _pack(images: np.ndarray, encoding: str, quality: int, what: str = "", progr
 
 
 def write_snapshot(out: Path, faces: FaceSet, lfw: tuple[np.ndarray, list[str], str] | None, *,
-                   encoding: str = "webp", quality: int = 75, extra: dict[str, Any] | None = None,
-                   progress: bool = False) -> dict[str, Any]:
+                   encoding: str = "webp", quality: int = 75, lfw_quality: int = 90,
+                   extra: dict[str, Any] | None = None, progress: bool = False) -> dict[str, Any]:
     """Write `faces` (one part per source: FaceSet.parts) and the aligned LFW (images, names, pairs.txt text)
     to the snapshot file `out` atomically; returns its meta."""
     arrays: dict[str, np.ndarray] = {}
@@ -73,9 +74,10 @@ def write_snapshot(out: Path, faces: FaceSet, lfw: tuple[np.ndarray, list[str], 
     if lfw is not None:
         images, names, pairs_txt = lfw
         i = len(parts_meta)
-        arrays[f"p{i}_bytes"], arrays[f"p{i}_offsets"] = _pack(images, encoding, quality, "lfw", progress)
+        arrays[f"p{i}_bytes"], arrays[f"p{i}_offsets"] = _pack(images, encoding, lfw_quality, "lfw", progress)
         arrays[f"p{i}_labels"] = np.full(len(images), -1, np.int64)
-        parts_meta.append({"name": "lfw", "kind": "lfw", "count": len(images), "names": names, "pairs_txt": pairs_txt})
+        parts_meta.append({"name": "lfw", "kind": "lfw", "count": len(images), "names": names, "pairs_txt": pairs_txt,
+                           "quality": lfw_quality})
     meta = {"format": FORMAT, "created": now_iso(), "encoding": encoding, "quality": quality,
             "source": faces.describe(), "parts": parts_meta, **(extra or {})}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
@@ -141,7 +143,7 @@ def unpack_snapshot(path: Path, dst: Path) -> dict[str, Any]:
         if part["kind"] == "lfw":
             (root / "pairs.txt").write_text(part["pairs_txt"])
             write_json(root / ALIGNED_MARKER, {"aligned_by": "compress data snapshot", "snapshot": str(path),
-                                               "encoding": meta["encoding"], "quality": meta["quality"]})
+                                               "encoding": meta["encoding"], "quality": part.get("quality")})
         folders[part["name"]] = str(root)
     write_json(dst / "snapshot.json", {k: v for k, v in meta.items() if k != "parts"} |
                {"parts": [{k: v for k, v in p.items() if k not in ("names", "pairs_txt")} for p in meta["parts"]],
@@ -149,8 +151,8 @@ def unpack_snapshot(path: Path, dst: Path) -> dict[str, Any]:
     return folders
 
 
-def snapshot_from_recipe(cfg: Any, out: Path, *, encoding: str = "webp", quality: int = 75, lfw: bool = True,
-                         progress: bool = True) -> dict[str, Any]:
+def snapshot_from_recipe(cfg: Any, out: Path, *, encoding: str = "webp", quality: int = 75, lfw_quality: int = 90,
+                         lfw: bool = True, progress: bool = True) -> dict[str, Any]:
     """The training faces of a TrainConfig as its run would see them (aligned, with its unlabelled sources and
     its LFW leakage filter) plus, with `lfw`, the aligned images of its eval_lfw pairs: one snapshot file."""
     from ..evaluate.lfw import _align, locate_lfw, parse_pairs, unique_images
@@ -177,4 +179,5 @@ def snapshot_from_recipe(cfg: Any, out: Path, *, encoding: str = "webp", quality
         names = unique_images(parse_pairs(pairs_path))
         images, _ = _align([root / n for n in names], None, progress)
         lfw_part = (images, names, pairs_path.read_text())
-    return write_snapshot(out, faces, lfw_part, encoding=encoding, quality=quality, extra=extra, progress=progress)
+    return write_snapshot(out, faces, lfw_part, encoding=encoding, quality=quality, lfw_quality=lfw_quality,
+                          extra=extra, progress=progress)
