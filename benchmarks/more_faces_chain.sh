@@ -16,13 +16,15 @@ R=runs/more-faces-chain
 DEVICE=${DEVICE:-cuda}
 TEACHER=${TEACHER:-../shared/models/mobilefacenet-teacher/MobileFaceNet.onnx}
 T=${THREADS:-0}
+EPOCHS=()  # SMOKE=1: one epoch each, to check the chain end to end on a tiny snapshot
+[ -n "${SMOKE:-}" ] && EPOCHS=(--epochs 1)
 start=$(date +%s)
 step() { echo "[$(( $(date +%s) - start )) s] $*"; }
 [ -f "$DATA/snapshot.json" ] || { step "unpack $SNAP"; $C data unpack "$SNAP" "$DATA"; }
 [ -f "$R/table2/manifest.json" ] || { step "1. Table 2"; $C train --recipe more-faces-chain-table2 \
-    --teacher "$TEACHER" --device "$DEVICE" --threads "$T" --out "$R/table2" --no-progress; }
+    --teacher "$TEACHER" --device "$DEVICE" --threads "$T" "${EPOCHS[@]}" --out "$R/table2" --no-progress; }
 [ -f "$R/pruned/manifest.json" ] || { step "2. prune to Table 3"; $C prune --model "$R/table2" --schedule table3 \
     --criterion taylor --steps 3 --finetune-steps 40 --data "$DATA/train" --out "$R/pruned" --no-progress; }
 [ -f "$R/table3/manifest.json" ] || { step "3. fine-tune"; $C train --recipe more-faces-chain-ft \
-    --teacher "$TEACHER" --device "$DEVICE" --threads "$T" --out "$R/table3" --no-progress; }
+    --teacher "$TEACHER" --device "$DEVICE" --threads "$T" "${EPOCHS[@]}" --out "$R/table3" --no-progress; }
 step "done: LFW in $R/table2/manifest.json and $R/table3/manifest.json (metrics.lfw)"
