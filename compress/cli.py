@@ -105,7 +105,10 @@ def models(as_json: bool) -> None:
               help="teacher embeds each image once (cached) or every augmented view the student sees (online)")
 @click.option("--augment-policy", type=click.Choice(["light", "strong"]), help="training augmentation  [light]")
 @click.option("--mixup", type=float, help="online teacher: fraction of each batch made of two-image mixes")
-@click.option("--data", help="'synthetic' (built-in generator) or an ImageFolder of aligned 112x112 crops")
+@click.option("--data", help="'synthetic' (built-in generator), an ImageFolder of aligned 112x112 crops, or an "
+                            "insightface train.rec (streamed)")
+@click.option("--stream", is_flag=True, default=None, help="read the folder from disk per batch, not into memory first")
+@click.option("--workers", type=int, help="DataLoader workers per process when streaming  [2]")
 @click.option("--loss", type=click.Choice(["arcface_w", "arcface", "softmax"]), help="[arcface_w]")
 @click.option("--scale", "s", type=float, help="margin-loss scale s  [64]")
 @click.option("--margin", "m", type=float, help="additive angular margin m  [0.5]")
@@ -234,13 +237,15 @@ def quantize(model_path, out, mode, calibration_spec, calibration_images, keep_f
 @click.option("--threads", default=0, help="runtime CPU threads for the checks (0 = runtime default)")
 @click.option("--overwrite", is_flag=True)
 @click.option("--no-progress", is_flag=True)
-def export(target, model_path, precision, out, lfw, parity_spec, parity_images, threads, overwrite, no_progress) -> None:
+@click.option("--bundle", is_flag=True, help="also write <out>.tar.gz (the folder, with SHA256SUMS) to copy to the board")
+def export(target, model_path, precision, out, lfw, parity_spec, parity_images, threads, overwrite, no_progress,
+           bundle) -> None:
     """Export for a board (TensorRT-ready ONNX, OpenVINO IR, TFLite, ONNX) and prove parity in its runtime here."""
     from .export.run import export_artifact
 
     m = export_artifact(model_path, target, out=out, precision=precision, parity_spec=parity_spec,
                         n_parity=parity_images, lfw=lfw, threads=threads, overwrite=overwrite,
-                        progress=not no_progress)
+                        progress=not no_progress, bundle=bundle)
     for key, p in m["parity"].items():
         click.echo(f"parity {key}: cosine mean {p['cosine_mean']:.6f}, min {p['cosine_min']:.6f} over {p['n']} faces "
                    f"({p['runtime']} on this host vs {p['reference']})")
@@ -249,6 +254,9 @@ def export(target, model_path, precision, out, lfw, parity_spec, parity_images, 
     _say_model(model_path)
     click.echo(f"wrote {m['model_file']} ({m['precision']}, {m['runtime']}) and its manifest to "
                f"{m['out']}")
+    if m.get("tar"):
+        click.echo(f"wrote {m['tar']}: copy it to the board and follow {Path(m['out']).name}/BOARD.md "
+                   f"({m['bundle']['run']}; board Python {m['bundle']['board_python_min'] or 'not stated'}+)")
 
 
 # ---------------------------------------------------------------- bench
@@ -289,7 +297,7 @@ def estimate(model_path, target_names, precision, json_out) -> None:
     """Per-board latency estimate (per-layer model calibrated on published reference latencies), with its
     leave-one-out error on those references; boards without calibration data get no number."""
     from .artifacts import write_json
-    from .bench.estimate import estimate_latency, format_estimate
+    from .bench.estimate import estimate_latency, format_estimate, reference_estimate
     from .targets import list_targets, load_target
 
     targets = [load_target(t) for t in target_names] if target_names else list_targets()
@@ -317,6 +325,7 @@ def estimate(model_path, target_names, precision, json_out) -> None:
     results = []
     for t in targets:
         r = estimate_latency(model, t, precision)
+        r["reference_estimate"] = reference_estimate(t, r["precision"])  # MobileFaceNet, same calibration
         results.append(r)
         click.echo(format_estimate(r))
     if is_zoo_spec(model_path) or p.is_dir() or p.suffix == ".pt":
@@ -350,18 +359,28 @@ def _default_bench_artifact() -> Path:
 @click.option("--no-flip", is_flag=True, help="no horizontal-flip feature fusion")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the result as JSON")
 @click.option("--roc", type=click.Path(path_type=Path), help="LFW: write the ROC curve PNG here")
-def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc) -> None:
+@click.option("--bin", "bins", multiple=True, type=click.Path(path_type=Path),
+              help="insightface verification .bin (lfw.bin, cfp_fp.bin, ...), 10-fold; repeatable")
+def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc, bins) -> None:
     """Face-verification accuracy of a model (PyTorch artifact or ONNX) on pairs."""
     from .artifacts import write_json
     from .evaluate.embed import load_embedder
 
-    if not data and not lfw:
-        raise UserError("nothing to evaluate on; pass --data synthetic, --data DIR or --lfw DIR")
+    if not data and not lfw and not bins:
+        raise UserError("nothing to evaluate on; pass --data synthetic, --data DIR, --lfw DIR or --bin FILE")
+    if bins and (data or lfw):
+        raise UserError("--bin evaluates on its own pairs; run it without --data and --lfw (one data set per "
+                        "command)")
+    for b in bins:  # every file checked before any work
+        if not b.is_file():
+            raise UserError(f"verification file {b} not found; pass an insightface .bin such as lfw.bin or cfp_fp.bin")
     if data == "synthetic" and not lfw and identities < 4:
         raise UserError(f"--identities {identities}: pair verification needs at least 4 identities "
                         "(2 identity-disjoint folds of 2 people); pass --identities 4 or more (default 100)")
     emb = load_embedder(model_path)
-    if lfw:
+    if bins:
+        res = _evaluate_bins(emb, bins, flip=not no_flip, roc=roc)
+    elif lfw:
         from .evaluate.lfw import evaluate_lfw
 
         res = evaluate_lfw(emb, lfw, roc_path=roc)
@@ -390,6 +409,26 @@ def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc) -> None:
     _say_model(model_path)
     if json_out:
         write_json(json_out, res)
+
+
+def _evaluate_bins(emb, bins: tuple[Path, ...], flip: bool, roc: Path | None) -> dict:
+    """Each .bin through the LFW protocol; printed as each finishes, returned as {file name: result}."""
+    from .evaluate.binset import evaluate_bin
+
+    names = [b.name for b in bins]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"two --bin files share the name {twice[0]!r}; their results would collide, rename one")
+    out = {}
+    for b in bins:
+        roc_path = roc.with_name(f"{roc.stem}-{b.stem}{roc.suffix or '.png'}") if roc and len(bins) > 1 else roc
+        res = evaluate_bin(emb, b, flip="both" if flip else False, progress=True, roc_path=roc_path)
+        click.echo(f"{res['model']} [{res['runtime']}, measured on {res['host']}]\n  data: {res['dataset']}\n"
+                   f"  protocol: {res['protocol']}")
+        for key, line in res["summary"].items():
+            click.echo(f"  {'flip fusion' if key == 'flip' else 'no flip'}: {line}")
+        out[b.name] = res
+    return out if len(bins) > 1 else out[bins[0].name]
 
 
 # ---------------------------------------------------------------- report
@@ -467,6 +506,87 @@ def ablation(recipe, out, epochs, variants, device, no_progress) -> None:
     click.echo(write_table(rows, out))
 
 
+# ---------------------------------------------------------------- identify (the robot's job)
+@cli.command()
+@click.option("--model", "model_path", default=DEFAULT_MODEL, show_default=True,
+              help="zoo:NAME, a model artifact, an export folder (run in its runtime) or a .onnx/.xml/.tflite file")
+@click.option("--gallery", "gallery_dir", required=True, type=click.Path(path_type=Path),
+              help="one sub-folder per person (the folder name is the person's name), photos inside")
+@click.option("--db", required=True, type=click.Path(path_type=Path), help="gallery database (created if new)")
+@click.option("--far", default=1e-3, show_default=True, help="open-set false-accept rate the threshold is set at")
+@click.option("--calibration", help="faces of people NOT enrolled, for the threshold: 'synthetic', a folder, or "
+                                    "lfw-singletons:LFW_DIR  [synthetic on a new gallery; then the stored set]")
+@click.option("--calibration-images", default=1000, show_default=True)
+@click.option("--no-flip", is_flag=True, help="no horizontal-flip fusion (about half the embedding time)")
+@click.option("--aligned", is_flag=True, help="the photos are already aligned 112x112 crops (`compress data align`)")
+@click.option("--overwrite", is_flag=True, help="replace the photos of people already enrolled")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the result as JSON")
+def enrol(model_path, gallery_dir, db, far, calibration, calibration_images, no_flip, aligned, overwrite,
+          json_out) -> None:
+    """Enrol people: detect, align and embed their photos into a SQLite gallery, and set the threshold."""
+    from .artifacts import write_json
+    from .identify.api import enrol as run, format_enrol
+
+    r = run(model_path, gallery_dir, db, far=far, calibration=calibration, n_calibration=calibration_images,
+            flip=not no_flip, aligned=aligned, overwrite=overwrite)
+    out, err = format_enrol(r, db)
+    click.echo(out)
+    if err:
+        click.echo(err, err=True)
+    if json_out:
+        write_json(json_out, {"format": "compress.enrol/1", "model": r.model, "enrolled": r.enrolled,
+                              "not_enrolled": r.not_enrolled, "rejected": r.rejected, "threshold": r.threshold})
+    if r.not_enrolled:
+        sys.exit(1)  # everyone else is enrolled; the exit status says that someone is not
+
+
+@cli.command()
+@click.option("--db", required=True, type=click.Path(path_type=Path), help="gallery database from `compress enrol`")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--top-k", default=3, show_default=True, help="people listed per face")
+@click.option("--model", "model_path", help="check that the gallery was enrolled with this model  [its own]")
+@click.option("--aligned", is_flag=True, help="the images are already aligned 112x112 crops (one face each)")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the answers as JSON")
+def identify(db, images, top_k, model_path, aligned, json_out) -> None:
+    """Who is in each image: per face, the top-k enrolled people with cosine scores, or "unknown" when the
+    best score is not above the gallery's threshold."""
+    from .artifacts import write_json
+    from .identify.api import format_identify, identify as run
+
+    r = run(db, list(images), top_k=top_k, model_spec=model_path, aligned=aligned)
+    click.echo(format_identify(r))
+    if json_out:
+        write_json(json_out, r)
+
+
+@cli.command("check-dose")
+@click.option("--db", required=True, type=click.Path(path_type=Path), help="gallery database from `compress enrol`")
+@click.option("--plan", "plan_path", required=True, type=click.Path(path_type=Path),
+              help="medication plan (TOML: [[patient]] name, [[patient.medication]] drug, times, window_minutes)")
+@click.option("--image", required=True, type=click.Path(path_type=Path), help="the camera frame")
+@click.option("--at", "at", help="when: 2026-12-01T08:10 or 08:10 (today)  [now]")
+@click.option("--margin", default=0.05, show_default=True,
+              help="a confirmation needs the best score this far above the threshold and above the runner-up")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the decision as JSON")
+def check_dose(db, plan_path, image, at, margin, json_out) -> None:
+    """Confirm the patient in the image and the medication due, or refuse (unknown face, several faces, low
+    confidence, nothing due, already given). Exit 0 confirmed, 1 refused; every check is audited."""
+    from .artifacts import write_json
+    from .identify.dose import check_dose as run
+
+    r = run(db, plan_path, image, at, margin=margin)
+    if r["decision"] == "confirmed":
+        doses = ", ".join(f"{d['drug']} (slot {d['slot']})" for d in r["doses"])
+        click.echo(f"CONFIRMED {r['person']} (score {r['scores'][0][1]:.4f}): give {doses}")
+    else:
+        click.echo(f"REFUSED: {r['reason']}")
+    click.echo(f"{r['threshold_note']}; model {r['model']}")
+    if json_out:
+        write_json(json_out, r)
+    if r["decision"] != "confirmed":
+        sys.exit(1)
+
+
 # ---------------------------------------------------------------- data
 @cli.group()
 def data() -> None:
@@ -512,6 +632,41 @@ def data_align(src, dst, haar_policy, no_cache, batch_size) -> None:
     click.echo(f"{r.total} images: {r.aligned} aligned, {r.no_face} no face, {r.unreadable} unreadable, "
                f"{r.haar_rejected} Haar-rejected ({r.haar_policy}), {r.multi_face} multi-face, "
                f"{r.cache_hits} from cache; {r.images_per_s:.1f} img/s. Lists and report in {dst}")
+
+
+@data.command("snapshot")
+@click.option("--recipe", required=True, help="recipe whose training data (and eval_lfw pairs) to pack")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="snapshot file to write (.npz)")
+@click.option("--encoding", type=click.Choice(["webp", "jpeg", "png"]), default="webp", show_default=True)
+@click.option("--quality", default=75, show_default=True, help="WebP/JPEG quality (1-100) of the training faces")
+@click.option("--lfw-quality", default=90, show_default=True, help="quality of the LFW test crops")
+@click.option("--no-lfw", is_flag=True, help="leave out the aligned LFW test images")
+@click.option("--overwrite", is_flag=True, help="replace an existing snapshot file")
+def data_snapshot(recipe, out, encoding, quality, lfw_quality, no_lfw, overwrite) -> None:
+    """Pack a recipe's aligned, leakage-filtered training faces and LFW pairs into one file (for a GPU machine)."""
+    from .data.snapshot import snapshot_from_recipe
+    from .train.config import make_config
+
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} exists; pass --overwrite to replace it or choose another --out")
+    for name, q in (("--quality", quality), ("--lfw-quality", lfw_quality)):
+        if not 1 <= q <= 100:
+            raise UserError(f"{name} must be in 1..100, got {q}")
+    meta = snapshot_from_recipe(make_config(recipe), out, encoding=encoding, quality=quality,
+                                lfw_quality=lfw_quality, lfw=not no_lfw)
+    parts = ", ".join(f"{p['name']} {p['count']}" for p in meta["parts"])
+    click.echo(f"wrote {out}: {out.stat().st_size / 2**20:.1f} MiB, {meta['encoding']} q{meta['quality']}; {parts}")
+
+
+@data.command("unpack")
+@click.argument("snapshot", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("dst", type=click.Path(path_type=Path))
+def data_unpack(snapshot, dst) -> None:
+    """Unpack a data snapshot into DST: one folder per source and lfw/ (aligned, with pairs.txt)."""
+    from .data.snapshot import unpack_snapshot
+
+    for name, folder in unpack_snapshot(snapshot, dst).items():
+        click.echo(f"{folder}  <- {name}")
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ the report's accuracy column is comparable from trained to exported. A stage is 
 settings, the hash of its input artifact and the package's code) matches the one recorded when it was made;
 --force recomputes everything.
 
-Recipe sections besides [train] (all optional): [evaluate] identities / flip / lfw; [prune] schedule, criterion,
+Recipe sections besides [train] (all optional): [evaluate] identities / flip / lfw / bins (extra insightface
+verification .bin files, each an extra accuracy row per PyTorch stage); [prune] schedule, criterion,
 steps, finetune_steps, finetune_lr, round_to, data; [quantize] mode, calibration, images, keep_float;
 [export] targets, parity_images, parity_data; [bench] seconds, threads; [reference] model (an ONNX face model measured in
 the same runtimes and run; skipped with a note when the file is absent).
@@ -57,7 +58,7 @@ def _sections(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, dict[str, 
 # Known keys of every pipeline section (the module docstring), and checks of their values: a typo or a
 # meaningless number fails here, before training, not after an hour of it.
 _KEYS = {
-    "evaluate": {"identities", "flip", "lfw"},
+    "evaluate": {"identities", "flip", "lfw", "bins"},
     "prune": {"schedule", "ratio", "criterion", "steps", "finetune_steps", "finetune_lr", "round_to", "data", "align"},
     "quantize": {"mode", "calibration", "images", "keep_float", "qat_steps", "train_data", "align", "threads"},
     "export": {"targets", "parity_images", "parity_data", "threads"},
@@ -91,6 +92,9 @@ def _validate_sections(sec: dict[str, dict[str, Any]], path: Path) -> None:
     for name, key, kind, lo, lo_open, hi in checks:
         if key in sec.get(name, {}):
             _number(f"{path}: [{name}] {key}", sec[name][key], kind, lo, lo_open, hi)
+    bins = sec.get("evaluate", {}).get("bins", [])
+    if not (isinstance(bins, list) and all(isinstance(b, str) and b.endswith(".bin") for b in bins)):
+        raise UserError(f"{path}: [evaluate] bins must be a list of .bin paths, e.g. [\"data/lfw.bin\"], got {bins!r}")
     for name, key in (("evaluate", "flip"), ("prune", "align"), ("quantize", "align")):
         v = sec.get(name, {}).get(key)
         if v is not None and not isinstance(v, bool):
@@ -98,7 +102,8 @@ def _validate_sections(sec: dict[str, dict[str, Any]], path: Path) -> None:
 
 
 # Code behind every stage's measurement (the evaluators and the accuracy record), part of each stage's cache key.
-_MEASURE = ("compress.evaluate.lfw", "compress.evaluate.pairs_eval", "compress.evaluate.embed", "compress.report.schema")
+_MEASURE = ("compress.evaluate.lfw", "compress.evaluate.pairs_eval", "compress.evaluate.embed",
+            "compress.report.schema", "compress.evaluate.binset")
 
 
 def _digest(obj: Any) -> str:
@@ -148,9 +153,27 @@ class _Evaluator:
         self.identities = int(ev.get("identities", 100))
         self.seed = seed
         self._faces = None
+        self.bins = [resolve_path(b) for b in ev.get("bins", [])]
+        missing = [b for b in self.bins if not b.is_file()]
+        if missing:  # found out now, not after training
+            raise UserError(f"[evaluate] bins: {missing[0]} not found; fix the path or drop it from the recipe")
 
     def key(self) -> dict[str, Any]:
-        return {"flip": self.flip, "lfw": self.lfw, "identities": self.identities, "seed": self.seed}
+        key = {"flip": self.flip, "lfw": self.lfw, "identities": self.identities, "seed": self.seed}
+        return {**key, "bins": [str(b) for b in self.bins]} if self.bins else key  # old caches stay valid
+
+    def bin_outputs(self, run_dir: Path, stage: str) -> list[Path]:
+        from .report.schema import BIN_PREFIX, accuracy_filename
+
+        return [run_dir / "accuracy" / accuracy_filename(f"{BIN_PREFIX}{stage}:{b.name}") for b in self.bins]
+
+    def extra_sets(self, embedder, run_dir: Path, stage: str) -> None:
+        """The stage's model on each extra .bin: one accuracy record per file (stage bin:<stage>:<file>)."""
+        from .evaluate.binset import evaluate_bin
+        from .report.schema import BIN_PREFIX
+
+        for b in self.bins:
+            _record(run_dir, f"{BIN_PREFIX}{stage}:{b.name}", evaluate_bin(embedder, b, flip=self.flip), self.flip)
 
     def __call__(self, embedder) -> dict[str, Any]:
         if self.lfw:
@@ -249,11 +272,14 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
         def go() -> None:
             from .evaluate.embed import load_embedder
 
-            _record(out, stage, ev(load_embedder(model_path)), ev.flip)
+            embedder = load_embedder(model_path)
+            _record(out, stage, ev(embedder), ev.flip)
+            ev.extra_sets(embedder, out, stage)
         return go
 
     acc = lambda name: out / "accuracy" / f"{name}.json"  # noqa: E731
-    run.stage("evaluate trained", [ev.key(), tree_sha256(model_dir / "model.pt")], [acc("trained")],
+    run.stage("evaluate trained", [ev.key(), tree_sha256(model_dir / "model.pt")],
+              [acc("trained"), *ev.bin_outputs(out, "trained")],
               evaluate_model("trained", model_dir), bar, code=("compress.model.io",))
 
     # 2. prune (optional), with its short fine-tuning between and after steps
@@ -270,7 +296,8 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
                            finetune_steps=int(pc.get("finetune_steps", 0)),
                            finetune_lr=float(pc.get("finetune_lr", 1e-3)), overwrite=True, progress=False)
             evaluate_model("pruned", prune_dir)()
-        run.stage("prune", [pc, tree_sha256(model_dir / "model.pt"), ev.key()], [prune_dir / "model.pt", acc("pruned")],
+        run.stage("prune", [pc, tree_sha256(model_dir / "model.pt"), ev.key()],
+                  [prune_dir / "model.pt", acc("pruned"), *ev.bin_outputs(out, "pruned")],
                   do_prune, bar, code=("compress.prune.run",))
         model_dir = prune_dir
 
@@ -289,9 +316,11 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
                           align=bool(pq.get("align", False)), threads=int(pq.get("threads", 0)),
                           progress=False, overwrite=True)
         art = load_quantized(q_dir)
-        _record(out, "quantized", ev(TorchEmbedder(art.qmodel, name=f"{q_dir} (NNCF fake-quant)")), ev.flip)
+        embedder = TorchEmbedder(art.qmodel, name=f"{q_dir} (NNCF fake-quant)")
+        _record(out, "quantized", ev(embedder), ev.flip)
+        ev.extra_sets(embedder, out, "quantized")
     run.stage("quantize", [pq, tree_sha256(model_dir / "model.pt"), ev.key()], [q_dir / "quantized.pt",
-              acc("quantized")], do_quantize, bar, code=("compress.quantize",))
+              acc("quantized"), *ev.bin_outputs(out, "quantized")], do_quantize, bar, code=("compress.quantize",))
 
     # 4. export every target (int8 from the quantized artifact, float precisions from the float model),
     #    each checked for parity and evaluated through its runtime on the same faces
@@ -333,13 +362,14 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
               code=("compress.bench.latency",))
 
     def do_estimate() -> None:
-        from .bench.estimate import estimate_latency
+        from .bench.estimate import estimate_latency, reference_estimate
         from .model.io import load_model
 
         model = load_model(model_dir)
         for name, prec in every_precision:
-            write_json(out / "estimates" / f"{name}-{prec}.json",
-                       _estimate_record(estimate_latency(model, load_target(name), prec)))
+            rec = _estimate_record(estimate_latency(model, load_target(name), prec))
+            rec["reference_estimate"] = reference_estimate(load_target(name), prec)  # MobileFaceNet, same board
+            write_json(out / "estimates" / f"{name}-{prec}.json", rec)
     # Estimates need only the layers, not an export: every board at every precision it offers.
     from .targets import list_targets
 

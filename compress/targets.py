@@ -14,6 +14,12 @@ targets/ repeat this list in their header comment):
     input_layout       "NCHW" | "NHWC", required; layout of the exported model's input
     batch              int, required, must be 1 (static batch 1; every board here runs one face at a time)
     notes              str, optional
+    board_os           list of str, optional; the board software a bundle runs on (e.g. "JetPack 4.6 ...")
+    board_python       list of "3.N", optional; the board's Python version(s): every script in the export
+                       bundle must run on the lowest (tests check it with vermin)
+    board_runtime      list of str, optional; the runtime version(s) on the board, with its Python bindings
+    board_model        str, optional; text in /proc/device-tree/model (or the DMI product name on x86) that
+                       identifies the board, so run_on_board.py can say whether it ran on it
 
     [hardware]                      optional (a board-less target has none); figures for the latency model
     device                          str, required; the exact board / module / SoC the figures are for
@@ -56,6 +62,7 @@ figure without a published source is left out of the file, and the file's commen
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +79,8 @@ COUNTED = ("flop", "op", "mac")
 LAYER_KINDS = ("depthwise", "pointwise", "dense")
 
 _TOP_KEYS = {"name", "description", "runtime", "runtime_version", "precisions", "default_precision",
-             "onnx_opset_max", "input_layout", "batch", "notes", "hardware", "latency_model", "reference"}
+             "onnx_opset_max", "input_layout", "batch", "notes", "hardware",
+             "board_os", "board_python", "board_runtime", "board_model", "latency_model", "reference"}
 _HW_KEYS = {"device", "compute_unit", "cores", "clock_ghz", "memory_bandwidth_gbps", "source", "peak"}
 _PEAK_KEYS = {"precision", "ops_per_s", "counted", "source", "notes"}
 _LM_KEYS = {"calibrated", "overhead_us", "source", "efficiency"}
@@ -153,6 +161,15 @@ class Target:
     latency_model: LatencyModel = LatencyModel()
     references: tuple[Reference, ...] = ()
     path: str = ""
+    board_os: tuple[str, ...] = ()
+    board_python: tuple[str, ...] = ()
+    board_runtime: tuple[str, ...] = ()
+    board_model: str = ""
+
+    @property
+    def board_python_min(self) -> str | None:
+        """The lowest Python the board runs ("3.6"), or None when the target file does not say."""
+        return min(self.board_python, key=_py_key) if self.board_python else None
 
 
 # ---------------------------------------------------------------- loading
@@ -278,7 +295,34 @@ def parse_target(raw: dict[str, Any], origin: str = "<target>") -> Target:
         references=tuple(_parse_reference(f"{origin}: reference {i}", r)
                          for i, r in enumerate(_tables(f"{origin}: reference", raw.get("reference", [])), 1)),
         path=origin,
+        **_parse_board(origin, raw),
     )
+
+
+MIN_BOARD_PYTHON = (3, 6)  # the oldest board Python the bundle scripts are written for (JetPack 4.6)
+
+
+def _py_key(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
+
+
+def _str_list(where: str, v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not v:
+        raise UserError(f"{where} must be a non-empty list of strings, got {v!r}")
+    return tuple(_str(f"{where}[{i}]", x) for i, x in enumerate(v))
+
+
+def _parse_board(origin: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """board_os / board_python / board_runtime / board_model: the software the export bundle runs on."""
+    out: dict[str, Any] = {k: _str_list(f"{origin}: {k}", raw[k])
+                           for k in ("board_os", "board_python", "board_runtime") if k in raw}
+    for i, v in enumerate(out.get("board_python", ())):
+        if not re.fullmatch(r"3\.\d+", v) or _py_key(v) < MIN_BOARD_PYTHON:
+            raise UserError(f"{origin}: board_python[{i}] must be a Python version \"3.N\" with N >= "
+                            f"{MIN_BOARD_PYTHON[1]} (the bundle scripts need 3.6+), got {v!r}")
+    if "board_model" in raw:
+        out["board_model"] = _str(f"{origin}: board_model", raw["board_model"])
+    return out
 
 
 def _parse_hardware(origin: str, v: Any) -> Hardware:
@@ -389,6 +433,9 @@ def format_target(t: Target) -> str:
            f"  input            {t.input_layout}, static batch {t.batch}"]
     if t.notes:
         out.append(f"  notes            {t.notes}")
+    if t.board_python:
+        out.append(f"  board software   {'; or '.join(t.board_os)}; Python {' / '.join(t.board_python)}; "
+                   f"{'; '.join(t.board_runtime)}  (the export bundle runs there)")
     hw = t.hardware
     if hw is None:
         out.append("  hardware         none (board-less target; latency is measured on the host)")

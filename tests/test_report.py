@@ -138,10 +138,11 @@ def test_labels_and_values_equal_inputs(run, written):
     assert here["provenance"] == f"measured on {bench['measured_on']}"
     assert v["latency"]["estimate"]["status"] == "not measured"
     assert v["latency"]["board"]["status"] == "not measured"
-    # artifact size = the exported model file(s)
+    # artifact size = the exported model file(s), not the board bundle's runner files
     mf = json.loads((run_dir / "exports" / "onnx-fp32" / "manifest.json").read_text())
     size = sum((run_dir / "exports" / "onnx-fp32" / f).stat().st_size for f in mf["files"]
-               if f not in ("manifest.json", "parity.json"))
+               if f not in ("manifest.json", "parity.json", *mf["bundle"]["files"]))
+    assert size == (run_dir / "exports" / "onnx-fp32" / "model.onnx").stat().st_size
     assert v["export"]["artifact_bytes"] == size > 0
     parity = json.loads((run_dir / "exports" / "onnx-fp32" / "parity.json").read_text())["checks"]["vs_float"]
     got = next(c for c in v["export"]["parity"] if c["check"] == "vs_float")

@@ -23,9 +23,14 @@ Reference networks are rebuilt here from their published architecture definition
     MobileNet v2 (Sandler et al. 2018, arXiv:1801.04381, Table 2), width 1.0
     MobileNet v3 Large / Small (Howard et al. 2019, arXiv:1905.02244, Tables 1 and 2; SE width = make_divisible
         (expansion / 4, 8) as in the authors' TF-slim / torchvision code)
-    ResNet-18 / ResNet-50 (He et al. 2016, arXiv:1512.03385, Table 1; v1.5 = stride on the 3x3 as torchvision,
-        which the torch2trt benchmark timed; MACs are the same either way)
-    SqueezeNet 1.1 (github.com/forresti/SqueezeNet v1.1 prototxt; torchvision's squeezenet1_1)
+    ResNet-18 / 34 / 50 / 101 / 152 (He et al. 2016, arXiv:1512.03385, Table 1; v1.5 = stride on the 3x3 as
+        torchvision, which the torch2trt benchmark timed)
+    SqueezeNet 1.0 / 1.1 (arXiv:1602.07360; github.com/forresti/SqueezeNet v1.1 prototxt; torchvision's)
+    AlexNet (torchvision's one-GPU variant), VGG-11 / VGG-16 (arXiv:1409.1556 configurations A and D)
+    YOLOv3-tiny (darknet yolov3-tiny.cfg; the network only, no box decoding / NMS)
+    MobileFaceNet (Chen et al. 2018, arXiv:1804.07573, Table 1; the project's reference face model)
+A '(N-class head)' in a [[reference]] network name builds the classifier with N outputs (e.g. NetsPresso's
+benchmarks time 3-class heads); otherwise 1000 (ImageNet).
 
 Networks with no builder, and why (the estimator reports them as "not usable for calibration"):
 
@@ -330,11 +335,115 @@ class SqueezeNet11(nn.Module):
         return self.pool(torch.relu(self.classifier(self.features(x)))).flatten(1)
 
 
+
+class SqueezeNet10(nn.Module):
+    """SqueezeNet v1.0 (Iandola et al. 2016, arXiv:1602.07360 Table 1; = torchvision squeezenet1_0)."""
+
+    def __init__(self, classes: int = 1000) -> None:
+        super().__init__()
+        mp = lambda: nn.MaxPool2d(3, 2, ceil_mode=True)  # noqa: E731
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 96, 7, 2), nn.ReLU(inplace=True), mp(),
+            _Fire(96, 16, 64, 64), _Fire(128, 16, 64, 64), _Fire(128, 32, 128, 128), mp(),
+            _Fire(256, 32, 128, 128), _Fire(256, 48, 192, 192), _Fire(384, 48, 192, 192), _Fire(384, 64, 256, 256),
+            mp(), _Fire(512, 64, 256, 256))
+        self.classifier = nn.Conv2d(512, classes, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(torch.relu(self.classifier(self.features(x)))).flatten(1)
+
+
+class AlexNet(nn.Module):
+    """torchvision's AlexNet (the one-GPU variant of Krizhevsky et al. 2012, arXiv:1404.5997 channel widths)."""
+
+    def __init__(self, classes: int = 1000) -> None:
+        super().__init__()
+        mp = lambda: nn.MaxPool2d(3, 2)  # noqa: E731
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(inplace=True), mp(), nn.Conv2d(64, 192, 5, padding=2),
+            nn.ReLU(inplace=True), mp(), nn.Conv2d(192, 384, 3, padding=1), nn.Conv2d(384, 256, 3, padding=1),
+            nn.Conv2d(256, 256, 3, padding=1), mp(), nn.AdaptiveAvgPool2d(6))
+        self.fc = nn.Sequential(nn.Linear(256 * 36, 4096), nn.Linear(4096, 4096), nn.Linear(4096, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).flatten(1))
+
+
+class VGG(nn.Module):
+    """Simonyan & Zisserman 2014 (arXiv:1409.1556) Table 1, configurations A (VGG-11) and D (VGG-16)."""
+
+    CFGS = {11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+            16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]}
+
+    def __init__(self, depth: int, classes: int = 1000) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = 3
+        for v in self.CFGS[depth]:
+            layers.append(nn.MaxPool2d(2) if v == "M" else _cbr(c, int(v), 3))
+            c = c if v == "M" else int(v)
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(7))
+        self.fc = nn.Sequential(nn.Linear(512 * 49, 4096), nn.Linear(4096, 4096), nn.Linear(4096, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).flatten(1))
+
+
+class YoloV3Tiny(nn.Module):
+    """Darknet yolov3-tiny.cfg (pjreddie/darknet): 13 convs, two 255-channel detection heads (80 COCO classes);
+    box decoding and NMS are outside the network (Open Model Zoo's yolo-v3-tiny-tf IR ends at the heads)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        chans = [16, 32, 64, 128, 256]
+        body: list[nn.Module] = []
+        c = 3
+        for o in chans:
+            body += [_cbr(c, o, 3), nn.MaxPool2d(2)]
+            c = o
+        self.body = nn.Sequential(*body[:-1])               # up to the 256-channel 26x26 route layer
+        self.tail = nn.Sequential(nn.MaxPool2d(2), _cbr(256, 512, 3), nn.ZeroPad2d((0, 1, 0, 1)),
+                                  nn.MaxPool2d(2, 1), _cbr(512, 1024, 3), _cbr(1024, 256, 1))
+        self.head1 = nn.Sequential(_cbr(256, 512, 3), nn.Conv2d(512, 255, 1))
+        self.lat = _cbr(256, 128, 1)
+        self.head2 = nn.Sequential(_cbr(384, 256, 3), nn.Conv2d(256, 255, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.body(x)
+        t = self.tail(r)
+        up = nn.functional.interpolate(self.lat(t), scale_factor=2.0)
+        return torch.cat((self.head1(t).flatten(1), self.head2(torch.cat((up, r), 1)).flatten(1)), 1)
+
+
+class MobileFaceNet(nn.Module):
+    """Chen et al. 2018 (arXiv:1804.07573) Table 1 at 112x112: conv 3x3/2 64, depthwise 3x3 64, bottlenecks
+    (t, c, n, s) = (2,64,5,2) (4,128,1,2) (2,128,6,1) (4,128,1,2) (2,128,2,1), conv 1x1 512, linear GDConv 7x7
+    (depthwise, no padding), linear conv 1x1 128 (the embedding)."""
+
+    CFG = [(2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1)]
+
+    def __init__(self, embedding: int = 128) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [_cbr(3, 64, 3, 2), _cbr(64, 64, 3, 1, groups=64)]
+        c = 64
+        for t, out, n, s in self.CFG:
+            for i in range(n):
+                layers.append(_InvRes(c, out, s if i == 0 else 1, t))
+                c = out
+        layers += [_cbr(c, 512, 1), nn.Conv2d(512, 512, 7, groups=512, bias=False), nn.BatchNorm2d(512),
+                   nn.Conv2d(512, embedding, 1, bias=False), nn.BatchNorm2d(embedding)]
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).flatten(1)
+
+
 @dataclass(frozen=True)
 class ReferenceNet:
     key: str
     title: str
-    build: Callable[[], nn.Module] | None
+    build: Callable[..., nn.Module] | None   # build(classes=1000) -> model
     published_macs: float | None      # at published_size; None when not modelled
     published_size: int
     mac_source: str
@@ -347,25 +456,45 @@ _DET = ("whole-detector latency includes non-max suppression and box decoding, w
         "versions), so no faithful layer list can be built")
 
 NETWORKS: dict[str, ReferenceNet] = {n.key: n for n in [
-    ReferenceNet("mobilenet_v1_1.0", "MobileNet v1 1.0", lambda: MobileNetV1(1.0), 569e6, 224,
+    ReferenceNet("mobilenet_v1_1.0", "MobileNet v1 1.0", lambda classes=1000: MobileNetV1(1.0, classes), 569e6, 224,
                  "Howard et al. 2017 (arXiv:1704.04861) Table 8: 1.0 MobileNet-224, 569 million mult-adds"),
-    ReferenceNet("mobilenet_v1_0.75", "MobileNet v1 0.75", lambda: MobileNetV1(0.75), 325e6, 224,
+    ReferenceNet("mobilenet_v1_0.75", "MobileNet v1 0.75", lambda classes=1000: MobileNetV1(0.75, classes), 325e6, 224,
                  "Howard et al. 2017 (arXiv:1704.04861) Table 6: 0.75 MobileNet-224, 325 million mult-adds"),
-    ReferenceNet("mobilenet_v2_1.0", "MobileNet v2 1.0", MobileNetV2, 300e6, 224,
+    ReferenceNet("mobilenet_v2_1.0", "MobileNet v2 1.0", lambda classes=1000: MobileNetV2(classes), 300e6, 224,
                  "Sandler et al. 2018 (arXiv:1801.04381) Table 4: MobileNetV2 (1.0, 224), 300M multiply-adds"),
-    ReferenceNet("mobilenet_v3_large", "MobileNet v3 Large 1.0", lambda: MobileNetV3("large"), 219e6, 224,
+    ReferenceNet("mobilenet_v3_large", "MobileNet v3 Large 1.0", lambda classes=1000: MobileNetV3("large", classes), 219e6, 224,
                  "Howard et al. 2019 (arXiv:1905.02244) Table 3: V3-Large 1.0, 219M MAdds (torchvision: 0.22 "
                  "GFLOPS); the paper's count includes SE / h-swish element ops that are not conv MACs"),
-    ReferenceNet("mobilenet_v3_small", "MobileNet v3 Small 1.0", lambda: MobileNetV3("small"), 56e6, 224,
+    ReferenceNet("mobilenet_v3_small", "MobileNet v3 Small 1.0", lambda classes=1000: MobileNetV3("small", classes), 56e6, 224,
                  "Howard et al. 2019 (arXiv:1905.02244) Table 4: V3-Small 1.0, 56M MAdds (torchvision 0.06 GFLOPS)"),
-    ReferenceNet("resnet_18", "ResNet-18", lambda: ResNet(_Basic, (2, 2, 2, 2)), 1.8e9, 224,
+    ReferenceNet("resnet_18", "ResNet-18", lambda classes=1000: ResNet(_Basic, (2, 2, 2, 2), classes), 1.8e9, 224,
                  "He et al. 2016 (arXiv:1512.03385) Table 1: 18-layer, 1.8x10^9 FLOPs (multiply-adds)"),
-    ReferenceNet("resnet_50", "ResNet-50", lambda: ResNet(_Bottleneck, (3, 4, 6, 3)), 4.1e9, 224,
+    ReferenceNet("resnet_50", "ResNet-50", lambda classes=1000: ResNet(_Bottleneck, (3, 4, 6, 3), classes), 4.1e9, 224,
                  "He et al. 2016 (arXiv:1512.03385) Table 1: 50-layer, 3.8x10^9 FLOPs for v1 (torchvision v1.5: "
                  "4.09 GFLOPS = GMACs); the v1.5 figure is used"),
-    ReferenceNet("squeezenet_1.1", "SqueezeNet 1.1", SqueezeNet11, 349e6, 224,
+    ReferenceNet("squeezenet_1.1", "SqueezeNet 1.1", lambda classes=1000: SqueezeNet11(classes), 349e6, 224,
                  "torchvision squeezenet1_1 model card: 0.35 GFLOPS (MACs); forresti/SqueezeNet v1.1 README: "
                  "'2.4x less computation than SqueezeNet 1.0' (861M -> ~355M)"),
+    ReferenceNet("resnet_34", "ResNet-34", lambda classes=1000: ResNet(_Basic, (3, 4, 6, 3), classes), 3.6e9, 224,
+                 "He et al. 2016 (arXiv:1512.03385) Table 1: 34-layer, 3.6x10^9 FLOPs (multiply-adds)"),
+    ReferenceNet("resnet_101", "ResNet-101", lambda classes=1000: ResNet(_Bottleneck, (3, 4, 23, 3), classes), 7.8e9,
+                 224, "torchvision resnet101 model card (v1.5, stride on the 3x3 as built here): 7.80 GFLOPS (MACs); "
+                 "He et al. 2016 Table 1 gives 7.6x10^9 for v1"),
+    ReferenceNet("resnet_152", "ResNet-152", lambda classes=1000: ResNet(_Bottleneck, (3, 8, 36, 3), classes), 11.5e9,
+                 224, "torchvision resnet152 model card (v1.5): 11.51 GFLOPS (MACs); He et al. 2016 Table 1: 11.3x10^9 "
+                 "for v1"),
+    ReferenceNet("squeezenet_1.0", "SqueezeNet 1.0", lambda classes=1000: SqueezeNet10(classes), 819e6, 224,
+                 "torchvision squeezenet1_0 model card: 0.82 GFLOPS (MACs)"),
+    ReferenceNet("alexnet", "AlexNet", lambda classes=1000: AlexNet(classes), 714e6, 224,
+                 "torchvision alexnet model card: 0.71 GFLOPS (MACs)"),
+    ReferenceNet("vgg_11", "VGG-11", lambda classes=1000: VGG(11, classes), 7.61e9, 224,
+                 "torchvision vgg11 model card: 7.61 GFLOPS (MACs)"),
+    ReferenceNet("vgg_16", "VGG-16", lambda classes=1000: VGG(16, classes), 15.47e9, 224,
+                 "torchvision vgg16 model card: 15.47 GFLOPS (MACs)"),
+    ReferenceNet("yolov3_tiny", "YOLOv3-tiny (network only)", lambda classes=1000: YoloV3Tiny(), 2.78e9, 416,
+                 "pjreddie.com/darknet/yolo table: YOLOv3-tiny 416, 5.56 Bn FLOPS (darknet counts 2 FLOPs per MAC)"),
+    ReferenceNet("mobilefacenet", "MobileFaceNet", lambda classes=1000: MobileFaceNet(), 221e6, 112,
+                 "Chen et al. 2018 (arXiv:1804.07573) Table 3: MobileFaceNet, 0.99M params, 221M MAdds"),
     ReferenceNet("ssd_mobilenet_v2_1.0", "SSD MobileNet v2 (COCO)", None, None, 300, "", _DET),
     ReferenceNet("ssd_mobilenet_v1_0.75", "SSD MobileNet v1 0.75 depth (COCO)", None, None, 300, "", _DET),
     ReferenceNet("yolov8n", "YOLOv8n", None, None, 640, "",
@@ -395,6 +524,14 @@ def network_key(name: str) -> str | None:
             if "." not in key.rsplit("_", 1)[1]:
                 key += ".0"
         return ("ssd_" + key) if ssd else key
+    if "mobilefacenet" in s.replace(" ", ""):
+        return "mobilefacenet"
+    if re.search(r"yolo\s*v?\s*3\s*tiny", s):
+        return "yolov3_tiny"
+    if m := re.search(r"\bvgg\s*(\d+)", s):
+        return f"vgg_{m.group(1)}"
+    if re.search(r"\balex\s*net\b", s):
+        return "alexnet"
     if m := re.search(r"res\s*net\s*(\d+)", s):
         return f"resnet_{m.group(1)}"
     if m := re.search(r"squeeze\s*net\s*v?\s*(\d\.\d)", s):
@@ -409,17 +546,24 @@ def lookup(name: str) -> ReferenceNet | None:
     return None if key is None else NETWORKS.get(key)
 
 
-@lru_cache(maxsize=64)
-def _cached_specs(key: str, h: int, w: int) -> tuple[LayerSpec, ...]:
+def head_classes(name: str) -> int:
+    """Classifier width named in a [[reference]] network string ('... (3-class head)'); 1000 (ImageNet) otherwise."""
+    m = re.search(r"(\d+)[- ]class head", name.lower())
+    return int(m.group(1)) if m else 1000
+
+
+@lru_cache(maxsize=128)
+def _cached_specs(key: str, h: int, w: int, classes: int = 1000) -> tuple[LayerSpec, ...]:
     net = NETWORKS[key]
     assert net.build is not None
     with torch.device("meta"):
-        model = net.build()
+        model = net.build(classes)
     return tuple(layer_specs(model, (3, h, w)))
 
 
 def reference_layers(name: str, input_size: tuple[int, int] | int = 224) -> list[LayerSpec]:
-    """Layer specs of a reference network named as in a [[reference]] entry, at its input size.
+    """Layer specs of a reference network named as in a [[reference]] entry, at its input size (and with the
+    classifier width the name gives, e.g. '(3-class head)').
 
     Raises LookupError with the reason when the network is unknown or deliberately not modelled."""
     net = lookup(name)
@@ -428,7 +572,7 @@ def reference_layers(name: str, input_size: tuple[int, int] | int = 224) -> list
     if net.build is None:
         raise LookupError(f"{net.title} is not modelled: {net.not_modelled}")
     h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
-    return list(_cached_specs(net.key, int(h), int(w)))
+    return list(_cached_specs(net.key, int(h), int(w), head_classes(name)))
 
 
 def total_macs(layers: list[LayerSpec]) -> int:
@@ -443,4 +587,5 @@ def macs_by_kind(layers: list[LayerSpec]) -> dict[str, int]:
 
 
 __all__ = ["ELEMENT_BYTES", "ELEMENTWISE_POLICY", "KINDS", "LayerSpec", "NETWORKS", "ReferenceNet", "face_layers",
+           "head_classes",
            "layer_specs", "lookup", "macs_by_kind", "network_key", "reference_layers", "total_macs"]

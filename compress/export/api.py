@@ -19,6 +19,7 @@ from ..errors import UserError
 from ..evaluate.embed import TorchEmbedder
 from ..quantize.artifact import QuantizedArtifact
 from ..targets import Target, load_target
+from .bundle import BUNDLE_FORMAT, RUNNER_FILE, SUMS_FILE, write_bundle, write_sums
 from .formats import ExportJob, format_for_target
 from .parity import lfw_record, parity_record
 from .runtimes import load_runner
@@ -110,6 +111,8 @@ def export_model(source: torch.nn.Module | QuantizedArtifact, target: str | Path
             job.log("LFW through the runtime")
             parity["lfw"] = lfw_record(runner, lfw_dir, progress=progress)
         write_json(stage / "parity.json", parity)
+        bundle_files = write_bundle(stage, tgt, prec, res.model_file, res.input, parity_images, e_float, parity_desc,
+                                    float_desc, parity["checks"]["vs_float"], Path(out).name) + [SUMS_FILE]
 
         manifest = {
             "format": EXPORT_FORMAT,
@@ -126,7 +129,10 @@ def export_model(source: torch.nn.Module | QuantizedArtifact, target: str | Path
                        **({"keep_float": list(source.keep_float), "quantize_meta": source.meta} if quantized else {})},
             "model_file": res.model_file,
             "model_sha256": file_sha256(stage / res.model_file),
-            "files": res.files + ["manifest.json", "parity.json"],
+            "files": res.files + ["manifest.json", "parity.json"] + bundle_files,
+            # what goes to the board besides the model files (not counted in the artifact's size)
+            "bundle": {"format": BUNDLE_FORMAT, "files": bundle_files, "run": f"python3 {RUNNER_FILE}",
+                       "board_python_min": tgt.board_python_min},
             "opset": res.opset,
             "input": res.input,
             "output": {"name": "embedding", "shape": [1, int(e_float.shape[1])], "dtype": "float32",
@@ -141,4 +147,5 @@ def export_model(source: torch.nn.Module | QuantizedArtifact, target: str | Path
         if tgt.runtime == "tensorrt":
             manifest["engine"] = res.details["engine"]
         write_json(stage / "manifest.json", manifest)
+        write_sums(stage)
     return read_manifest(Path(out)) or manifest  # as written: artifact_dir adds the kind and the file list

@@ -19,6 +19,7 @@ from ..quantize.artifact import is_quantized_artifact, load_quantized
 from ..quantize.calibration import calibration_faces
 from ..targets import load_target
 from .api import export_model
+from .bundle import check_tar_out, write_tar
 
 MIN_PARITY_FACES = 200  # issue contract: parity on at least 200 real aligned faces
 
@@ -48,8 +49,9 @@ def default_out(model_path: str | Path, target: str, precision: str) -> Path:
 def export_artifact(model_path: str | Path, target: str, out: str | Path | None = None,
                     precision: str | None = None, parity_spec: str | None = None, n_parity: int = 256,
                     lfw: str | Path | None = None, threads: int = 0, overwrite: bool = False,
-                    progress: bool = True) -> dict[str, Any]:
-    """Load a float model artifact (train/prune output) or a quantized one (quantize output) and export it."""
+                    progress: bool = True, bundle: bool = False) -> dict[str, Any]:
+    """Load a float model artifact (train/prune output) or a quantized one (quantize output) and export it.
+    bundle: also pack the folder as <out>.tar.gz beside it, for copying to the board."""
     if threads < 0:
         raise UserError(f"--threads must be >= 0 (0 = the runtime's default), got {threads}")
     if n_parity < 1:
@@ -58,6 +60,8 @@ def export_artifact(model_path: str | Path, target: str, out: str | Path | None 
     prec = precision or tgt.default_precision
     out = Path(out) if out is not None else default_out(model_path, tgt.name, prec)
     check_out(out, "export", overwrite)  # before minutes of work, not after
+    if bundle:
+        check_tar_out(out, overwrite)
     p = Path(model_path)
     if is_quantized_artifact(p):
         art = load_quantized(p)
@@ -73,4 +77,6 @@ def export_artifact(model_path: str | Path, target: str, out: str | Path | None 
     manifest = export_model(source, tgt.path or tgt.name, prec, out, parity_images=images, parity_desc=desc,
                             lfw_dir=lfw, overwrite=overwrite, progress=progress, source_path=source_path,
                             threads=threads)
+    if bundle:
+        return {**manifest, "out": str(out), "tar": str(write_tar(out))}
     return {**manifest, "out": str(out)}

@@ -4,13 +4,14 @@ with JetPack, a workstation with TensorRT). This file is copied verbatim into ev
 
     python3 build_engine.py model.onnx model.engine --precision fp16      # or int8 (explicit QDQ model)
 
-The equivalent ``trtexec`` line is written next to it (``trtexec.txt``).
+The equivalent ``trtexec`` line is written next to it (``trtexec.txt``). The board's Python can be as old as
+3.6 (JetPack 4.6 on the Jetson Nano), so this file uses no newer syntax (no ``from __future__ import
+annotations``, no ``X | None``); tests/test_bundle.py checks it with vermin.
 """
-
-from __future__ import annotations
 
 import argparse
 import sys
+from typing import List, Optional
 
 
 def build_engine(onnx_path: str, engine_path: str, precision: str = "fp16", workspace_mb: int = 512) -> str:
@@ -60,7 +61,7 @@ def trtexec_command(onnx_name: str, engine_name: str, precision: str, workspace_
     return f"trtexec --onnx={onnx_name} --saveEngine={engine_name}{flags} {ws}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description="Build a TensorRT engine from an exported face-embedding ONNX model")
     ap.add_argument("onnx")
     ap.add_argument("engine")

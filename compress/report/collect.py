@@ -15,8 +15,8 @@ from typing import Any
 from ..artifacts import host_description, now_iso
 from ..errors import UserError
 from ..targets import Target, list_targets
-from .schema import (BENCH_FORMAT, EXPORTED_PREFIX, REFERENCE_STAGE, REPORT_FORMAT, STAGE_DIRS, STAGE_ORDER,
-                     exported_stage, read_json, validate_accuracy)
+from .schema import (BENCH_FORMAT, BIN_PREFIX, EXPORTED_PREFIX, REFERENCE_STAGE, REPORT_FORMAT, STAGE_DIRS,
+                     STAGE_ORDER, exported_stage, read_json, validate_accuracy)
 
 NOT_RUN = "not run"
 NOT_MEASURED = "not measured"
@@ -82,7 +82,25 @@ def _latency(rec: dict[str, Any] | None, status: str) -> dict[str, Any]:
            "model_sha256": rec.get("model_sha256"), "file": rec["_file"]}
     if rec.get("stable") is False:
         out["warning"] = f"median not settled (halves differ by {rec.get('half_drift')})"
+    if status == MEASURED_BOARD:
+        _board_fields(rec, out)
     return out
+
+
+def _board_fields(rec: dict[str, Any], out: dict[str, Any]) -> None:
+    """What run_on_board.py adds to a board record: the board's identity and the parity measured there."""
+    board = rec.get("board") if isinstance(rec.get("board"), dict) else {}
+    if board:
+        out["board"] = board
+    if board.get("on_target") is False:  # the runner found another machine than the target board
+        out["provenance"] = rec.get("measured") or "NOT measured on the target board"
+        out["warning"] = f"{rec['_file']}: {out['provenance']}"
+    par = rec.get("parity") if isinstance(rec.get("parity"), dict) else {}
+    if isinstance(par.get("cosine_mean"), (int, float)) and isinstance(par.get("cosine_min"), (int, float)):
+        out["parity"] = {"check": "on_board", **{k: par.get(k) for k in (
+            "cosine_mean", "cosine_min", "n", "reference", "runtime", "images")},
+            "provenance": f"{out['provenance']}: {par.get('runtime')} vs the PyTorch float embeddings stored in "
+                          f"the bundle (run_on_board.py)"}
 
 
 def _estimate(rec: dict[str, Any] | None, file: str | None) -> dict[str, Any]:
@@ -93,14 +111,16 @@ def _estimate(rec: dict[str, Any] | None, file: str | None) -> dict[str, Any]:
     label = rec.get("label") or "latency model"
     loo_text = (f"leave-one-out mean |rel. error| {100 * err:.0f}% over n={loo.get('n')}" if isinstance(err, (int, float))
                 else f"leave-one-out error unknown (n={loo.get('n', 0)})")
+    ref = rec.get("reference_estimate") if isinstance(rec.get("reference_estimate"), dict) else None
     if rec.get("latency_ms") is None:  # the estimator refused (no calibration data): say why, show no number
         reason = label[len("no estimate: "):] if label.startswith("no estimate: ") else label
-        return {"status": NOT_MEASURED, "note": f"not estimated: {reason}", "file": file, "raw": rec}
+        return {"status": NOT_MEASURED, "note": f"not estimated: {reason}", "file": file, "raw": rec,
+                "reference": ref}
     if label.startswith("estimated (") and label.endswith(")"):
         label = label[len("estimated ("):-1]
     return {"status": ESTIMATED, "provenance": f"estimated ({label}; {loo_text})",
             "latency_ms": rec.get("latency_ms"), "label": rec.get("label"), "loo": loo or None,
-            "file": file, "raw": rec}
+            "file": file, "raw": rec, "reference": ref}
 
 
 def _pick(records: list[dict[str, Any]], target: str, precision: str) -> dict[str, Any] | None:
@@ -241,7 +261,7 @@ def _export(run: Path, key: str) -> dict[str, Any]:
                 "parity": [{"status": NOT_RUN}]}
     files = []
     for name in manifest.get("files", []):
-        if name in _EXCLUDED_FILES:
+        if name in _EXCLUDED_FILES or name in (manifest.get("bundle") or {}).get("files", []):
             continue
         p = d / name
         files.append({"name": name, "bytes": p.stat().st_size if p.is_file() else None})
@@ -264,7 +284,7 @@ def _export(run: Path, key: str) -> dict[str, Any]:
             "files": files,
             "artifact_bytes": sum(present) if present else None,
             "artifact_bytes_provenance": f"sum of the exported model file sizes in exports/{key} "
-                                         f"(manifest.json and parity.json excluded)",
+                                         f"(manifest.json, parity.json and the board bundle's runner files excluded)",
             "missing_files": [f["name"] for f in files if f["bytes"] is None],
             "parity": checks if checks else [{"status": NOT_MEASURED}],
             "_manifest": manifest}
@@ -315,7 +335,9 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
     stage_acc = [acc.get(s, {"stage": s, "status": NOT_RUN if by_stage[s]["status"] == NOT_RUN else NOT_MEASURED})
                  for s in STAGE_ORDER]
     exported_acc = [e for s, e in sorted(acc.items()) if s.startswith(EXPORTED_PREFIX)]
-    protocols = sorted({(e["dataset"], e["protocol"]) for e in acc.values() if e["stage"] != REFERENCE_STAGE})
+    bin_acc = [e for s, e in sorted(acc.items()) if s.startswith(BIN_PREFIX)]  # extra data sets, not compared
+    protocols = sorted({(e["dataset"], e["protocol"]) for e in acc.values()
+                        if e["stage"] != REFERENCE_STAGE and not e["stage"].startswith(BIN_PREFIX)})
     if len(protocols) > 1:
         warnings.append(f"accuracy records use {len(protocols)} different dataset/protocol combinations; "
                         "stages are not directly comparable")
@@ -369,6 +391,8 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
                 used.add(est[1])
             lat_here = _latency(b_here, MEASURED_HERE)
             lat_board = _latency(b_board, MEASURED_BOARD)
+            if (lat_board.get("board") or {}).get("on_target") is False:
+                warnings.append(lat_board["warning"])
             r_here = _latency(_ref_pick(ref_here, t.name, prec, lat_here.get("runtime")), MEASURED_HERE)
             r_board = _latency(_ref_pick(ref_board, t.name, prec, lat_board.get("runtime")), MEASURED_BOARD)
             exp_acc = acc.get(exported_stage(t.name, prec), {"stage": exported_stage(t.name, prec),
@@ -403,11 +427,12 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
         "hosts": hosts,
         "labels": {MEASURED_HERE: "measured on the named host (the pipeline's machine), `compress bench`",
                    ESTIMATED: "estimated by the per-layer latency model, with its leave-one-out error",
-                   MEASURED_BOARD: "measured on the board itself (`compress bench` run there)",
+                   MEASURED_BOARD: "measured on the board itself (the export bundle's run_on_board.py, or "
+                                   "`compress bench`, run there)",
                    NOT_MEASURED: "no input for this number in the run folder",
                    NOT_RUN: "the stage/export did not run (no artifact in the run folder)"},
         "stages": stages,
-        "accuracy": {"stages": stage_acc, "exported": exported_acc,
+        "accuracy": {"stages": stage_acc, "exported": exported_acc, "extra_sets": bin_acc,
                      "same_protocol": len(protocols) <= 1,
                      "protocols": [{"dataset": d, "protocol": p} for d, p in protocols]},
         "reference": {"name": "MobileFaceNet (reference model)", "accuracy": ref_acc,

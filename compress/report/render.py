@@ -57,7 +57,62 @@ def fmt_latency(lat: dict[str, Any], hosts: dict[str, str]) -> str:
     p90 = f" (p90 {_ms(lat.get('p90_ms'))})" if lat.get("p90_ms") is not None else ""
     extra = f", {lat.get('runtime')}, threads {lat.get('threads')}"
     warn = " NOT settled" if lat.get("stable") is False else ""
+    if (lat.get("board") or {}).get("on_target") is False:  # run_on_board.py ran elsewhere than the target
+        warn += " (NOT on the target board)"
     return f"{_ms(lat['median_ms'])} ms{p90} {where} [{hosts.get(lat.get('host'), lat.get('host'))}]{extra}{warn}"
+
+
+def _estimate_tags(report: dict[str, Any]) -> dict[str, str]:
+    """Variant key -> footnote tag (E1, E2, ...) of its row in the estimates table."""
+    keys = [v["key"] for t in report["targets"] for v in t["variants"]]
+    return {k: f"E{i}" for i, k in enumerate(keys, 1)}
+
+
+def fmt_estimate_cell(lat: dict[str, Any], tag: str) -> str:
+    """The per-board cell: the number and its kind only; how it was calibrated lives in the estimates table."""
+    v = lat.get("latency_ms")
+    if lat.get("status") == "estimated" and isinstance(v, (int, float)):
+        loo = (lat.get("loo") or {}).get("mean_abs_rel_error")
+        err = f", LOO {loo:.0%}" if isinstance(loo, (int, float)) else ""
+        return f"{_ms(v)} ms estimated [{tag}{err}]"
+    return f"not estimated [{tag}]" if str(lat.get("note", "")).startswith("not estimated") else NOT_MEASURED
+
+
+def _calibration_text(raw: dict[str, Any]) -> tuple[str, str, str]:
+    """(calibrated on, LOO mean / max, model) of an estimate record's estimator output."""
+    e = raw.get("estimator") if isinstance(raw.get("estimator"), dict) else {}
+    used = e.get("references_used") or []
+    if not used:
+        return "", "", ""
+    prec = e.get("calibrated_at", "")
+    nets = ", ".join(r["network"].split(" (")[0] for r in used[:4]) + (", ..." if len(used) > 4 else "")
+    loo = e.get("loo") or {}
+    mean, mx = loo.get("mean_abs_rel_error"), loo.get("max_abs_rel_error")
+    loo_txt = f"{mean:.0%} / {mx:.0%}" if isinstance(mean, (int, float)) else "impossible (n < 2)"
+    return f"{len(used)} published {prec} latencies ({nets})", loo_txt, str(e.get("model", ""))
+
+
+def estimate_rows(report: dict[str, Any]) -> list[list[str]]:
+    """One row per board x precision: ours and MobileFaceNet estimated alike, the calibration behind both."""
+    tags, rows = _estimate_tags(report), []
+    for t in report["targets"]:
+        for v in t["variants"]:
+            est = v["latency"]["estimate"]
+            raw = est.get("raw") or {}
+            ref = est.get("reference") or {}
+            ours, theirs = est.get("latency_ms"), ref.get("latency_ms")
+            on, loo, model = _calibration_text(raw)
+            if est.get("status") == "estimated" and isinstance(ours, (int, float)):
+                speed = (f"{theirs / ours:.1f}x faster" if theirs and theirs >= ours else
+                         f"{ours / theirs:.1f}x slower" if theirs else "")
+                rows.append([tags[v["key"]], t["name"], v["precision"], f"{_ms(ours)} ms",
+                             f"{_ms(theirs)} ms" if isinstance(theirs, (int, float)) else NOT_MEASURED,
+                             speed + (" (estimated)" if speed else ""), on, loo, model])
+            else:
+                why = str(est.get("note") or est.get("status") or NOT_MEASURED)
+                rows.append([tags[v["key"]], t["name"], v["precision"], "not estimated", "not estimated", "",
+                             why[len("not estimated: "):] if why.startswith("not estimated: ") else why, "", ""])
+    return rows
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -93,7 +148,7 @@ def _int(n: Any) -> str:
 # ---------------------------------------------------------------- tables (as rows; rendered to md or html)
 def tables(report: dict[str, Any]) -> list[tuple[str, str, list[str], list[list[str]]]]:
     """(section title, note, header, rows) for every table of the report."""
-    hosts = _hosts(report)
+    hosts, tags = _hosts(report), _estimate_tags(report)
     out = []
     rows = []
     for t in report["targets"]:
@@ -102,22 +157,33 @@ def tables(report: dict[str, Any]) -> list[tuple[str, str, list[str], list[list[
             rows.append([t["name"],
                          v["precision"] + (" (default)" if v["default"] else ""),
                          v["export"]["status"], fmt_bytes(v["export"].get("artifact_bytes")),
-                         fmt_latency(lat["here"], hosts), fmt_latency(lat["estimate"], hosts),
+                         fmt_latency(lat["here"], hosts), fmt_estimate_cell(lat["estimate"], tags[v["key"]]),
                          fmt_latency(lat["board"], hosts), fmt_acc(v["accuracy"]),
                          fmt_parity(v["export"].get("parity", [])) if v["export"]["status"] != NOT_RUN else NOT_RUN])
     out.append(("Per board", "latency = median, batch 1, runtime call only; parity = cosine mean / min vs the "
                 "PyTorch model; accuracy = the exported model through its runtime (stage exported:<target>-<precision>)",
                 ["target", "precision", "export", "artifact size", "latency measured here", "latency estimated on board",
                  "latency measured on board", "accuracy (exported)", "parity cos mean / min"], rows))
+    out.append(("Latency estimates per board", "[E#] in the table above. Estimated by the per-layer latency model "
+                "(compress.bench.estimate) from the layer list alone, batch 1, ours and the reference model "
+                "(MobileFaceNet, rebuilt from arXiv:1804.07573 Table 1) with the same calibration; calibrated on "
+                "published latencies of other networks on that board (sources in targets/<board>.toml); LOO = "
+                "leave-one-out |relative error| over those references (mean / max), which measures how well the "
+                "model transfers between published networks, not its error on ours",
+                ["#", "target", "precision", "ours (estimated)", "MobileFaceNet (estimated)", "ours vs MobileFaceNet",
+                 "calibrated on / why not estimated", "LOO mean / max", "latency model"], estimate_rows(report)))
 
     rows = []
     acc = report["accuracy"]
-    for a in acc["stages"] + acc["exported"] + [{**report["reference"]["accuracy"], "stage": "reference"}]:
+    for a in (acc["stages"] + acc["exported"] + acc.get("extra_sets", [])
+              + [{**report["reference"]["accuracy"], "stage": "reference"}]):
         m = a.get("status") == "measured"
         rows.append([a["stage"], fmt_acc(a), a.get("runtime", "") if m else "", a.get("dataset", "") if m else "",
                      a.get("protocol", "") if m else "", a.get("summary", "") if m else ""])
     note = ("all stages use the same dataset and protocol" if acc["same_protocol"]
             else "WARNING: stages use different datasets/protocols; not directly comparable")
+    if acc.get("extra_sets"):
+        note += "; bin:<stage>:<file> rows: that stage's model on an extra verification set (its own data set)"
     out.append(("Accuracy per stage", note, ["stage", "accuracy", "runtime", "dataset", "protocol", "summary"], rows))
 
     rows = []
@@ -148,13 +214,14 @@ def tables(report: dict[str, Any]) -> list[tuple[str, str, list[str], list[list[
     rows = []
     for t in report["targets"]:
         for v in t["variants"]:
-            for c in v["export"].get("parity", []):
+            on_board = v["latency"]["board"].get("parity")  # from run_on_board.py, via RUN/board/
+            for c in v["export"].get("parity", []) + ([on_board] if on_board else []):
                 if c.get("check"):
                     rows.append([v["key"], c["check"], str(c.get("n")), f"{c['cosine_mean']:.6f}",
                                  f"{c['cosine_min']:.6f}", str(c.get("reference")), str(c.get("runtime")),
                                  str(c.get("images")) + (f" ({c['warning']})" if c.get("warning") else "")])
     out.append(("Parity of the exported files", "measured on the export host, in the target's runtime (or its "
-                "emulation) against PyTorch", ["export", "check", "n", "cos mean", "cos min", "reference",
+                "emulation) against PyTorch; check on_board: measured on the board by run_on_board.py", ["export", "check", "n", "cos mean", "cos min", "reference",
                                                "runtime", "faces"], rows or [["no exports", "", "", "", "", "", "", ""]]))
 
     rows = []
@@ -191,7 +258,7 @@ def _fig():
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", bbox_inches="tight")  # keeps legends placed beside the axes
     return buf.getvalue()
 
 
@@ -217,36 +284,48 @@ def plot_accuracy_latency(report: dict[str, Any]) -> bytes | None:
     ref = report["reference"]["accuracy"]
     if not pts:
         return None
-    fig = _fig()
-    ax = fig.add_subplot(1, 1, 1)
-    keys = sorted({p[0] for p in pts})
-    colors = {k: f"C{i % 10}" for i, k in enumerate(keys)}
-    for key, kind, ms, accv, marker, hollow in pts:
-        ax.scatter([ms], [accv], marker=marker, s=60, edgecolors=colors[key],
-                   facecolors="none" if hollow else colors[key])
-        ax.annotate(f"{key} ({kind})", (ms, accv), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    if ref.get("status") == "measured":
-        for t in report["targets"]:
-            for v in t["variants"]:
-                r = v["reference"]["here"]
-                if r.get("status") == "measured":
-                    ax.scatter([r["median_ms"]], [ref["accuracy"]], marker="*", s=120, color="k")
-                    ax.annotate(f"reference {v['key']}", (r["median_ms"], ref["accuracy"]), fontsize=7,
-                                xytext=(4, -9), textcoords="offset points")
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], marker=m, ls="", color="gray", label=lab) for m, lab in
-               (("o", "measured on host"), ("^", "estimated on board"), ("s", "measured on board"),
-                ("*", "reference model (host)"))]
-    handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="none", color="gray",
-                          label="accuracy of source stage (PyTorch), not the export"))
-    ax.legend(handles=handles, fontsize=7, loc="best")
+    fig = _fig()
+    fig.set_size_inches(10, 5)
+    ax = fig.add_subplot(1, 1, 1)
+    # No text next to points (they overlap where exports share a latency): colour names the export, the
+    # marker how its latency was got, both in legends beside the axes.
+    keys = sorted({p[0] for p in pts})
+    colors = {k: _palette(i) for i, k in enumerate(keys)}
+    for key, kind, ms, accv, marker, hollow in pts:
+        ax.scatter([ms], [accv], marker=marker, s=55, edgecolors=colors[key], alpha=0.85,
+                   facecolors="none" if hollow else colors[key])
+    refs = {round(v["reference"]["here"]["median_ms"], 6) for t in report["targets"] for v in t["variants"]
+            if v["reference"]["here"].get("status") == "measured"} if ref.get("status") == "measured" else set()
+    for ms in sorted(refs):
+        ax.scatter([ms], [ref["accuracy"]], marker="*", s=140, color="k")
+    kinds = [Line2D([], [], marker=m, ls="", color="gray", label=lab) for m, lab in
+             (("o", "measured on host"), ("^", "estimated on board"), ("s", "measured on board"))]
+    if refs:
+        kinds.append(Line2D([], [], marker="*", ls="", color="k", markersize=10,
+                            label=f"{report['reference']['name']} (measured on host)"))
+    kinds.append(Line2D([], [], marker="o", ls="", markerfacecolor="none", color="gray",
+                        label="hollow: accuracy of the source stage, not the export"))
+    first = ax.legend(handles=kinds, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="latency",
+                      title_fontsize=7)
+    ax.add_artist(first)
+    ax.legend(handles=[Line2D([], [], marker="o", ls="", color=colors[k], label=k) for k in keys], fontsize=7,
+              loc="lower left", bbox_to_anchor=(1.01, 0.0), title="export (target-precision)", title_fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("latency, median ms (log scale)")
     ax.set_ylabel("verification accuracy, %")
     ax.set_title("Accuracy vs latency per target")
     ax.grid(True, which="both", alpha=0.3)
     return _png(fig)
+
+
+def _palette(i: int) -> str:
+    """Distinct colours for up to 20 exports (tab10 then tab20's light shades)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    return cmap((2 * i) % 20 + (i // 10) % 2)
 
 
 def plot_macs_per_layer(report: dict[str, Any]) -> bytes | None:
@@ -342,7 +421,7 @@ def _td(c: str) -> str:
     cls = ""
     if c in (NOT_MEASURED, NOT_RUN):
         cls = ' class="missing"'
-    elif "estimated (" in c:
+    elif "estimated (" in c or "estimated [" in c or c.endswith("(estimated)"):
         cls = ' class="est"'
     elif "measured on board" in c:
         cls = ' class="board"'

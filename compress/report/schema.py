@@ -12,9 +12,14 @@ Run folder layout (every part is optional; a missing part is reported as "not ru
     RUN/bench/*.json                       "compress.bench/1" records measured on the host that ran the pipeline
                                            (matched to an export by the record's target + precision fields)
     RUN/board/*.json                       optional "compress.bench/1" records measured ON THE BOARD
-                                           (`compress bench` run on the Jetson / Pi / NUC), matched the same way
+                                           (`python3 run_on_board.py` from the export bundle, or `compress
+                                           bench`, run on the Jetson / Pi / NUC), matched the same way; the
+                                           runner's "board" identity and "parity" (cosine vs the PyTorch float
+                                           embeddings, on the board) are shown too
     RUN/estimates/*.json                   per-board latency estimates: {"target", "precision", "latency_ms",
-                                           "label", "loo": {"mean_abs_rel_error": float|None, "n": int, ...}, ...}
+                                           "label", "loo": {"mean_abs_rel_error": float|None, "n": int, ...},
+                                           optional "reference_estimate": {"network", "latency_ms", "label"}
+                                           (MobileFaceNet on the same board and calibration), ...}
     RUN/reference/bench/*.json             the reference model (MobileFaceNet) benched in the same runtime(s) and
                                            run ("compress.bench/1"; matched by target + precision, else runtime +
                                            precision); RUN/reference/board/*.json likewise, measured on a board
@@ -25,6 +30,7 @@ AccuracyRecord ("compress.accuracy/1"), one JSON object::
 
     format        "compress.accuracy/1"  (optional on read, always written by accuracy_record())
     stage         "trained" | "pruned" | "fine-tuned" | "quantized" | "exported:<target>-<precision>" | "reference"
+                  | "bin:<stage>:<file>" (the stage's model on an extra verification .bin; its own data set)
     model         str, what was evaluated (artifact path or name)
     runtime       str, what ran it ("pytorch", "onnxruntime", "openvino", "litert", ...)
     dataset       str, e.g. "LFW deep-funneled, View 2, 6000 pairs" or the synthetic set's description
@@ -60,6 +66,7 @@ STAGE_DIRS = {"train": "trained", "prune": "pruned", "finetune": "fine-tuned", "
 STAGE_ORDER = ("trained", "pruned", "fine-tuned", "quantized")
 REFERENCE_STAGE = "reference"
 EXPORTED_PREFIX = "exported:"
+BIN_PREFIX = "bin:"  # "bin:trained:cfp_fp.bin": extra rows, each on its own data set
 
 _REQUIRED = ("stage", "model", "runtime", "dataset", "protocol", "accuracy", "accuracy_std", "summary")
 _OPTIONAL = ("format", "roc", "synthetic", "host", "notes")
@@ -91,6 +98,9 @@ def valid_stage(stage: str) -> bool:
     if stage.startswith(EXPORTED_PREFIX):
         rest = stage[len(EXPORTED_PREFIX):]
         return "-" in rest and not rest.startswith("-") and not rest.endswith("-")
+    if stage.startswith(BIN_PREFIX):
+        of, _, name = stage[len(BIN_PREFIX):].partition(":")
+        return of in STAGE_ORDER and name.endswith(".bin") and "/" not in name
     return False
 
 

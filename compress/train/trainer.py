@@ -287,6 +287,7 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
         losses, accs, distills, t0 = [], [], [], time.perf_counter()
         bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
         mine = perm[:, rank * local_bs:(rank + 1) * local_bs]
+        # (index, uint8 images, labels) per step: slices of the in-memory array, or DataLoader batches of a stream
         batches = (((None, xb, yb) for xb, yb in epoch_batches(faces, epoch, steps, local_bs, rank, world, cfg.seed,
                                                                cfg.workers)) if stream is not None
                    else ((idx, images[idx], labels[idx]) for idx in mine))

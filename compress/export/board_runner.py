@@ -1,0 +1,709 @@
+"""Run an export bundle on the board: verify it, time the model, check its numerics, write the result.
+
+This file is copied verbatim into every export folder as ``run_on_board.py``. It runs on the board's own
+Python (3.6 on a Jetson Nano with JetPack 4.6) with only the standard library, numpy and the board's runtime:
+TensorRT (Python bindings, or trtexec), LiteRT (ai_edge_litert / tflite_runtime), OpenVINO or onnxruntime.
+So it imports nothing from the compress package, and uses no syntax newer than Python 3.6 (the tests check it
+with vermin)::
+
+    python3 run_on_board.py                     # verify SHA256SUMS, time, parity -> <target>-<precision>.json
+
+The JSON it writes is a "compress.bench/1" record: copy it into RUN/board/ and `compress report --run RUN`
+shows it as "measured on board", with the on-board parity. BOARD.md in the bundle has the exact commands.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+BENCH_FORMAT = "compress.bench/1"
+CONFIG = "bundle.json"
+SUMS = "SHA256SUMS"
+TRTEXEC_PATHS = ("/usr/src/tensorrt/bin/trtexec", "/usr/local/tensorrt/bin/trtexec")
+
+
+class BundleError(Exception):
+    """A problem the user can fix: printed as one line, exit code 2."""
+
+
+# ---------------------------------------------------------------- bundle
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_bundle(folder: str) -> int:
+    """Check every file listed in SHA256SUMS; return how many. A missing or changed file is a BundleError."""
+    sums = os.path.join(folder, SUMS)
+    if not os.path.isfile(sums):
+        raise BundleError("{} has no {}: copy the whole export folder (or its .tar.gz) to the board".format(
+            folder, SUMS))
+    n = 0
+    with open(sums) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            digest, name = line.rstrip("\n").split("  ", 1)
+            path = os.path.join(folder, name)
+            if not os.path.isfile(path):
+                raise BundleError("{} is missing from the bundle: copy the export folder again".format(name))
+            if sha256_file(path) != digest:
+                raise BundleError("{} does not match its sha256 in {}: it changed or was copied incompletely; "
+                                  "copy the export folder again".format(name, SUMS))
+            n += 1
+    return n
+
+
+def read_config(folder: str) -> Dict[str, Any]:
+    with open(os.path.join(folder, CONFIG)) as f:
+        return json.load(f)
+
+
+# ---------------------------------------------------------------- board identity
+def _read(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace").replace("\x00", "").strip()
+    except (IOError, OSError):
+        return ""
+
+
+def _command(args: List[str], timeout: float = 10.0) -> str:
+    try:
+        r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+                           universal_newlines=True)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
+def _os_release() -> str:
+    for line in _read("/etc/os-release").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    return platform.platform()
+
+
+def _l4t() -> str:
+    """'L4T R32.7.1' from /etc/nv_tegra_release ("# R32 (release), REVISION: 7.1, ...") on a Jetson."""
+    m = re.match(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", _read("/etc/nv_tegra_release"))
+    return "L4T R{}.{}".format(m.group(1), m.group(2)) if m else ""
+
+
+def _cpu_name() -> str:
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _power_mode() -> str:
+    """nvpmodel's mode on a Jetson, else the CPU frequency governor, where readable."""
+    out = _command(["nvpmodel", "-q"])
+    m = re.search(r"NV Power Mode:\s*(\S+)", out)
+    if m:
+        return "nvpmodel {}".format(m.group(1))
+    gov = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_max_freq")
+    if gov:
+        return "cpu governor {}{}".format(gov, ", max {:.2f} GHz".format(int(khz) / 1e6) if khz.isdigit() else "")
+    return "not readable"
+
+
+def board_identity(expected: Optional[str]) -> Dict[str, Any]:
+    """What this machine is, from the files the board's OS provides, and whether it is the target board
+    (`expected`: a substring of /proc/device-tree/model or, on x86, of the DMI product name)."""
+    model = _read("/proc/device-tree/model")
+    dmi = _read("/sys/class/dmi/id/product_name")
+    jetpack = _command(["dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack"])
+    cpu = _cpu_name()
+    ident = {"model": model or dmi or "{} (no /proc/device-tree/model or DMI product name)".format(cpu), "cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(),
+             "os": _os_release(), "kernel": platform.release(), "l4t": _l4t(),
+             "jetpack": "nvidia-jetpack {}".format(jetpack) if jetpack else "",
+             "power_mode": _power_mode(), "python": platform.python_version(), "numpy": np.__version__}
+    if expected:
+        ident["on_target"] = expected.lower() in (model + " " + dmi).lower()
+        ident["expected_model"] = expected
+    else:
+        ident["on_target"] = None
+    return ident
+
+
+def describe(ident: Dict[str, Any]) -> str:
+    power = ident["power_mode"] if ident["power_mode"] != "not readable" else ""
+    parts = [ident["model"], ident["l4t"], ident["jetpack"], ident["os"], power,
+             "{} cores {}".format(ident["cores"], ident["machine"])]
+    return ", ".join(p for p in parts if p)
+
+
+# ---------------------------------------------------------------- timing
+# The same protocol as compress/bench/timing.py (warm-up, then timed calls until the medians of the two halves
+# agree), re-implemented here because this file must run without the compress package; tests/test_bundle.py
+# checks that both give the same statistics on the same sequence of call times.
+def half_drift(times: List[float]) -> float:
+    """Relative difference of the medians of the first and second half of the runs."""
+    h = len(times) // 2
+    if h < 2:
+        return float("inf")
+    a, b = float(np.median(times[:h])), float(np.median(times[h:]))
+    return abs(a - b) / max(min(a, b), 1e-12)
+
+
+def summarize(times: List[float], warmup: int, seconds: float, stable_within: float = 0.03) -> Dict[str, Any]:
+    ms = np.asarray(times) * 1e3
+    drift = half_drift(times)
+    return {"median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)), "mean_ms": float(ms.mean()),
+            "min_ms": float(ms.min()), "runs": len(ms), "warmup": warmup, "seconds": round(float(seconds), 3),
+            "half_drift": round(drift, 4), "stable": drift <= stable_within}
+
+
+def measure(call: Callable[[], Any], warmup: int = 20, min_runs: int = 100, min_seconds: float = 3.0,
+            max_seconds: float = 30.0, stable_within: float = 0.03,
+            clock: Callable[[], float] = time.perf_counter) -> Dict[str, Any]:
+    """Time `call()`: median/p90/mean/min in ms, runs, seconds, and whether the median settled."""
+    for _ in range(warmup):
+        call()
+    times = []  # type: List[float]
+    start = clock()
+    while True:
+        t0 = clock()
+        call()
+        times.append(clock() - t0)
+        elapsed = clock() - start
+        if len(times) >= min_runs and elapsed >= min_seconds:
+            if half_drift(times) <= stable_within or elapsed >= max_seconds:
+                break
+    return summarize(times, warmup, clock() - start, stable_within)
+
+
+def cosine_stats(reference: np.ndarray, got: np.ndarray) -> Dict[str, float]:
+    a = np.asarray(reference, np.float64)
+    b = np.asarray(got, np.float64)
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    cos = np.sum(a * b, axis=1)
+    return {"cosine_mean": round(float(cos.mean()), 6), "cosine_min": round(float(cos.min()), 6)}
+
+
+# ---------------------------------------------------------------- input preparation
+def prepare(images: np.ndarray, cfg: Dict[str, Any]) -> np.ndarray:
+    """uint8 RGB faces [N,H,W,3] -> the model's float input (normalised, NCHW or NHWC) as in the export."""
+    mean = np.array(cfg["input"]["mean"], np.float32)
+    std = np.array(cfg["input"]["std"], np.float32)
+    x = (images.astype(np.float32) / 255.0 - mean) / std
+    if cfg["input"]["layout"] == "NCHW":
+        x = x.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x, np.float32)
+
+
+def _version(module: Any, dist: str) -> str:
+    v = getattr(module, "__version__", "")
+    if v:
+        return str(v)
+    try:
+        from importlib import metadata  # novm: Python 3.8+; older boards fall through to "unknown"
+        return metadata.version(dist)
+    except Exception:  # noqa: BLE001 - any failure means the version is unknown
+        return "unknown"
+
+
+# ---------------------------------------------------------------- runtimes
+class Backend(object):
+    """One loaded model: run(x) on a prepared [1,...] input -> [1,D] embedding."""
+
+    runtime = ""
+    version = ""
+    how = ""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def invoker(self, x: np.ndarray) -> Callable[[], Any]:
+        return lambda: self.run(x)
+
+
+class OnnxRuntimeBackend(Backend):
+    runtime = "onnxruntime"
+
+    def __init__(self, path: str, threads: int) -> None:
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        self.name = self.session.get_inputs()[0].name
+        self.ort, self.version = ort, ort.__version__
+        self.how = ("onnxruntime CPUExecutionProvider, run_with_iobinding() on input and output bound once "
+                    "(as compress bench)")
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.name: x})[0]
+
+    def invoker(self, x: np.ndarray) -> Callable[[], Any]:
+        y = self.run(x)
+        io = self.session.io_binding()
+        io.bind_cpu_input(self.name, x)
+        io.bind_ortvalue_output(self.session.get_outputs()[0].name, self.ort.OrtValue.ortvalue_from_numpy(
+            np.empty_like(y)))
+        return lambda: self.session.run_with_iobinding(io)
+
+
+class OpenVinoBackend(Backend):
+    runtime = "openvino"
+
+    def __init__(self, path: str, threads: int) -> None:
+        try:
+            import openvino as ov
+            core = ov.Core()
+        except (ImportError, AttributeError):  # OpenVINO 2022.x: the API lives in openvino.runtime
+            import openvino.runtime as ov
+            core = ov.Core()
+        config = {"INFERENCE_NUM_THREADS": int(threads)} if threads else {}
+        self.compiled = core.compile_model(path, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.ov, self.version = ov, ov.get_version()
+        self.how = "OpenVINO CPU plugin, InferRequest.infer() with the input tensor set once (as compress bench)"
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self.request.infer({0: x})
+        return np.array(self.request.get_output_tensor(0).data, dtype=np.float32)
+
+    def invoker(self, x: np.ndarray) -> Callable[[], Any]:
+        self.request.set_input_tensor(self.ov.Tensor(np.ascontiguousarray(x)))
+        return self.request.infer
+
+
+def _tflite_interpreter() -> Any:
+    """(Interpreter class, package, version) from whichever TFLite runtime the board has."""
+    for module, dist in (("ai_edge_litert.interpreter", "ai-edge-litert"),
+                         ("tflite_runtime.interpreter", "tflite-runtime")):
+        try:
+            mod = __import__(module, fromlist=["Interpreter"])
+        except ImportError:
+            continue
+        pkg = sys.modules[module.split(".")[0]]
+        return mod.Interpreter, dist, _version(pkg, dist)
+    raise ImportError("ai_edge_litert or tflite_runtime")
+
+
+class LiteRtBackend(Backend):
+    runtime = "litert"
+
+    def __init__(self, path: str, threads: int) -> None:
+        interpreter, dist, self.version = _tflite_interpreter()
+        self.it = interpreter(model_path=path, num_threads=threads or None)
+        self.it.allocate_tensors()
+        self.inp = self.it.get_input_details()[0]
+        self.out = self.it.get_output_details()[0]
+        self.how = "{} Interpreter.invoke() with the input tensor set once (as compress bench)".format(dist)
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        dtype = np.dtype(self.inp["dtype"])
+        if dtype == np.float32:
+            return x
+        scale, zero = self.inp["quantization"]
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self.it.set_tensor(self.inp["index"], self.quantize(x))
+        self.it.invoke()
+        y = self.it.get_tensor(self.out["index"])
+        if np.dtype(self.out["dtype"]) != np.float32:
+            scale, zero = self.out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return np.asarray(y, np.float32).reshape(1, -1)
+
+    def invoker(self, x: np.ndarray) -> Callable[[], Any]:
+        self.it.set_tensor(self.inp["index"], self.quantize(x))
+        return self.it.invoke
+
+
+class _PyCudaMemory(object):
+    """Device buffers through pycuda, when the board has it installed."""
+
+    def __init__(self) -> None:
+        import pycuda.autoinit  # noqa: F401 - creates the CUDA context
+        import pycuda.driver as cuda
+        self.cuda = cuda
+        self.keep = []  # type: List[Any]
+
+    def alloc(self, nbytes: int) -> int:
+        buf = self.cuda.mem_alloc(nbytes)
+        self.keep.append(buf)
+        return int(buf)
+
+    def htod(self, ptr: int, host: np.ndarray) -> None:
+        self.cuda.memcpy_htod(ptr, host)
+
+    def dtoh(self, host: np.ndarray, ptr: int) -> None:
+        self.cuda.memcpy_dtoh(host, ptr)
+
+    def sync(self) -> None:
+        self.cuda.Context.synchronize()
+
+
+class _CudartMemory(object):
+    """Device buffers through the CUDA runtime library with ctypes: JetPack always ships libcudart, while
+    pycuda has to be built on the board."""
+
+    def __init__(self) -> None:
+        import ctypes
+        import ctypes.util
+        names = [ctypes.util.find_library("cudart") or "", "libcudart.so", "/usr/local/cuda/lib64/libcudart.so"]
+        lib = None
+        for name in [n for n in names if n]:
+            try:
+                lib = ctypes.CDLL(name)
+                break
+            except OSError:
+                continue
+        if lib is None:
+            raise ImportError("libcudart.so (CUDA runtime)")
+        self.ct, self.lib = ctypes, lib
+
+    def _check(self, err: int, what: str) -> None:
+        if err != 0:
+            raise RuntimeError("CUDA {} failed with error {}".format(what, err))
+
+    def alloc(self, nbytes: int) -> int:
+        ptr = self.ct.c_void_p()
+        self._check(self.lib.cudaMalloc(self.ct.byref(ptr), self.ct.c_size_t(nbytes)), "cudaMalloc")
+        return int(ptr.value)
+
+    def htod(self, ptr: int, host: np.ndarray) -> None:  # kind 1 = cudaMemcpyHostToDevice
+        self._check(self.lib.cudaMemcpy(self.ct.c_void_p(ptr), self.ct.c_void_p(host.ctypes.data),
+                                        self.ct.c_size_t(host.nbytes), 1), "cudaMemcpy")
+
+    def dtoh(self, host: np.ndarray, ptr: int) -> None:  # kind 2 = cudaMemcpyDeviceToHost
+        self._check(self.lib.cudaMemcpy(self.ct.c_void_p(host.ctypes.data), self.ct.c_void_p(ptr),
+                                        self.ct.c_size_t(host.nbytes), 2), "cudaMemcpy")
+
+    def sync(self) -> None:
+        self._check(self.lib.cudaDeviceSynchronize(), "cudaDeviceSynchronize")
+
+
+def cuda_memory() -> Any:
+    try:
+        return _PyCudaMemory()
+    except ImportError:
+        return _CudartMemory()
+
+
+class TensorRtBackend(Backend):
+    """A serialized engine (built on this board by build_engine.py) through the TensorRT Python bindings:
+    the bindings API of TensorRT 8.x, or the named-tensor API of TensorRT 8.5+ / 10."""
+
+    runtime = "tensorrt"
+
+    def __init__(self, engine_path: str) -> None:
+        import tensorrt as trt
+        self.trt = trt
+        self.version = trt.__version__
+        logger = trt.Logger(trt.Logger.WARNING)
+        with open(engine_path, "rb") as f:
+            self.engine = trt.Runtime(logger).deserialize_cuda_engine(f.read())
+        if self.engine is None:
+            raise BundleError("TensorRT could not load {}: build it on this board with build_engine.py "
+                              "(an engine only runs with the TensorRT version and GPU it was built on)".format(
+                                  engine_path))
+        self.context = self.engine.create_execution_context()
+        self.mem = cuda_memory()
+        self.v3 = hasattr(self.engine, "num_io_tensors")
+        self.io = self._io()
+        self.ptrs = [self.mem.alloc(host.nbytes) for _, _, host in self.io]
+        if self.v3:
+            for (name, _, _), ptr in zip(self.io, self.ptrs):
+                self.context.set_tensor_address(name, ptr)
+        self.how = "TensorRT Python bindings ({} API), {} device buffers; timed: copy in, execute, copy out".format(
+            "named-tensor" if self.v3 else "bindings", type(self.mem).__name__.strip("_").replace("Memory", ""))
+
+    def _io(self) -> List[Any]:
+        """[(name, is_input, host buffer)] in engine order."""
+        trt, e, out = self.trt, self.engine, []
+        if self.v3:
+            for i in range(e.num_io_tensors):
+                name = e.get_tensor_name(i)
+                is_in = e.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+                out.append((name, is_in, np.zeros(tuple(e.get_tensor_shape(name)), trt.nptype(e.get_tensor_dtype(name)))))
+        else:
+            for i in range(e.num_bindings):
+                out.append((e.get_binding_name(i), e.binding_is_input(i),
+                            np.zeros(tuple(e.get_binding_shape(i)), trt.nptype(e.get_binding_dtype(i)))))
+        if sum(1 for _, is_in, _ in out if is_in) != 1:
+            raise BundleError("the engine must have exactly one input (the face image); rebuild it from model.onnx")
+        return out
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self.invoker(x)()
+        host = [h for _, is_in, h in self.io if not is_in][0]
+        return np.asarray(host, np.float32).reshape(1, -1).copy()
+
+    def invoker(self, x: np.ndarray) -> Callable[[], Any]:
+        i_in = [i for i, (_, is_in, _) in enumerate(self.io) if is_in][0]
+        np.copyto(self.io[i_in][2], x.reshape(self.io[i_in][2].shape).astype(self.io[i_in][2].dtype))
+        outs = [(h, p) for (_, is_in, h), p in zip(self.io, self.ptrs) if not is_in]
+
+        def call() -> None:
+            self.mem.htod(self.ptrs[i_in], self.io[i_in][2])
+            if self.v3:
+                self.context.execute_async_v3(0)  # the default stream; synchronised below
+            else:
+                self.context.execute_v2(self.ptrs)
+            for host, ptr in outs:
+                self.mem.dtoh(host, ptr)
+            self.mem.sync()
+        return call
+
+
+# ---------------------------------------------------------------- trtexec
+def parse_trtexec(text: str) -> Dict[str, Any]:
+    """Timing from a trtexec 8.x log: its "Latency" summary line (H2D + GPU compute + D2H per query)."""
+    line = re.search(r"\]\s+Latency:\s*(.*)", text)
+    if not line:
+        raise BundleError("no '[I] Latency: min = ...' line in the trtexec output: is it a complete trtexec log?")
+    vals = {}  # type: Dict[str, float]
+    for key, pct, value in re.findall(r"(min|max|mean|median|percentile\(([\d.]+)%\))\s*=\s*([\d.eE+-]+)\s*ms",
+                                      line.group(1)):
+        vals["p" + pct if pct else key] = float(value)
+    if "median" not in vals:
+        raise BundleError("the trtexec Latency line has no median: use trtexec 8.x or newer")
+    version = re.search(r"TensorRT version:\s*([\d.]+)", text)
+    device = re.search(r"Selected Device:\s*(.+)", text)
+    runs = re.search(r"Timing trace has (\d+) queries over ([\d.]+) s", text)
+    out = {"median_ms": vals["median"], "p90_ms": vals.get("p90"), "mean_ms": vals.get("mean"),
+           "min_ms": vals.get("min"), "runs": int(runs.group(1)) if runs else None,
+           "seconds": float(runs.group(2)) if runs else None, "half_drift": None, "stable": None,
+           "trtexec_version": version.group(1) if version else "unknown",
+           "trtexec_device": device.group(1).strip() if device else "unknown"}
+    if out["p90_ms"] is None:
+        out["p90_note"] = "trtexec printed no percentile(90%); run it with --percentile=90"
+    return out
+
+
+def find_trtexec() -> str:
+    found = shutil.which("trtexec")
+    return found or next((p for p in TRTEXEC_PATHS if os.path.isfile(p)), "")
+
+
+def run_trtexec(exe: str, engine: str, a: argparse.Namespace) -> str:
+    cmd = [exe, "--loadEngine=" + engine, "--warmUp={}".format(int(a.warmup_ms)),
+           "--duration={}".format(max(1, int(round(a.seconds)))), "--iterations={}".format(a.min_runs),
+           "--percentile=90"]
+    print("running: " + " ".join(cmd), file=sys.stderr)
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    if r.returncode != 0:
+        last = (r.stdout.strip().splitlines() or ["no output"])[-1]
+        raise BundleError("trtexec failed (exit {}): {}".format(r.returncode, last))
+    return r.stdout
+
+
+# ---------------------------------------------------------------- loading
+INSTALL = {"onnxruntime": "pip3 install onnxruntime", "openvino": "pip3 install openvino",
+           "litert": "pip3 install ai-edge-litert (or tflite-runtime)",
+           "tensorrt": "JetPack ships it: sudo apt install python3-libnvinfer (or use trtexec)"}
+
+
+def load_backend(runtime: str, folder: str, cfg: Dict[str, Any], threads: int) -> Backend:
+    model = os.path.join(folder, cfg["model_file"])
+    classes = {"onnxruntime": OnnxRuntimeBackend, "openvino": OpenVinoBackend, "litert": LiteRtBackend}
+    try:
+        if runtime == "tensorrt":
+            return TensorRtBackend(engine_path(folder, cfg))
+        return classes[runtime](model, threads)
+    except ImportError as e:
+        raise BundleError("the {} runtime is not importable here ({}): {}".format(runtime, e, INSTALL[runtime]))
+
+
+def engine_path(folder: str, cfg: Dict[str, Any]) -> str:
+    path = os.path.join(folder, cfg["engine_file"])
+    if not os.path.isfile(path):
+        raise BundleError("{} not found: build it on this board first: {}".format(cfg["engine_file"], cfg["build"]))
+    return path
+
+
+def board_runtime(cfg: Dict[str, Any], wanted: str) -> str:
+    """The runtime to use: the bundle's own, or onnxruntime on any bundle that holds an ONNX model."""
+    if wanted == "auto":
+        return {"tflite": "litert"}.get(cfg["runtime"], cfg["runtime"])
+    if wanted == "onnxruntime" and not cfg["model_file"].endswith(".onnx"):
+        raise BundleError("--runtime onnxruntime needs an ONNX model; this bundle holds {}".format(cfg["model_file"]))
+    if wanted not in ("onnxruntime", board_runtime(cfg, "auto")):
+        raise BundleError("this bundle is for {}; pass --runtime auto".format(cfg["runtime"]))
+    return wanted
+
+
+# ---------------------------------------------------------------- measuring
+def board_parity(backend: Backend, folder: str, cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Cosine between this runtime's embeddings and the PyTorch float embeddings stored in the bundle."""
+    p = cfg["parity"]
+    data = np.load(os.path.join(folder, p["file"]))
+    images, reference = data["images"], data["embeddings"]
+    got = np.concatenate([backend.run(prepare(images[i:i + 1], cfg)) for i in range(len(images))])
+    rec = {"reference": p["reference"], "reference_runtime": "pytorch (on the export host, stored in {})".format(
+        p["file"]), "runtime": "{} {}".format(backend.runtime, backend.version), "images": p["images"],
+        "n": int(len(images))}
+    rec.update(cosine_stats(reference, got))
+    return rec
+
+
+def time_backend(backend: Backend, cfg: Dict[str, Any], a: argparse.Namespace) -> Dict[str, Any]:
+    size = cfg["input"]["size"]
+    image = np.random.RandomState(0).randint(0, 256, (1, size, size, 3)).astype(np.uint8)
+    call = backend.invoker(prepare(image, cfg))
+    return measure(call, warmup=a.warmup, min_runs=a.min_runs, min_seconds=a.seconds, max_seconds=a.max_seconds)
+
+
+def measured_text(ident: Dict[str, Any], target: str) -> str:
+    if ident["on_target"]:
+        return "measured on board ({}) by run_on_board.py".format(ident["model"])
+    if ident["on_target"] is None:
+        return "measured by run_on_board.py on {} (target {} names no board model to check)".format(
+            ident["model"], target)
+    return ("measured by run_on_board.py on {}, which is NOT the target board ({}: expected '{}' in the board "
+            "model); not a board measurement".format(ident["model"], target, ident["expected_model"]))
+
+
+def measure_bundle(folder: str, cfg: Dict[str, Any], ident: Dict[str, Any], a: argparse.Namespace) -> Dict[str, Any]:
+    """Timing (and parity where the runtime gives embeddings) as the fields of a compress.bench/1 record."""
+    runtime = board_runtime(cfg, a.runtime)
+    if a.trtexec_log and runtime != "tensorrt":
+        raise BundleError("--trtexec-log is for TensorRT bundles; this one runs {}".format(runtime))
+    if runtime == "tensorrt" and a.trtexec_log:
+        if not os.path.isfile(a.trtexec_log):
+            raise BundleError("--trtexec-log {} not found; pass the file trtexec's output was saved to".format(
+                a.trtexec_log))
+        with open(a.trtexec_log) as f:
+            stats = parse_trtexec(f.read())
+        return trtexec_fields(stats, cfg, "timing parsed from a trtexec log, no model run",
+                              "parsed from the trtexec log {} given with --trtexec-log: its Latency line (H2D + GPU "
+                              "compute + D2H); NOT timed by this runner, and where the log was made is not checked "
+                              "(trtexec names the device: {})".format(os.path.basename(a.trtexec_log),
+                                                                       stats["trtexec_device"]))
+    if runtime == "tensorrt" and not _importable("tensorrt") and find_trtexec():
+        stats = parse_trtexec(run_trtexec(find_trtexec(), engine_path(folder, cfg), a))
+        return dict(trtexec_fields(stats, cfg, "trtexec gives no embeddings; for on-board parity install TensorRT's Python bindings "
+                                   "(sudo apt install python3-libnvinfer)",
+                                   "trtexec's own protocol (--warmUp, --duration, --iterations), its Latency line: "
+                                   "H2D + GPU compute + D2H per query, batch 1"),
+                    engine_sha256=sha256_file(engine_path(folder, cfg)))
+    backend = load_backend(runtime, folder, cfg, a.threads)
+    out = time_backend(backend, cfg, a)
+    out.update(runtime=backend.runtime, runtime_version=backend.version, parity=board_parity(backend, folder, cfg),
+               timed="runtime call only (input prepared beforehand), single face, after warm-up: " + backend.how)
+    if runtime == "tensorrt":
+        out.update(model_file=cfg["engine_file"], engine_sha256=sha256_file(engine_path(folder, cfg)))
+    else:
+        out["model_file"] = cfg["model_file"]
+    return out
+
+
+def trtexec_fields(stats: Dict[str, Any], cfg: Dict[str, Any], no_parity: str, timed: str) -> Dict[str, Any]:
+    return dict(stats, runtime="tensorrt", runtime_version="TensorRT {} (trtexec)".format(stats["trtexec_version"]),
+                model_file=cfg["engine_file"], parity={"status": "not measured", "why": no_parity}, timed=timed)
+
+
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
+def record(folder: str, cfg: Dict[str, Any], ident: Dict[str, Any], n_verified: int,
+           fields: Dict[str, Any], threads: int) -> Dict[str, Any]:
+    rec = {"format": BENCH_FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "artifact": cfg["artifact"], "target": cfg["target"], "precision": cfg["precision"],
+           "model_sha256": cfg["model_sha256"], "measured_on": describe(ident),
+           "measured": measured_text(ident, cfg["target"]), "board": ident,
+           "threads": threads or "runtime default ({} cores visible)".format(os.cpu_count()), "batch": 1,
+           "runner": {"script": "run_on_board.py", "python": platform.python_version(),
+                      "bundle": "{} files verified against {}".format(n_verified, SUMS)}}
+    rec.update(fields)
+    return rec
+
+
+def write_result(path: str, rec: Dict[str, Any], overwrite: bool) -> None:
+    """Atomically: a temporary file beside `path`, renamed onto it."""
+    if os.path.exists(path) and not overwrite:
+        raise BundleError("{} already exists; pass --overwrite to replace it or --out another file".format(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(rec, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def summary_line(rec: Dict[str, Any]) -> str:
+    p = rec["parity"]
+    par = ("parity vs PyTorch float: cosine mean {:.5f}, min {:.5f} over {} faces".format(
+        p["cosine_mean"], p["cosine_min"], p["n"]) if "cosine_mean" in p else "parity not measured ({})".format(
+        p.get("why")))
+    p90 = "?" if rec.get("p90_ms") is None else "{:.3f}".format(rec["p90_ms"])
+    return ("{} [{} {}] {} {}: median {:.3f} ms, p90 {} ms over {} runs; {}; {}; model sha256 {}".format(
+        rec["model_file"], rec["target"], rec["precision"], rec["runtime"], rec["runtime_version"],
+        rec["median_ms"], p90, rec["runs"], par, rec["measured"], rec["model_sha256"][:12]))
+
+
+def parse_args(argv: Optional[List[str]], cfg_defaults: Dict[str, Any]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="Verify, time and check this export bundle on the board")
+    ap.add_argument("--out", help="result JSON  [BUNDLE/<target>-<precision>.json]")
+    ap.add_argument("--runtime", default="auto", choices=["auto", "tensorrt", "openvino", "litert", "onnxruntime"])
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = the runtime's default)")
+    ap.add_argument("--warmup", type=int, default=cfg_defaults.get("warmup", 20))
+    ap.add_argument("--min-runs", type=int, default=cfg_defaults.get("min_runs", 100))
+    ap.add_argument("--seconds", type=float, default=cfg_defaults.get("min_seconds", 3.0), help="minimum timed s")
+    ap.add_argument("--max-seconds", type=float, default=cfg_defaults.get("max_seconds", 30.0))
+    ap.add_argument("--warmup-ms", type=float, default=500.0, help="trtexec only: --warmUp in ms")
+    ap.add_argument("--trtexec-log", help="TensorRT: read the timing from this trtexec log instead of timing")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing result JSON")
+    a = ap.parse_args(argv)
+    if a.threads < 0 or a.warmup < 0 or a.min_runs < 1 or not 0 < a.seconds <= a.max_seconds:
+        raise BundleError("need --threads >= 0, --warmup >= 0, --min-runs >= 1 and 0 < --seconds <= --max-seconds")
+    return a
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    folder = os.path.dirname(os.path.abspath(__file__))
+    try:
+        n = verify_bundle(folder)
+        cfg = read_config(folder)
+        a = parse_args(argv, cfg.get("timing", {}))
+        out = a.out or os.path.join(folder, "{}-{}.json".format(cfg["target"], cfg["precision"]))
+        if os.path.exists(out) and not a.overwrite:  # before minutes of timing, not after
+            raise BundleError("{} already exists; pass --overwrite to replace it or --out another file".format(out))
+        ident = board_identity(cfg["board"].get("model"))
+        rec = record(folder, cfg, ident, n, measure_bundle(folder, cfg, ident, a), a.threads)
+        write_result(out, rec, a.overwrite)
+    except BundleError as e:
+        print("run_on_board.py: error: {}".format(e), file=sys.stderr)
+        return 2
+    print(summary_line(rec))
+    print("wrote {}: copy it into RUN/board/ on the host and run `compress report --run RUN`".format(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""What the three commands do: enrol a folder of people, identify faces in images, check a dose."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError
+from .embedder import EmbedModel, load_embed_model
+from .enrol import (DEFAULT_CALIBRATION, DEFAULT_FAR, EnrolReport, calibration_faces, face_crops, recalibrate,
+                    scan_gallery)
+from .gallery import Gallery, Templates
+from .pipeline import AlignedFinder, FaceFinder, Match, embed, match, read_image
+
+
+def enrol(model_spec: str, gallery_dir: str | Path, db: str | Path, *, far: float = DEFAULT_FAR,
+          calibration: str | None = None, n_calibration: int = 1000, flip: bool = True, aligned: bool = False,
+          overwrite: bool = False, progress: bool = False, finder: Any | None = None) -> EnrolReport:
+    """Embed every person's photos into ``db`` (created if new) and recompute the threshold. People already
+    enrolled are refused unless ``overwrite``; the whole enrolment is one transaction."""
+    if not 0 < far < 1:
+        raise UserError(f"--far {far} must be between 0 and 1, e.g. 0.001")
+    people = scan_gallery(gallery_dir)
+    model = load_embed_model(model_spec)
+    enrolled: list[str] = []
+    if Path(db).exists():  # refuse before minutes of embedding, not after
+        with Gallery(db) as g:
+            _check_existing(g, model, flip, people, overwrite)
+            enrolled = g.people()
+    report = EnrolReport(model=model.describe())
+    finder = finder or (AlignedFinder() if aligned else FaceFinder())
+    rows = _embed_people(people, model, flip, finder, report)
+    if not rows:
+        raise UserError(f"no usable face in any person folder of {gallery_dir} ({_first_reason(report)}); nothing "
+                        "was enrolled")
+    cal = None
+    if calibration is not None or not enrolled:
+        spec = calibration or DEFAULT_CALIBRATION
+        images, desc = calibration_faces(spec, n_calibration, set(people) | set(enrolled), aligned, progress)
+        cal = (model.embedder.embed(images, flip=flip), desc)
+    with Gallery(db, create=True) as g:
+        with g.transaction() as c:
+            _check_existing(g, model, flip, people, overwrite)  # again: another process may have written since
+            g.set_meta(c, {"model_spec": model.spec, "model_name": model.name, "model_sha256": model.sha256,
+                           "runtime": model.runtime, "precision": model.precision, "flip": flip, "far": far,
+                           "embedding_dim": int(next(iter(rows.values()))[0]["vector"].size)})
+            for name, person_rows in rows.items():
+                g.add_person(c, name, str(Path(gallery_dir) / name), person_rows, replace=overwrite)
+            if cal is not None:
+                g.set_calibration(c, cal[0], cal[1], model.sha256)
+                g.set_meta(c, {"calibration_source": cal[1]})
+            report.threshold = recalibrate(g, c, g.templates(model.sha256), model, far, flip)
+            g.audit(c, command="enrol", decision="enrolled", scores={}, model_sha256=model.sha256,
+                    detail=json.dumps({"enrolled": report.enrolled, "not_enrolled": report.not_enrolled,
+                                       "rejected": report.rejected}))
+    return report
+
+
+def _check_existing(g: Gallery, model: EmbedModel, flip: bool, people: dict[str, list[Path]],
+                    overwrite: bool) -> None:
+    m = g.meta()
+    g.check_model(model.sha256, model.spec)
+    if m.get("flip") is not None and json.loads(m["flip"]) != flip:
+        raise UserError(f"{g.path} was enrolled {'with' if json.loads(m['flip']) else 'without'} flip fusion; "
+                        "enrol into it with the same setting or into a new --db")
+    already = sorted(set(people) & set(g.people()))
+    if already and not overwrite:
+        raise UserError(f"{len(already)} of these people are already enrolled in {g.path} ({', '.join(already[:3])}"
+                        f"{' ...' if len(already) > 3 else ''}); pass --overwrite to replace their photos")
+
+
+def _first_reason(report: EnrolReport) -> str:
+    for name, why in report.not_enrolled.items():
+        return f"{name}: {why[0]}"
+    return "no photos"
+
+
+def _embed_people(people: dict[str, list[Path]], model: EmbedModel, flip: bool, finder: Any,
+                  report: EnrolReport) -> dict[str, list[dict[str, Any]]]:
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for name, paths in people.items():
+        if not paths:
+            report.not_enrolled[name] = ["no image files in the folder"]
+            continue
+        crops, scores, used, rejected = face_crops(paths, finder)
+        if not crops:
+            report.not_enrolled[name] = [f"{Path(p).name}: {why}" for p, why in rejected]
+            continue
+        report.rejected += rejected
+        vecs = embed(model, crops, flip)
+        rows[name] = [{"vector": v, "image": u, "model_sha256": model.sha256, "runtime": model.runtime,
+                       "precision": model.precision, "face_score": s} for v, u, s in zip(vecs, used, scores)]
+        report.enrolled[name] = len(used)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ identify
+
+@dataclass
+class OpenGallery:
+    gallery: Gallery
+    model: EmbedModel
+    templates: Templates
+    threshold: float
+    threshold_info: dict[str, Any]
+    flip: bool
+
+    def describe_threshold(self) -> str:
+        i = self.threshold_info
+        return (f"threshold {self.threshold:.4f} = open-set FAR {i.get('far'):g} on {i.get('impostors')} calibration "
+                f"impostors ({i.get('calibration', '?').split(':')[0]})")
+
+
+def open_gallery(db: str | Path, model_spec: str | None = None) -> OpenGallery:
+    """The gallery, its model (the one it was enrolled with, hash-checked) and templates."""
+    g = Gallery(db)
+    try:
+        m = g.meta()
+        if "model_sha256" not in m:
+            raise UserError(f"gallery {db} has nobody enrolled; enrol people first with `compress enrol --db {db}`")
+        model = load_embed_model(model_spec or m["model_spec"])
+        if model_spec is None and model.sha256 != m["model_sha256"]:
+            raise UserError(f"the model {m['model_spec']} changed since {db} was enrolled (sha256 "
+                            f"{model.sha256[:12]} != {m['model_sha256'][:12]}); re-enrol with `compress enrol "
+                            f"--model {m['model_spec']} --gallery DIR --db NEW.db`")
+        g.check_model(model.sha256, model.spec)
+        t = g.templates(model.sha256)
+        info = json.loads(m.get("threshold_info", "{}"))
+        return OpenGallery(g, model, t, float(m["threshold"]), info, json.loads(m.get("flip", "true")))
+    except BaseException:
+        g.close()
+        raise
+
+
+def identify_faces(og: OpenGallery, img: np.ndarray, finder: Any, top_k: int) -> tuple[list[Any], list[Match]]:
+    faces = finder.faces(img)
+    if not faces:
+        return [], []
+    emb = embed(og.model, [f.crop for f in faces], og.flip)
+    return faces, match(emb, og.templates.names, og.templates.vectors, og.threshold, top_k)
+
+
+def identify(db: str | Path, images: list[str | Path], *, top_k: int = 3, model_spec: str | None = None,
+             finder: Any | None = None, aligned: bool = False) -> dict[str, Any]:
+    """Per image, per face: the top-k people with scores and the decision (a name, or "unknown"). An image
+    without a face is an explicit "no face" answer; an unreadable one is a UserError before any is answered."""
+    if top_k < 1:
+        raise UserError(f"--top-k {top_k} must be at least 1")
+    decoded = [(str(p), read_image(p)) for p in images]  # every image readable before any answer
+    og = open_gallery(db, model_spec)
+    finder = finder or (AlignedFinder() if aligned else FaceFinder())
+    out = []
+    with og.gallery as g:
+        for path, img in decoded:
+            faces, matches = identify_faces(og, img, finder, top_k)
+            answers = [{"box": f.box, "face_score": round(f.score, 4), "decision": m.person or "unknown",
+                        "top": m.ranked} for f, m in zip(faces, matches)]
+            with g.transaction() as c:
+                g.audit(c, command="identify", decision=_identify_decision(answers), image=path,
+                        scores=[a["top"] for a in answers], threshold=og.threshold, model_sha256=og.model.sha256)
+            out.append({"image": path, "faces": answers})
+    return {"format": "compress.identify/1", "results": out, "threshold": og.threshold,
+            "threshold_info": og.threshold_info, "threshold_line": og.describe_threshold(),
+            "model": og.model.describe(), "model_sha256": og.model.sha256, "people": len(og.templates.names),
+            "flip": og.flip}
+
+
+def _identify_decision(answers: list[dict[str, Any]]) -> str:
+    if not answers:
+        return "no face"
+    return ",".join(a["decision"] for a in answers)
+
+
+# ------------------------------------------------------------------------------------------------ text output
+
+def format_enrol(report: EnrolReport, db: str | Path) -> tuple[str, str]:
+    """(stdout, stderr) lines: who was enrolled, and every person and photo that was not."""
+    t = report.threshold
+    out = [f"enrolled {len(report.enrolled)} people ({sum(report.enrolled.values())} photos) into {db}",
+           f"model: {report.model}",
+           f"threshold {t['threshold']:.4f}: open-set FAR {t['far']:g} (accept iff best score > threshold; "
+           f"{t['false_accepts']} of {t['impostors']} impostors above it) on {t['calibration']}"]
+    if t.get("note"):
+        out.append(f"note: {t['note']}")
+    err = [f"NOT ENROLLED {name}: {'; '.join(why)}" for name, why in report.not_enrolled.items()]
+    err += [f"photo not used: {p}: {why}" for p, why in report.rejected]
+    return "\n".join(out), "\n".join(err)
+
+
+def format_identify(res: dict[str, Any]) -> str:
+    lines = []
+    for r in res["results"]:
+        if not r["faces"]:
+            lines.append(f"{r['image']}: no face found")
+            continue
+        for i, f in enumerate(r["faces"], 1):
+            top = ", ".join(f"{n} {s:.4f}" for n, s in f["top"])
+            where = f" face {i}/{len(r['faces'])} at {[round(v) for v in f['box']]}" if len(r["faces"]) > 1 else ""
+            lines.append(f"{r['image']}{where}: {f['decision']}  (top: {top})")
+    lines.append(f"{res['threshold_line']}; {res['people']} people enrolled; model {res['model']}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Stand-in for pycuda.autoinit: there is no CUDA context to create."""
