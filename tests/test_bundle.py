@@ -132,8 +132,15 @@ def merged(folder: Path, run: Path) -> tuple[dict, dict]:
 
 # ---------------------------------------------------------------- the runner on real bundles
 @pytest.mark.slow
+def _copy(src: Path, tmp_path: Path) -> Path:
+    """A private copy of a module-wide bundle: a runner writes its result into the folder it runs in."""
+    folder = tmp_path / src.name
+    shutil.copytree(src, folder)
+    return folder
+
+
 def test_onnxruntime_bundle(bundles, tmp_path):
-    folder = bundles("onnx", "fp32")
+    folder = _copy(bundles("onnx", "fp32"), tmp_path)
     r = run_board(folder, *QUICK)
     assert r.returncode == 0, r.stderr
     rec = result(folder)
@@ -157,7 +164,7 @@ def test_onnxruntime_bundle(bundles, tmp_path):
 
 @pytest.mark.slow
 def test_openvino_bundle(bundles, tmp_path):
-    folder = bundles("intel-nuc", "fp16")
+    folder = _copy(bundles("intel-nuc", "fp16"), tmp_path)
     r = run_board(folder, *QUICK, "--threads", "1")
     assert r.returncode == 0, r.stderr
     rec = result(folder)
@@ -172,8 +179,8 @@ def test_openvino_bundle(bundles, tmp_path):
 
 
 @pytest.mark.slow
-def test_litert_bundle(bundles):
-    folder = bundles("raspberry-pi-4", "fp32")
+def test_litert_bundle(bundles, tmp_path):
+    folder = _copy(bundles("raspberry-pi-4", "fp32"), tmp_path)
     r = run_board(folder, *QUICK)
     assert r.returncode == 0, r.stderr
     rec = result(folder)
