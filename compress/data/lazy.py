@@ -139,8 +139,11 @@ def epoch_batches(data: StreamedFaces, epoch: int, steps: int, local_batch: int,
     so a resumed run draws the batches it would have."""
     sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     sampler.set_epoch(epoch)
+    # Workers start from a clean forkserver, not a fork of this process: a fork inherits the thread pools of
+    # whatever the process loaded before (OpenVINO, LiteRT, onnxruntime), which can crash the copy.
     loader = DataLoader(data, batch_size=local_batch, sampler=sampler, num_workers=workers, drop_last=True,
-                        persistent_workers=False, prefetch_factor=4 if workers else None)
+                        persistent_workers=False, prefetch_factor=4 if workers else None,
+                        multiprocessing_context="forkserver" if workers else None)
     it = iter(loader)
     try:
         for _ in range(steps):
