@@ -327,6 +327,19 @@ def test_frames_detect_align_identify_and_refuse_several_faces(crops, tmp_path):
 
 @needs_weights
 def test_exported_detector_finds_the_same_faces_in_onnxruntime_and_openvino(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    # In a fresh interpreter: OpenVINO's compiled MTCNN nets left the pytest process to crash (SIGSEGV) some
+    # tests later, in unrelated code; isolated, the test and the product are unaffected.
+    if os.environ.get("COMPRESS_TEST_ISOLATED") != "1":
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            f"{__file__}::test_exported_detector_finds_the_same_faces_in_onnxruntime_and_openvino"],
+                           env={**os.environ, "COMPRESS_TEST_ISOLATED": "1"}, capture_output=True, text=True,
+                           timeout=900)
+        assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+        return
     from compress.identify.detector import export_detector, load_detector
     from compress.identify.pipeline import FaceFinder
 
