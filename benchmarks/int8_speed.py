@@ -46,7 +46,7 @@ def load_variant(model: Path, precision: str, batch: int) -> tuple[Callable[[], 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (batch, 112, 112, 3), np.uint8)
     if batch == 1:
-        return _invoker(load_runner(model, threads=1), image[:1]), "native batch 1"
+        return _invoker(load_runner(model, threads=1, int8="native"), image[:1]), "native batch 1"
     try:
         if runtime == "openvino":
             return _ov_batch(model, image), f"model.reshape to batch {batch}"
@@ -54,7 +54,7 @@ def load_variant(model: Path, precision: str, batch: int) -> tuple[Callable[[], 
             return _litert_batch(model, image), f"resize_tensor_input to batch {batch}"
         return _ort_batch(model, image), f"input and output batch dims set to {batch} in a copy of the graph"
     except Exception as e:  # the export is static: its channel-shuffle Reshape hard-codes batch 1
-        one = _invoker(load_runner(model, threads=1), image[:1])
+        one = _invoker(load_runner(model, threads=1, int8="native"), image[:1])
 
         def seq() -> None:
             for _ in range(batch):

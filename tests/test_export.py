@@ -153,6 +153,35 @@ def test_openvino_int8(exports):
     assert _cos(par, "vs_float") >= 0.95
 
 
+def test_host_int8_saturation_is_read_from_the_cpu_flags():
+    from compress.export.runtimes import host_int8_saturates
+
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    assert host_int8_saturates(avx2, "x86_64")
+    assert not host_int8_saturates(avx2.replace("avx2", "avx2 avx512f avx512_vnni"), "x86_64")
+    assert not host_int8_saturates(avx2 + "flags\t\t: avx_vnni\n".replace("flags", "x"), "aarch64")
+    assert not host_int8_saturates("", "x86_64")  # no flags line: unknown, run the kernels as they are
+
+
+@pytest.mark.slow
+def test_openvino_int8_emulation_matches_fake_quant(exports, qart, images):
+    """The emulated run (FakeQuantize in float) is what a VNNI board computes: it matches NNCF's fake-quant
+    model on any host. "auto" emulates only where this host's int8 kernels saturate (x86 without VNNI), and
+    parity.json then also shows what the native kernels gave."""
+    from compress.export.parity import parity_record
+    from compress.export.runtimes import host_int8_saturates
+
+    out, man, par = exports("intel-nuc", "int8")
+    emulated = load_runner(out / "model.xml", int8="emulated")
+    assert emulated.int8.startswith("emulated") and load_runner(out / "model.xml", int8="native").int8 == "native"
+    assert load_runner(out / "model.xml").int8.startswith("emulated") == host_int8_saturates()
+    rec = parity_record(qart.qmodel, emulated, images, DESC)
+    assert rec["cosine_min"] >= 0.99 and rec["int8_execution"].startswith("emulated")
+    assert ("host_int8_kernels" in par["checks"]["vs_float"]) == host_int8_saturates()
+    fp16 = load_runner(exports("intel-nuc", "fp16")[0] / "model.xml")
+    assert fp16.int8 == "none" and "int8_execution" not in parity_record(qart.float_model, fp16, images, DESC)
+
+
 @pytest.mark.slow
 def test_tflite_fp32(exports):
     out, man, par = exports("raspberry-pi-4", "fp32")

@@ -88,7 +88,7 @@ def _prepared(path: Path, threads: int) -> tuple[dict[str, Any], Path, Any, Call
     from ..export.runtimes import load_runner
 
     manifest, model = _export_manifest(path)
-    runner = load_runner(model, threads=threads)
+    runner = load_runner(model, threads=threads, int8="native")  # timing: the kernels this host really has
     image = np.random.default_rng(0).integers(0, 256, (1, runner.input_size, runner.input_size, 3), np.uint8)
     return manifest, model, runner, _invoker(runner, image)
 
@@ -108,7 +108,7 @@ def bench_artifact(path: str | Path, threads: int = 0, warmup: int = 20, min_run
     """Median / p90 latency (ms, batch 1) of an exported model in its runtime on this machine."""
     _check_numbers(threads=threads, seconds=min_seconds)
     path = Path(path)
-    manifest, model, _, call = _prepared(path, threads)
+    manifest, model, runner, call = _prepared(path, threads)
     stats = measure(call, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds,
                     max_seconds=max_seconds)
     runtime = _runtime_of(model)
@@ -130,8 +130,19 @@ def bench_artifact(path: str | Path, threads: int = 0, warmup: int = 20, min_run
         "batch": 1,
         "timed": "runtime call only (input prepared beforehand), single face, after warm-up",
         "call": CALLS[runtime],
+        **_kernel_note(runner),
         **stats,
     }
+
+
+def _kernel_note(runner: Any) -> dict[str, str]:
+    """An int8 OpenVINO IR timed on a host without VNNI: the time is real, its embeddings are not (saturation)."""
+    from ..export.runtimes import host_int8_saturates
+
+    if getattr(runner, "int8", "none") == "none" or not host_int8_saturates():
+        return {}
+    return {"int8_kernels": "this host's x86 int8 kernels without VNNI (int16 sums saturate): the time is the "
+                            "kernels' time; the embeddings they give here are not the board's (see parity.json)"}
 
 
 def format_bench(r: dict[str, Any]) -> str:

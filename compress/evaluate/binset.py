@@ -22,6 +22,7 @@ import numpy as np
 from ..artifacts import host_description
 from ..data.recordio import decode_image
 from ..errors import UserError
+from .embed import execution_notes
 from .verification import VerificationResult, cosine_scores, kfold_verification, plot_roc
 
 FARS = (1e-3, 1e-2)
@@ -92,6 +93,7 @@ def evaluate_bin(embedder: Any, path: str | Path, *, flip: bool | Literal["both"
         "flip_fusion": "flip: embedding(image) + embedding(horizontal mirror), L2-normalised; no_flip: alone",
         "model": getattr(embedder, "name", type(embedder).__name__),
         "runtime": getattr(embedder, "runtime", "unknown"),
+        **execution_notes(embedder),
         "host": host_description(),
         "bin_file": str(p),
         "n_pairs": int(n),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +16,13 @@ from tqdm import tqdm
 
 from ..data.transforms import MEAN, STD, to_float
 from ..errors import UserError
+
+
+def execution_notes(embedder: Any) -> dict[str, str]:
+    """Record fields saying how a runtime executed an int8 model here, when that is not plain (see
+    compress.export.runtimes.OpenVinoEmbedder): every accuracy and parity record carries them."""
+    int8 = getattr(embedder, "int8", "none")
+    return {} if int8 == "none" else {"int8_execution": int8}
 
 
 def normalise_nchw(batch: np.ndarray) -> np.ndarray:
@@ -28,6 +36,7 @@ class Embedder:
     name: str = ""
     runtime: str = ""
     input_size: int = 112
+    int8: str = "none"  # how an int8 model's integer part ran: "none" (float model), "native", "emulated ..."
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         return self.forward_nchw(normalise_nchw(batch))

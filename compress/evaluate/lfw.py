@@ -25,6 +25,7 @@ import numpy as np
 
 from compress.artifacts import host_description
 from compress.errors import UserError
+from compress.evaluate.embed import execution_notes
 from compress.evaluate.verification import VerificationResult, cosine_scores, kfold_verification, plot_roc
 
 __all__ = ["LfwPairs", "parse_pairs", "unique_images", "locate_lfw", "evaluate_lfw", "centre_crop"]
@@ -284,6 +285,7 @@ def evaluate_lfw(embedder, lfw_dir: str | Path, *, flip: bool | Literal["both"] 
                        "flip=True); no_flip: embedding(image) alone",
         "model": getattr(embedder, "name", type(embedder).__name__),
         "runtime": getattr(embedder, "runtime", "unknown"),
+        **execution_notes(embedder),
         "embedding_dim": dim,
         "host": host_description(),
         "pairs_file": str(pairs_path),

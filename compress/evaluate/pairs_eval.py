@@ -11,7 +11,7 @@ from ..artifacts import host_description
 from ..data.folder import FaceSet
 from ..data.pairs import make_pairs
 from ..errors import UserError
-from .embed import Embedder
+from .embed import Embedder, execution_notes
 from .verification import cosine_scores, kfold_verification
 
 
@@ -46,6 +46,7 @@ def evaluate_pairs(embedder: Embedder, faces: FaceSet, folds: int = 10, pairs_pe
                     + (", flip fusion" if flip else ""),
         "model": embedder.name,
         "runtime": embedder.runtime,
+        **execution_notes(embedder),
         "host": host_description(),
         "accuracy": res.accuracy_mean,
         "accuracy_std": res.accuracy_std,

@@ -21,7 +21,7 @@ from ..quantize.artifact import QuantizedArtifact
 from ..targets import Target, load_target
 from .bundle import BUNDLE_FORMAT, RUNNER_FILE, SUMS_FILE, write_bundle, write_sums
 from .formats import ExportJob, format_for_target
-from .parity import lfw_record, parity_record
+from .parity import cosine_stats, lfw_record, parity_record
 from .runtimes import load_runner
 
 EXPORT_FORMAT = "compress.export/1"
@@ -99,6 +99,11 @@ def export_model(source: torch.nn.Module | QuantizedArtifact, target: str | Path
         e_float = ref_float.embed(parity_images)
         parity["checks"]["vs_float"] = parity_record(ref_float, runner, parity_images, parity_desc, float_desc,
                                                      reference_embeddings=e_float)
+        if runner.int8.startswith("emulated"):  # what this host's own int8 kernels give: shown, not gated
+            native = load_runner(stage / res.model_file, threads=threads, int8="native")
+            parity["checks"]["vs_float"]["host_int8_kernels"] = {
+                **cosine_stats(e_float, native.embed(parity_images)),
+                "note": "this host's native int8 kernels, which saturate without VNNI; not what the board computes"}
         if quantized and is_int8:
             qdesc = "NNCF fake-quant model (PyTorch, CPU)"
             parity["checks"]["vs_nncf_fake_quant"] = parity_record(source.qmodel, runner, parity_images,

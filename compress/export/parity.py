@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..evaluate.embed import Embedder, TorchEmbedder
+from ..evaluate.embed import Embedder, TorchEmbedder, execution_notes
 
 MIN_FACES = 200
 
@@ -47,6 +47,7 @@ def parity_record(reference: torch.nn.Module | Embedder, runner: Embedder, image
         "reference": reference_desc or getattr(ref, "name", "reference"),
         "reference_runtime": getattr(ref, "runtime", "pytorch"),
         "runtime": getattr(runner, "runtime", "unknown"),
+        **execution_notes(runner),
         "model": getattr(runner, "name", ""),
         "images": images_desc,
         "n": n,

@@ -41,20 +41,55 @@ def _normalise_nhwc(batch: np.ndarray) -> np.ndarray:
     return (batch.astype(np.float32) / 255.0 - mean) / std
 
 
+# x86 int8 dot products without VNNI (AVX2, AVX-512F) go through vpmaddubsw, whose int16 sums of two u8*s8
+# products saturate: OpenVINO's int8 kernels then return wrong embeddings for some faces (cosine to the NNCF
+# fake-quant model down to -0.2 on an AVX2-only EPYC, 0.99+ on VNNI hosts). NNCF's overflow_fix (7-bit weights)
+# avoids it at an accuracy cost on every board; our int8 boards have exact int8 dot products (VNNI, Arm, GPUs).
+_X86_INT8_DOT = ("avx512_vnni", "avx_vnni", "amx_int8")
+INT8_MODES = ("auto", "native", "emulated")
+
+
+def host_int8_saturates(cpuinfo: str | None = None, machine: str | None = None) -> bool:
+    """True on an x86 Linux host whose CPU flags show no VNNI / AMX (int8 dot products saturate int16).
+    cpuinfo / machine: /proc/cpuinfo's text and platform.machine() (read from this host when None)."""
+    import platform
+
+    if (machine or platform.machine()).lower() not in ("x86_64", "amd64"):
+        return False
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False  # not Linux: flags unknown, run the int8 kernels as they are
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return bool(flags) and not any(f in flags for f in _X86_INT8_DOT)
+
+
 class OpenVinoEmbedder(Embedder):
-    """An OpenVINO IR (.xml + .bin) with input [1|B,3,H,W] float, run on OpenVINO's CPU plugin."""
+    """An OpenVINO IR (.xml + .bin) with input [1|B,3,H,W] float, run on OpenVINO's CPU plugin.
+
+    int8: "native" runs the IR's int8 kernels; "emulated" computes its FakeQuantize ops in float (the CPU
+    plugin's low-precision transformations off: the same rounding and clamping, exact accumulation, which is
+    what a VNNI board computes); "auto" emulates only an int8 IR on a host whose kernels saturate. The
+    embedder's ``int8`` attribute says what ran."""
 
     runtime = "openvino"
 
-    def __init__(self, path: str | Path, threads: int = 0, device: str = "CPU") -> None:
+    def __init__(self, path: str | Path, threads: int = 0, device: str = "CPU", int8: str = "auto") -> None:
         ov = require("openvino", "openvino", "running an OpenVINO IR")
+        if int8 not in INT8_MODES:
+            raise ValueError(f"int8 must be one of {INT8_MODES}, got {int8!r}")
         path = Path(path)
         if not path.is_file() or not path.with_suffix(".bin").is_file():
             raise UserError(f"OpenVINO IR {path} (and its .bin) not found")
         core = ov.Core()
         config = {"INFERENCE_NUM_THREADS": int(threads)} if threads else {}
         try:
-            self.compiled = core.compile_model(str(path), device, config)
+            model = core.read_model(str(path))
+            self.int8 = _int8_execution(model, int8, device)
+            if self.int8.startswith("emulated"):
+                config["LP_TRANSFORMS_MODE"] = False
+            self.compiled = core.compile_model(model, device, config)
         except Exception as e:
             raise UserError(f"cannot load OpenVINO model {path}: {str(e).splitlines()[0][:160]}") from None
         shape = list(self.compiled.input(0).get_partial_shape().to_shape()) if \
@@ -75,6 +110,20 @@ class OpenVinoEmbedder(Embedder):
     def _run(self, x: np.ndarray) -> np.ndarray:
         self.request.infer({0: x})
         return np.array(self.request.get_output_tensor(0).data, dtype=np.float32)
+
+
+def _int8_execution(model, mode: str, device: str) -> str:
+    """How an IR's int8 part runs here: "none" (a float IR), "native" or "emulated ..." with the reason."""
+    if not any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()):
+        return "none"
+    if mode == "native" or device != "CPU":
+        return "native"
+    if mode == "emulated":
+        return "emulated in float (asked for)"
+    if host_int8_saturates():
+        return ("emulated in float: this host's x86 CPU has no VNNI, where OpenVINO's int8 kernels saturate int16 "
+                "sums; the FakeQuantize ops are computed in float instead, as a VNNI board computes them exactly")
+    return "native"
 
 
 class LiteRtEmbedder(Embedder):
@@ -127,9 +176,10 @@ class LiteRtEmbedder(Embedder):
         return np.concatenate(out)
 
 
-def load_runner(path: str | Path, threads: int = 0) -> Embedder:
+def load_runner(path: str | Path, threads: int = 0, int8: str = "auto") -> Embedder:
     """An Embedder for an exported model file, chosen by suffix. A missing runtime package is a UserError
-    naming the pip package; an unknown suffix is a UserError listing the known ones."""
+    naming the pip package; an unknown suffix is a UserError listing the known ones. int8 (OpenVINO only, see
+    OpenVinoEmbedder): "native" for timing, "auto" for embeddings (correct on any host)."""
     p = Path(path)
     runtime = SUFFIX_RUNTIME.get(p.suffix.lower())
     if runtime is None:
@@ -142,5 +192,5 @@ def load_runner(path: str | Path, threads: int = 0) -> Embedder:
         emb.threads = threads
         return emb
     if runtime == "openvino":
-        return OpenVinoEmbedder(p, threads=threads)
+        return OpenVinoEmbedder(p, threads=threads, int8=int8)
     return LiteRtEmbedder(p, threads=threads)

@@ -16,7 +16,7 @@ from ..artifacts import host_description, now_iso
 from ..errors import UserError
 from ..targets import Target, list_targets
 from .schema import (BENCH_FORMAT, BIN_PREFIX, EXPORTED_PREFIX, REFERENCE_STAGE, REPORT_FORMAT, STAGE_DIRS,
-                     STAGE_ORDER, exported_stage, read_json, validate_accuracy)
+                     STAGE_ORDER, exported_stage, read_json, runtime_label, validate_accuracy)
 
 NOT_RUN = "not run"
 NOT_MEASURED = "not measured"
@@ -271,10 +271,10 @@ def _export(run: Path, key: str) -> dict[str, Any]:
     for name, c in (parity.get("checks") or {}).items():
         checks.append({"check": name, "cosine_mean": c.get("cosine_mean"), "cosine_min": c.get("cosine_min"),
                        "cosine_p01": c.get("cosine_p01"), "n": c.get("n"), "reference": c.get("reference"),
-                       "runtime": c.get("runtime"), "images": c.get("images"), "method": c.get("method"),
+                       "runtime": runtime_label(c), "images": c.get("images"), "method": c.get("method"),
                        "warning": c.get("warning"),
                        "provenance": f"measured on {manifest.get('host', 'the export host')} "
-                                     f"({c.get('runtime')} vs {c.get('reference')}, {c.get('n')} faces: "
+                                     f"({runtime_label(c)} vs {c.get('reference')}, {c.get('n')} faces: "
                                      f"{c.get('images')})"})
     return {"status": "exported", "dir": f"exports/{key}", "model_file": manifest.get("model_file"),
             "export_format": manifest.get("export_format"), "runtime": manifest.get("runtime"),

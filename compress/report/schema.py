@@ -68,6 +68,13 @@ REFERENCE_STAGE = "reference"
 EXPORTED_PREFIX = "exported:"
 BIN_PREFIX = "bin:"  # "bin:trained:cfp_fp.bin": extra rows, each on its own data set
 
+def runtime_label(rec: dict[str, Any]) -> str:
+    """A record's runtime, saying so when an int8 model's integer part was emulated in float on this host."""
+    runtime = str(rec.get("runtime", "?"))
+    return runtime + " (int8 emulated in float)" if str(rec.get("int8_execution", "")).startswith("emulated") \
+        else runtime
+
+
 _REQUIRED = ("stage", "model", "runtime", "dataset", "protocol", "accuracy", "accuracy_std", "summary")
 _OPTIONAL = ("format", "roc", "synthetic", "host", "notes")
 
@@ -160,7 +167,7 @@ def accuracy_record(stage: str, result: dict[str, Any], roc: str | Path | None =
     else:  # evaluate_pairs
         acc, std, summary, protocol = result["accuracy"], result["accuracy_std"], result["summary"], result["protocol"]
     dataset = str(result["dataset"])
-    rec = {"stage": stage, "model": str(result.get("model", "?")), "runtime": str(result.get("runtime", "?")),
+    rec = {"stage": stage, "model": str(result.get("model", "?")), "runtime": runtime_label(result),
            "dataset": dataset, "protocol": protocol, "accuracy": 100.0 * float(acc),
            "accuracy_std": 100.0 * float(std), "summary": summary,
            "synthetic": "SYNTHETIC" in dataset.upper(), "host": result.get("host")}
