@@ -107,10 +107,10 @@ def test_estimate_prints_calibrated_figures_and_refuses_uncalibrated_boards(tmp_
     pi = json.loads((tmp_path / "e.json").read_text())["estimates"][0]
     assert pi["target"] == "raspberry-pi-4" and pi["precision"] == "fp32" and pi["estimate_ms"] > 0 and pi["loo"]["rows"]
     assert "LOO" in r.stdout and "estimated" in pi["label"]
-    # jetson-orin-nano's default int8 has no published reference to calibrate on: said, not guessed
-    r = run("estimate", "--target", "jetson-orin-nano", "--json", str(tmp_path / "n.json"))
-    orin = json.loads((tmp_path / "n.json").read_text())["estimates"][0]
-    assert orin["precision"] == "int8" and orin["estimate_ms"] is None and "no estimate" in r.stdout
+    # intel-nuc's fp16 has no published reference to calibrate on (nor a peak ratio to int8's): said, not guessed
+    r = run("estimate", "--target", "intel-nuc", "--precision", "fp16", "--json", str(tmp_path / "n.json"))
+    nuc = json.loads((tmp_path / "n.json").read_text())["estimates"][0]
+    assert nuc["precision"] == "fp16" and nuc["estimate_ms"] is None and "no estimate" in r.stdout
     # a named board that lacks the precision is an error, not a silent fallback to its default
     bad = run("estimate", "--target", "raspberry-pi-4", "--target", "intel-nuc", "--precision", "fp32", check_rc=2)
     assert "intel-nuc does not offer fp32" in bad.stderr
