@@ -49,9 +49,16 @@ def test_published_mac_figures_are_the_usual_ones():
     # the figures the issue quotes, so a typo in NETWORKS cannot make the test above vacuous
     expect = {"mobilenet_v2_1.0": 300e6, "mobilenet_v1_1.0": 569e6, "resnet_18": 1.8e9, "resnet_50": 4.1e9,
               "squeezenet_1.1": 350e6, "mobilenet_v3_large": 219e6, "mobilenet_v3_small": 56e6,
-              "mobilenet_v1_0.75": 325e6}
+              "mobilenet_v1_0.75": 325e6, "resnet_50_v1": 3.8e9}
     for k, v in expect.items():
         assert abs(NETWORKS[k].published_macs - v) / v < 0.02
+
+
+def test_resnet50_v1_differs_from_v15_only_by_the_stride_position():
+    v1, v15 = reference_layers("ResNet-50 v1", 224), reference_layers("ResNet-50", 224)
+    assert [(ly.kind, ly.weight_elems) for ly in v1] == [(ly.kind, ly.weight_elems) for ly in v15]
+    assert v1[-1].out_shape == v15[-1].out_shape
+    assert total_macs(v1) < total_macs(v15)   # the 3x3 of each downsampling block runs at the lower resolution
 
 
 def test_kinds_of_reference_networks():
@@ -67,6 +74,9 @@ def test_kinds_of_reference_networks():
     ("MobileNet v3 Small (ImageNet classifier)", "mobilenet_v3_small"),
     ("ResNet-18 (torchvision classifier)", "resnet_18"),
     ("ResNet-50 (torchvision classifier)", "resnet_50"),
+    ("ResNet-50 v1 (ONNX model zoo resnet50-v1-7, ImageNet classifier)", "resnet_50_v1"),
+    ("ResNet-18 v1 (ONNX model zoo resnet18-v1-7)", "resnet_18"),
+    ("ResNet-50 v1.5", "resnet_50"),
     ("SqueezeNet 1.1 (torchvision classifier)", "squeezenet_1.1"),
     ("SSD MobileNet v2 (COCO object detector; MobileNet-v2 backbone plus SSD head and NMS)", "ssd_mobilenet_v2_1.0"),
     ("SSD MobileNet v1 0.75 depth (quantized COCO object detector)", "ssd_mobilenet_v1_0.75"),

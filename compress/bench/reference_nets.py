@@ -24,7 +24,8 @@ Reference networks are rebuilt here from their published architecture definition
     MobileNet v3 Large / Small (Howard et al. 2019, arXiv:1905.02244, Tables 1 and 2; SE width = make_divisible
         (expansion / 4, 8) as in the authors' TF-slim / torchvision code)
     ResNet-18 / 34 / 50 / 101 / 152 (He et al. 2016, arXiv:1512.03385, Table 1; v1.5 = stride on the 3x3 as
-        torchvision, which the torch2trt benchmark timed)
+        torchvision, which the torch2trt benchmark timed); 'ResNet-50 v1' = stride on the first 1x1 (the paper's
+        and MXNet Gluon's v1, e.g. the ONNX model zoo's resnet50-v1-7)
     SqueezeNet 1.0 / 1.1 (arXiv:1602.07360; github.com/forresti/SqueezeNet v1.1 prototxt; torchvision's)
     AlexNet (torchvision's one-GPU variant), VGG-11 / VGG-16 (arXiv:1409.1556 configurations A and D)
     YOLOv3-tiny (darknet yolov3-tiny.cfg; the network only, no box decoding / NMS)
@@ -288,6 +289,17 @@ class _Bottleneck(nn.Module):
         return torch.relu(self.body(x) + (x if self.down is None else self.down(x)))
 
 
+class _BottleneckV1(_Bottleneck):
+    """ResNet v1 bottleneck as published (He et al. 2016, the authors' Caffe models; MXNet Gluon's BottleneckV1,
+    which the ONNX model zoo's resnet50-v1-7 exports): the stride on the first 1x1, not on the 3x3 as in v1.5."""
+
+    def __init__(self, cin: int, c: int, s: int) -> None:
+        super().__init__(cin, c, s)
+        out = c * 4
+        self.body = nn.Sequential(_cbr(cin, c, 1, s), _cbr(c, c, 3), nn.Conv2d(c, out, 1, bias=False),
+                                  nn.BatchNorm2d(out))
+
+
 class ResNet(nn.Module):
     """arXiv:1512.03385 Table 1: conv 7x7/2 64, maxpool 3x3/2, four stages, avgpool, FC 1000."""
 
@@ -475,6 +487,9 @@ NETWORKS: dict[str, ReferenceNet] = {n.key: n for n in [
     ReferenceNet("squeezenet_1.1", "SqueezeNet 1.1", lambda classes=1000: SqueezeNet11(classes), 349e6, 224,
                  "torchvision squeezenet1_1 model card: 0.35 GFLOPS (MACs); forresti/SqueezeNet v1.1 README: "
                  "'2.4x less computation than SqueezeNet 1.0' (861M -> ~355M)"),
+    ReferenceNet("resnet_50_v1", "ResNet-50 v1", lambda classes=1000: ResNet(_BottleneckV1, (3, 4, 6, 3), classes),
+                 3.8e9, 224, "He et al. 2016 (arXiv:1512.03385) Table 1: 50-layer, 3.8x10^9 FLOPs (multiply-adds), "
+                 "v1 = stride on the bottleneck's first 1x1"),
     ReferenceNet("resnet_34", "ResNet-34", lambda classes=1000: ResNet(_Basic, (3, 4, 6, 3), classes), 3.6e9, 224,
                  "He et al. 2016 (arXiv:1512.03385) Table 1: 34-layer, 3.6x10^9 FLOPs (multiply-adds)"),
     ReferenceNet("resnet_101", "ResNet-101", lambda classes=1000: ResNet(_Bottleneck, (3, 4, 23, 3), classes), 7.8e9,
@@ -532,8 +547,9 @@ def network_key(name: str) -> str | None:
         return f"vgg_{m.group(1)}"
     if re.search(r"\balex\s*net\b", s):
         return "alexnet"
-    if m := re.search(r"res\s*net\s*(\d+)", s):
-        return f"resnet_{m.group(1)}"
+    if m := re.search(r"res\s*net\s*(\d+)(\s*v\s*1(?![.\d]))?", s):
+        v1 = f"resnet_{m.group(1)}_v1"    # 'v1' names the stride-on-1x1 bottleneck; basic blocks have no variant
+        return v1 if m.group(2) and v1 in NETWORKS else f"resnet_{m.group(1)}"
     if m := re.search(r"squeeze\s*net\s*v?\s*(\d\.\d)", s):
         return f"squeezenet_{m.group(1)}"
     if m := re.search(r"yolo\s*v?\s*(\d+)\s*([nsmlx])\b", s):
