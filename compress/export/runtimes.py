@@ -84,22 +84,26 @@ class OpenVinoEmbedder(Embedder):
             raise UserError(f"OpenVINO IR {path} (and its .bin) not found")
         core = ov.Core()
         config = {"INFERENCE_NUM_THREADS": int(threads)} if threads else {}
+        self.worker: _EmulationWorker | None = None
         try:
             model = core.read_model(str(path))
             self.int8 = _int8_execution(model, int8, device)
             if self.int8.startswith("emulated"):
-                config["LP_TRANSFORMS_MODE"] = False
-            self.compiled = core.compile_model(model, device, config)
+                self.worker = _EmulationWorker(path, threads)
+            else:
+                self.compiled = core.compile_model(model, device, config)
+                self.request = self.compiled.create_infer_request()
+        except UserError:
+            raise
         except Exception as e:
             raise UserError(f"cannot load OpenVINO model {path}: {str(e).splitlines()[0][:160]}") from None
-        shape = list(self.compiled.input(0).get_partial_shape().to_shape()) if \
-            self.compiled.input(0).get_partial_shape().is_static else None
+        shape = model.input(0).get_partial_shape()
+        shape = list(shape.to_shape()) if shape.is_static else None
         self.fixed_batch = int(shape[0]) if shape else None
         self.input_size = int(shape[2]) if shape else 112
         self.threads = threads
         self.device = device
         self.name = path.name
-        self.request = self.compiled.create_infer_request()
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         x = normalise_nchw(batch)
@@ -108,8 +112,49 @@ class OpenVinoEmbedder(Embedder):
         return self._run(x)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
+        if self.worker is not None:
+            return self.worker.run(x)
         self.request.infer({0: x})
         return np.array(self.request.get_output_tensor(0).data, dtype=np.float32)
+
+
+class _EmulationWorker:
+    """compress/export/openvino_emulation.py in a child process: the IR compiled with FakeQuantize in float."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import subprocess
+        import sys
+        import tempfile
+        import weakref
+
+        from . import openvino_emulation as proto  # numpy-only helpers; the child runs the file as a script
+
+        self.proto = proto
+        self.log = tempfile.TemporaryFile()  # the worker's stderr, read only to explain a failed start
+        self.proc = subprocess.Popen([sys.executable, proto.__file__, str(path), str(int(threads))],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+        weakref.finalize(self, _stop, self.proc)
+        if proto.read_array(self.proc.stdout) is None:
+            self.proc.wait(timeout=10)
+            self.log.seek(0)
+            err = self.log.read().decode(errors="replace").strip().splitlines()
+            raise UserError(f"cannot run {path.name} with int8 emulated in float: "
+                            f"{err[-1][:200] if err else 'the worker exited'}")
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self.proto.write_array(self.proc.stdin, x)
+        y = self.proto.read_array(self.proc.stdout)
+        if y is None:
+            raise UserError("the OpenVINO int8 emulation worker exited unexpectedly")
+        return y
+
+
+def _stop(proc) -> None:
+    try:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    except Exception:
+        proc.kill()
 
 
 def _int8_execution(model, mode: str, device: str) -> str:
