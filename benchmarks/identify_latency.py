@@ -60,7 +60,16 @@ def chains(threads: int) -> list[tuple[str, str, object]]:
         folder = ROOT / "runs" / "exports" / f"zoo-table3-{target}-int8"
         if (folder / "manifest.json").is_file():
             det = runtime if runtime != "litert" else "onnxruntime"
-            out.append((det, runtime, load_embed_model(folder, threads=threads)))
+            model = load_embed_model(folder, threads=threads)
+            if runtime == "openvino":  # timed on the kernels this host has (int8 "auto" may emulate them)
+                import dataclasses
+
+                from compress.export.runtimes import load_runner
+
+                native = load_runner(folder / read_manifest(folder)["model_file"], threads=threads, int8="native")
+                native.name = model.embedder.name
+                model = dataclasses.replace(model, embedder=native)
+            out.append((det, runtime, model))
         else:
             print(f"skipped {runtime}: {folder} not found", file=sys.stderr)
     out.append(("onnxruntime", "pytorch", out[0][2]))
@@ -90,6 +99,7 @@ def time_chain(img: np.ndarray, det_runtime: str, model, frames: int, threads: i
     stat = lambda v: {"median_ms": round(float(np.median(v)), 3), "p90_ms": round(float(np.percentile(v, 90)), 3)}
     return {"detector_runtime": det_runtime, "embedder": model.describe(), "embedder_runtime": model.runtime,
             "embedder_precision": model.precision, "embedder_sha256": model.sha256, "frames": frames,
+            "embedder_int8_kernels": getattr(model.embedder, "int8", "none"),
             "steps": {s: stat(v) for s, v in t.items()}, "total": stat(total),
             "face_score": round(float(r.faces[0].score), 4)}
 
