@@ -8,11 +8,11 @@ the report's accuracy column is comparable from trained to exported. A stage is 
 settings, the hash of its input artifact and the package's code) matches the one recorded when it was made;
 --force recomputes everything.
 
-Recipe sections besides [train] (all optional): [evaluate] identities / flip / lfw / bins (extra insightface
-verification .bin files, each an extra accuracy row per PyTorch stage); [prune] schedule, criterion,
-steps, finetune_steps, finetune_lr, round_to, data; [quantize] mode, calibration, images, keep_float;
-[export] targets, parity_images, parity_data; [bench] seconds, threads; [reference] model (an ONNX face model measured in
-the same runtimes and run; skipped with a note when the file is absent).
+Recipe sections besides [train] (all optional, each a typed config in compress/recipe.py with its keys and
+defaults): [evaluate] (the evaluation set; bins = extra insightface .bin files, each an extra accuracy row per
+PyTorch stage), [prune] (the stage runs only when the recipe has it), [quantize], [export], [bench],
+[reference] (an ONNX face model measured in the same runtimes and run; skipped with a note when the file is
+absent), [pipeline] model (a finished model instead of training one).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import tomllib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,73 +31,9 @@ from .artifacts import code_fingerprint, file_sha256, tree_sha256, write_json
 from .data.sources import EVAL_IDENTITY_OFFSET, load_faces
 from .errors import UserError
 from .zoo import is_zoo_spec, verified_model_file
-from .train.config import (MIN_EVAL_IDENTITIES, check_recipe_layout, make_config, read_recipe_toml, resolve_path,
-                           resolve_recipe)
+from .recipe import EvaluateConfig, load_recipe, resolve_path
 
 STATE_FILE = "pipeline-state.json"
-
-
-def _sections(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, dict[str, Any]]:
-    raw = read_recipe_toml(path)
-    check_recipe_layout(raw, path)
-    if "base" in raw:  # inherit the base recipe's sections, then override
-        chain = _chain + (path.resolve(),)
-        base_path = resolve_recipe(str(raw["base"]))
-        if base_path.resolve() in chain:
-            raise UserError(f"{path}: base recipes form a cycle ({' -> '.join(q.name for q in chain)} -> "
-                            f"{raw['base']}); break it")
-        base = _sections(base_path, chain)
-        for k, v in raw.items():
-            if isinstance(v, dict):
-                base[k] = {**base.get(k, {}), **v}
-        raw = base
-    return {k: v for k, v in raw.items() if isinstance(v, dict)}
-
-
-# Known keys of every pipeline section (the module docstring), and checks of their values: a typo or a
-# meaningless number fails here, before training, not after an hour of it.
-_KEYS = {
-    "evaluate": {"identities", "flip", "lfw", "bins"},
-    "prune": {"schedule", "ratio", "criterion", "steps", "finetune_steps", "finetune_lr", "round_to", "data", "align"},
-    "quantize": {"mode", "calibration", "images", "keep_float", "qat_steps", "train_data", "align", "threads"},
-    "export": {"targets", "parity_images", "parity_data", "threads"},
-    "bench": {"seconds", "threads"},
-    "reference": {"model"},
-    "pipeline": {"model"},
-}
-
-
-def _number(where: str, v: Any, kind: type, lo: float, lo_open: bool = False, hi: float | None = None) -> None:
-    ok_type = isinstance(v, (int, float) if kind is float else int) and not isinstance(v, bool)
-    ok = ok_type and (v > lo if lo_open else v >= lo) and (hi is None or v <= hi)
-    if not ok:
-        rng = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
-        raise UserError(f"{where} must be {'an integer' if kind is int else 'a number'} {rng}, got {v!r}")
-
-
-def _validate_sections(sec: dict[str, dict[str, Any]], path: Path) -> None:
-    for name, keys in _KEYS.items():
-        bad = sorted(set(sec.get(name, {})) - keys)
-        if bad:
-            raise UserError(f"{path}: unknown [{name}] key(s) {bad}; allowed: {sorted(keys)}")
-    checks = [("evaluate", "identities", int, MIN_EVAL_IDENTITIES, False, None),
-              ("prune", "ratio", float, 0, True, 1), ("prune", "steps", int, 1, False, None),
-              ("prune", "finetune_steps", int, 0, False, None), ("prune", "finetune_lr", float, 0, True, None),
-              ("prune", "round_to", int, 1, False, None),
-              ("quantize", "images", int, 1, False, None), ("quantize", "qat_steps", int, 1, False, None),
-              ("quantize", "threads", int, 0, False, None), ("export", "parity_images", int, 1, False, None),
-              ("export", "threads", int, 0, False, None), ("bench", "seconds", float, 0, True, None),
-              ("bench", "threads", int, 0, False, None)]
-    for name, key, kind, lo, lo_open, hi in checks:
-        if key in sec.get(name, {}):
-            _number(f"{path}: [{name}] {key}", sec[name][key], kind, lo, lo_open, hi)
-    bins = sec.get("evaluate", {}).get("bins", [])
-    if not (isinstance(bins, list) and all(isinstance(b, str) and b.endswith(".bin") for b in bins)):
-        raise UserError(f"{path}: [evaluate] bins must be a list of .bin paths, e.g. [\"data/lfw.bin\"], got {bins!r}")
-    for name, key in (("evaluate", "flip"), ("prune", "align"), ("quantize", "align")):
-        v = sec.get(name, {}).get(key)
-        if v is not None and not isinstance(v, bool):
-            raise UserError(f"{path}: [{name}] {key} must be true or false, got {v!r}")
 
 
 # Code behind every stage's measurement (the evaluators and the accuracy record), part of each stage's cache key.
@@ -147,13 +82,13 @@ class Run:
 class _Evaluator:
     """The one evaluation set and protocol every stage is measured with."""
 
-    def __init__(self, ev: dict[str, Any], seed: int) -> None:
-        self.flip = bool(ev.get("flip", True))
-        self.lfw = str(resolve_path(ev["lfw"])) if ev.get("lfw") else None
-        self.identities = int(ev.get("identities", 100))
+    def __init__(self, ev: EvaluateConfig, seed: int) -> None:
+        self.flip = ev.flip
+        self.lfw = str(resolve_path(ev.lfw)) if ev.lfw else None
+        self.identities = ev.identities
         self.seed = seed
         self._faces = None
-        self.bins = [resolve_path(b) for b in ev.get("bins", [])]
+        self.bins = [resolve_path(b) for b in ev.bins]
         missing = [b for b in self.bins if not b.is_file()]
         if missing:  # found out now, not after training
             raise UserError(f"[evaluate] bins: {missing[0]} not found; fix the path or drop it from the recipe")
@@ -200,6 +135,7 @@ def _targets(spec: Any) -> list[tuple[str, str]]:
     """[(target, precision)]: "all" = every target at its default precision; entries "name" or "name:prec"."""
     from .targets import list_targets, load_target
 
+    spec = list(spec) if isinstance(spec, tuple) else spec  # a recipe's array
     if spec in (None, "all", ["all"]):
         return [(t.name, t.default_precision) for t in list_targets()]
     if isinstance(spec, str):  # one target: targets = "onnx" means ["onnx"], not its letters
@@ -224,19 +160,17 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
     when report_dir is given, a copy there (the CLI's default: reports/<recipe>/); return a summary."""
     from .targets import load_target
 
-    path = resolve_recipe(recipe)
-    sec = _sections(path)
-    _validate_sections(sec, path)
+    rec = load_recipe(recipe)
+    path = rec.path
     out = Path(out) if out else Path("runs") / path.stem
     out.mkdir(parents=True, exist_ok=True)
-    cfg = make_config(path)
+    cfg = rec.train
     run = Run(out, force)
-    ev = _Evaluator(sec.get("evaluate", {}), cfg.synthetic_seed)
-    pq, px, pb = sec.get("quantize", {}), sec.get("export", {}), sec.get("bench", {})
-    prune_cfg = sec.get("prune")
-    targets = _targets(px.get("targets", "all"))
-    ref_model = sec.get("reference", {}).get("model")
-    ref_path = resolve_path(ref_model) if ref_model else None
+    ev = _Evaluator(rec.evaluate, cfg.synthetic_seed)
+    pq, px, pb = rec.quantize, rec.export, rec.bench
+    prune_cfg = rec.prune
+    targets = _targets(px.targets)
+    ref_path = resolve_path(rec.reference.model) if rec.reference.model else None
     n_stages = 2 + bool(prune_cfg) + 1 + len(targets) + 3 + 1
     t0 = time.perf_counter()
     stages = out / "stages"
@@ -245,7 +179,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
                f"export {len(targets)} targets, bench, estimate, reference, report")
 
     # 1. train (or load a finished model: [pipeline] model = "...")
-    load = sec.get("pipeline", {}).get("model")
+    load = rec.pipeline.model
     train_dir = stages / "train"
     if load:
         src = verified_model_file(load) if is_zoo_spec(load) else resolve_path(load)  # zoo:NAME: hash-checked
@@ -287,16 +221,15 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
         from .prune.run import prune_artifact
 
         prune_dir = stages / "prune"
-        pc = dict(prune_cfg)
+        pc = prune_cfg
 
         def do_prune() -> None:
-            prune_artifact(model_dir, prune_dir, schedule=pc.get("schedule"), ratio=pc.get("ratio"),
-                           criterion=pc.get("criterion", "l1"), round_to=pc.get("round_to"),
-                           steps=int(pc.get("steps", 1)), data=pc.get("data"), align=bool(pc.get("align", False)),
-                           finetune_steps=int(pc.get("finetune_steps", 0)),
-                           finetune_lr=float(pc.get("finetune_lr", 1e-3)), overwrite=True, progress=False)
+            prune_artifact(model_dir, prune_dir, schedule=pc.schedule, ratio=pc.ratio, criterion=pc.criterion,
+                           round_to=pc.round_to, steps=pc.steps, depth=pc.depth, data=pc.data, align=pc.align,
+                           finetune_steps=pc.finetune_steps, finetune_lr=pc.finetune_lr, overwrite=True,
+                           progress=False)
             evaluate_model("pruned", prune_dir)()
-        run.stage("prune", [pc, tree_sha256(model_dir / "model.pt"), ev.key()],
+        run.stage("prune", [asdict(pc), tree_sha256(model_dir / "model.pt"), ev.key()],
                   [prune_dir / "model.pt", acc("pruned"), *ev.bin_outputs(out, "pruned")],
                   do_prune, bar, code=("compress.prune.run",))
         model_dir = prune_dir
@@ -309,17 +242,15 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
         from .quantize import quantize_artifact
         from .quantize.artifact import load_quantized
 
-        keep = pq.get("keep_float", ["stem", "embedding"])
-        quantize_artifact(model_dir, q_dir, mode=pq.get("mode", "ptq"), calibration_spec=pq.get("calibration"),
-                          n_calibration=int(pq.get("images", 256)), keep_float=keep,
-                          qat_steps=int(pq.get("qat_steps", 300)), train_spec=pq.get("train_data"),
-                          align=bool(pq.get("align", False)), threads=int(pq.get("threads", 0)),
-                          progress=False, overwrite=True)
+        quantize_artifact(model_dir, q_dir, mode=pq.mode, calibration_spec=pq.calibration, n_calibration=pq.images,
+                          keep_float=list(pq.keep_float), qat_steps=pq.qat_steps, qat_lr=pq.qat_lr,
+                          train_spec=pq.train_data, align=pq.align, overflow_fix=pq.overflow_fix,
+                          threads=pq.threads, progress=False, overwrite=True)
         art = load_quantized(q_dir)
         embedder = TorchEmbedder(art.qmodel, name=f"{q_dir} (NNCF fake-quant)")
         _record(out, "quantized", ev(embedder), ev.flip)
         ev.extra_sets(embedder, out, "quantized")
-    run.stage("quantize", [pq, tree_sha256(model_dir / "model.pt"), ev.key()], [q_dir / "quantized.pt",
+    run.stage("quantize", [asdict(pq), tree_sha256(model_dir / "model.pt"), ev.key()], [q_dir / "quantized.pt",
               acc("quantized"), *ev.bin_outputs(out, "quantized")], do_quantize, bar, code=("compress.quantize",))
 
     # 4. export every target (int8 from the quantized artifact, float precisions from the float model),
@@ -329,7 +260,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
     from .report import accuracy_filename, exported_stage
 
     # Parity on real faces when the recipe evaluates on LFW: its images of people in no test pair.
-    parity_spec = px.get("parity_data") or (f"lfw-unpaired:{ev.lfw}" if ev.lfw else None)
+    parity_spec = px.parity_data or (f"lfw-unpaired:{ev.lfw}" if ev.lfw else None)
     exports = []
     for name, prec in targets:
         e_dir = out / "exports" / f"{name}-{prec}"
@@ -337,13 +268,13 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
         stage = exported_stage(name, prec)
 
         def do_export(name=name, prec=prec, e_dir=e_dir, src=src, stage=stage) -> None:
-            m = export_artifact(src, name, out=e_dir, precision=prec, n_parity=int(px.get("parity_images", 256)),
-                                parity_spec=parity_spec, lfw=None, threads=int(px.get("threads", 0)),
+            m = export_artifact(src, name, out=e_dir, precision=prec, n_parity=px.parity_images,
+                                parity_spec=parity_spec, lfw=None, threads=px.threads,
                                 overwrite=True, progress=False)
             runner = load_runner(e_dir / m["model_file"])
             runner.name = f"{e_dir.name}/{m['model_file']}"
             _record(out, stage, ev(runner), ev.flip)
-        run.stage(f"export {name} {prec}", [px.get("parity_images", 256), parity_spec, tree_sha256(src), ev.key()],
+        run.stage(f"export {name} {prec}", [px.parity_images, parity_spec, tree_sha256(src), ev.key()],
                   [e_dir / "manifest.json", out / "accuracy" / accuracy_filename(stage)], do_export, bar,
                   code=("compress.export.run", "compress.export.runtimes"))
         exports.append((name, prec, e_dir))
@@ -351,13 +282,13 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
     # 5. bench every export here (runtime call only, batch 1), 6. estimate every board, 7. the reference model
     from .bench.latency import bench_artifact
 
-    seconds, threads = float(pb.get("seconds", 2.0)), int(pb.get("threads", 0))
+    seconds, threads = pb.seconds, pb.threads
 
     def do_bench() -> None:
         for name, prec, e_dir in exports:
             write_json(out / "bench" / f"{name}-{prec}.json", bench_artifact(e_dir, threads=threads,
                                                                                min_seconds=seconds))
-    run.stage("bench", [pb, [tree_sha256(e / "manifest.json") for *_, e in exports]],
+    run.stage("bench", [asdict(pb), [tree_sha256(e / "manifest.json") for *_, e in exports]],
               [out / "bench" / f"{n}-{p}.json" for n, p, _ in exports], do_bench, bar,
               code=("compress.bench.latency",))
 
@@ -380,7 +311,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
 
     def do_reference() -> None:
         _reference(out, ref_path, ev, threads, seconds)
-    ref_key = [str(ref_path), tree_sha256(ref_path) if ref_path and ref_path.exists() else None, ev.key(), pb]
+    ref_key = [str(ref_path), tree_sha256(ref_path) if ref_path and ref_path.exists() else None, ev.key(), asdict(pb)]
     run.stage("reference", ref_key, [out / "reference" / "status.json"], do_reference, bar,
               code=("compress.bench.latency",))
 
