@@ -446,12 +446,12 @@ def report(run_dir, out) -> None:
     """Per-board report (Markdown, self-contained HTML with plots, JSON) from a run folder; board measurements
     dropped into RUN/board/ are merged as "measured on board"."""
     from .report import write_report
+    from .run_folder import PARTS
 
     if not Path(run_dir).is_dir():
         raise UserError(f"run folder {run_dir} not found; run `compress pipeline` first or pass --run")
-    parts = ("stages", "accuracy", "exports", "bench", "board", "estimates", "reference")  # compress.report.schema
-    if not any((Path(run_dir) / d).is_dir() for d in parts):
-        raise UserError(f"{run_dir} is not a pipeline run folder (it holds none of {', '.join(d + '/' for d in parts)}); "
+    if not any((Path(run_dir) / d).is_dir() for d in PARTS):
+        raise UserError(f"{run_dir} is not a pipeline run folder (it holds none of {', '.join(d + '/' for d in PARTS)}); "
                         "pass the folder `compress pipeline` wrote, e.g. --run runs/demo")
     r = write_report(run_dir, out)
     click.echo(f"wrote {', '.join(str(v) for v in r['written'].values())}")
