@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from compress.data.folder import read_image_folder  # noqa: E402
 from compress.data.sources import with_unlabelled  # noqa: E402
-from compress.train.config import load_recipe, resolve_path, resolve_sources  # noqa: E402
+from compress.recipe import load_recipe, resolve_path, resolve_sources  # noqa: E402
 
 # The recipes written with the snapshot's paths (data, unlabelled, teacher); all else comes from each base.
 RECIPES = ("celeba-table3", "celeba-table2", "table2-pruned-ft")
@@ -53,16 +53,16 @@ def main() -> None:
     out: Path = args.out
     if out.exists():
         sys.exit(f"error: {out} exists; remove it first (it is rebuilt from ../shared)")
-    rec = load_recipe("celeba-table3")
+    rec = load_recipe("celeba-table3").train
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
 
-    faces = with_unlabelled(read_image_folder(resolve_path(rec["data"]), align=True),
-                            resolve_sources(rec["unlabelled"]), align=True)
+    faces = with_unlabelled(read_image_folder(resolve_path(rec.data), align=True),
+                            resolve_sources(rec.unlabelled), align=True)
     _write_jpegs(faces.images, faces.labels, faces.classes, tmp / "data", args.quality)
     n_unlabelled = int((faces.labels < 0).sum())
 
-    teacher = resolve_path(rec["teacher"])
+    teacher = resolve_path(rec.teacher)
     (tmp / "teacher").mkdir()
     for f in teacher.parent.glob(teacher.name + "*"):  # the .onnx and its external-data file
         shutil.copy2(f, tmp / "teacher" / f.name)

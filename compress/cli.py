@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .errors import UserError
+from .recipe import ExportConfig, PruneConfig, QuantizeConfig
 from .zoo import DEFAULT_MODEL, DEFAULT_PRUNE_SOURCE, is_zoo_spec, safe_name
 
 
@@ -148,19 +149,21 @@ def train(recipe, out, resume, overwrite, no_progress, **opts) -> None:
               help="trained model: zoo:NAME, a run folder or model.pt, e.g. a Table 2 network")
 @click.option("--schedule", help="target channel schedule: table3 or a .toml file")
 @click.option("--ratio", type=float, help="instead of a schedule: keep this fraction of every layer's channels")
-@click.option("--criterion", type=click.Choice(["l1", "l2", "bn", "taylor"]), default="l1", show_default=True,
+@click.option("--criterion", type=click.Choice(["l1", "l2", "bn", "taylor"]), default=PruneConfig.criterion,
+              show_default=True,
               help="channel importance: weight magnitude (L1/L2), BN scaling factor |gamma|, or first-order "
                    "Taylor estimate of the loss change (needs --data)")
 @click.option("--round-to", type=int, help="round widths up to a multiple (e.g. 8) for accelerators")
-@click.option("--steps", default=1, show_default=True, help="prune in this many steps (widths interpolated)")
-@click.option("--depth", type=click.Choice(["first", "importance"]), default="first", show_default=True,
+@click.option("--steps", default=PruneConfig.steps, show_default=True,
+              help="prune in this many steps (widths interpolated)")
+@click.option("--depth", type=click.Choice(["first", "importance"]), default=PruneConfig.depth, show_default=True,
               help="which blocks a shortened stage keeps")
 @click.option("--lfw", type=click.Path(path_type=Path), help="measure LFW accuracy before, and after every step")
 @click.option("--data", help="faces for Taylor and fine-tuning: 'synthetic' or an image folder")
 @click.option("--align", is_flag=True, help="--data holds raw photos: MTCNN-align them (cached)")
-@click.option("--finetune-steps", default=0, show_default=True,
+@click.option("--finetune-steps", default=PruneConfig.finetune_steps, show_default=True,
               help="optimizer steps of fine-tuning after every pruning step (distillation from the unpruned model)")
-@click.option("--finetune-lr", default=1e-3, show_default=True)
+@click.option("--finetune-lr", default=PruneConfig.finetune_lr, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="pruned artifact folder  [runs/pruned/<model>-<schedule>]")
 @click.option("--overwrite", is_flag=True)
 @click.option("--no-progress", is_flag=True)
@@ -187,20 +190,22 @@ def prune(model_path, schedule, ratio, criterion, round_to, steps, depth, lfw, d
 @click.option("--model", "model_path", default=DEFAULT_MODEL, show_default=True,
               help="model to quantize: zoo:NAME or a train / prune artifact")
 @click.option("--out", type=click.Path(path_type=Path), help="quantized artifact folder  [runs/quantized/<model>-<mode>]")
-@click.option("--mode", type=click.Choice(["ptq", "qat"]), default="ptq", show_default=True,
+@click.option("--mode", type=click.Choice(["ptq", "qat"]), default=QuantizeConfig.mode, show_default=True,
               help="ptq: calibration only (quick); qat: calibration, then fine-tuning with the training loss")
 @click.option("--calibration", "calibration_spec",
               help="calibration faces: 'synthetic', an image folder, or lfw-unpaired:LFW_DIR  [synthetic]")
-@click.option("--calibration-images", default=256, show_default=True)
-@click.option("--keep-float", default="stem,embedding", show_default=True,
+@click.option("--calibration-images", default=QuantizeConfig.images, show_default=True)
+@click.option("--keep-float", default=",".join(QuantizeConfig.keep_float), show_default=True,
               help="comma-separated layers left in float (mixed precision); 'none' = full int8")
 @click.option("--align", is_flag=True, help="the data folders hold raw photos: MTCNN-align them (cached)")
 @click.option("--train-data", "train_spec", help="QAT training faces: 'synthetic' or an image folder  [synthetic]")
-@click.option("--qat-steps", default=300, show_default=True)
-@click.option("--qat-lr", default=5e-5, show_default=True)
-@click.option("--overflow-fix", type=click.Choice(["disable", "first_layer_only", "enable"]), default="disable",
+@click.option("--qat-steps", default=QuantizeConfig.qat_steps, show_default=True)
+@click.option("--qat-lr", default=QuantizeConfig.qat_lr, show_default=True)
+@click.option("--overflow-fix", type=click.Choice(["disable", "first_layer_only", "enable"]),
+              default=QuantizeConfig.overflow_fix,
               show_default=True, help="NNCF's 7-bit weights for CPUs without VNNI (costs accuracy)")
-@click.option("--threads", default=0, help="torch CPU threads (0 = default; 1 is fastest on a busy 2-core host)")
+@click.option("--threads", default=QuantizeConfig.threads,
+              help="torch CPU threads (0 = default; 1 is fastest on a busy 2-core host)")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--overwrite", is_flag=True)
 @click.option("--no-progress", is_flag=True)
@@ -233,8 +238,9 @@ def quantize(model_path, out, mode, calibration_spec, calibration_images, keep_f
 @click.option("--lfw", type=click.Path(path_type=Path), help="also measure LFW accuracy through the runtime")
 @click.option("--parity-data", "parity_spec",
               help="parity faces: 'synthetic', an image folder or lfw-unpaired:DIR  [LFW unpaired if --lfw]")
-@click.option("--parity-images", default=256, show_default=True)
-@click.option("--threads", default=0, help="runtime CPU threads for the checks (0 = runtime default)")
+@click.option("--parity-images", default=ExportConfig.parity_images, show_default=True)
+@click.option("--threads", default=ExportConfig.threads,
+              help="runtime CPU threads for the checks (0 = runtime default)")
 @click.option("--overwrite", is_flag=True)
 @click.option("--no-progress", is_flag=True)
 @click.option("--bundle", is_flag=True, help="also write <out>.tar.gz (the folder, with SHA256SUMS) to copy to the board")
@@ -440,12 +446,12 @@ def report(run_dir, out) -> None:
     """Per-board report (Markdown, self-contained HTML with plots, JSON) from a run folder; board measurements
     dropped into RUN/board/ are merged as "measured on board"."""
     from .report import write_report
+    from .run_folder import PARTS
 
     if not Path(run_dir).is_dir():
         raise UserError(f"run folder {run_dir} not found; run `compress pipeline` first or pass --run")
-    parts = ("stages", "accuracy", "exports", "bench", "board", "estimates", "reference")  # compress.report.schema
-    if not any((Path(run_dir) / d).is_dir() for d in parts):
-        raise UserError(f"{run_dir} is not a pipeline run folder (it holds none of {', '.join(d + '/' for d in parts)}); "
+    if not any((Path(run_dir) / d).is_dir() for d in PARTS):
+        raise UserError(f"{run_dir} is not a pipeline run folder (it holds none of {', '.join(d + '/' for d in PARTS)}); "
                         "pass the folder `compress pipeline` wrote, e.g. --run runs/demo")
     r = write_report(run_dir, out)
     click.echo(f"wrote {', '.join(str(v) for v in r['written'].values())}")
@@ -484,7 +490,7 @@ def pipeline(recipe, out, report_dir, force, no_progress) -> None:
     """train -> [prune] -> quantize -> export every target -> bench -> estimate -> report, from one recipe,
     reusing stages whose inputs, settings and code did not change."""
     from .pipeline import run_pipeline
-    from .train.config import resolve_recipe
+    from .recipe import resolve_recipe
 
     report_dir = report_dir or Path("reports") / resolve_recipe(recipe).stem
     run_pipeline(recipe, out, force=force, progress=not no_progress, report_dir=report_dir)

@@ -2,17 +2,18 @@
 
     train (or load) -> [prune] -> quantize -> export every target -> bench here -> estimate per board -> report
 
-The run folder follows compress/report/schema.py (RUN/stages, RUN/accuracy, RUN/exports, RUN/bench,
-RUN/estimates, RUN/reference, RUN/report). Every model stage is evaluated on the same faces and protocol, so
-the report's accuracy column is comparable from trained to exported. A stage is reused when its key (its own
-settings, the hash of its input artifact and the package's code) matches the one recorded when it was made;
+The run folder follows compress/report/schema.py, its names in compress/run_folder.py (RUN/stages,
+RUN/accuracy, RUN/exports, RUN/bench, RUN/estimates, RUN/reference, RUN/report). Every model stage is evaluated
+on the same faces and protocol, so the report's accuracy column is comparable from trained to exported. The
+pipeline is a list of Stage (name, settings, inputs, outputs, run function, code); a stage is reused when its
+key (its settings, the hash of its inputs and the package's code) matches the one recorded when it was made;
 --force recomputes everything.
 
-Recipe sections besides [train] (all optional): [evaluate] identities / flip / lfw / bins (extra insightface
-verification .bin files, each an extra accuracy row per PyTorch stage); [prune] schedule, criterion,
-steps, finetune_steps, finetune_lr, round_to, data; [quantize] mode, calibration, images, keep_float;
-[export] targets, parity_images, parity_data; [bench] seconds, threads; [reference] model (an ONNX face model measured in
-the same runtimes and run; skipped with a note when the file is absent).
+Recipe sections besides [train] (all optional, each a typed config in compress/recipe.py with its keys and
+defaults): [evaluate] (the evaluation set; bins = extra insightface .bin files, each an extra accuracy row per
+PyTorch stage), [prune] (the stage runs only when the recipe has it), [quantize], [export], [bench],
+[reference] (an ONNX face model measured in the same runtimes and run; skipped with a note when the file is
+absent), [pipeline] model (a finished model instead of training one).
 """
 
 from __future__ import annotations
@@ -20,94 +21,46 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import tomllib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 from tqdm import tqdm
 
+from . import run_folder as rf
 from .artifacts import code_fingerprint, file_sha256, tree_sha256, write_json
 from .data.sources import EVAL_IDENTITY_OFFSET, load_faces
 from .errors import UserError
+from .recipe import EvaluateConfig, Recipe, load_recipe, resolve_path
 from .zoo import is_zoo_spec, verified_model_file
-from .train.config import (MIN_EVAL_IDENTITIES, check_recipe_layout, make_config, read_recipe_toml, resolve_path,
-                           resolve_recipe)
 
-STATE_FILE = "pipeline-state.json"
-
-
-def _sections(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, dict[str, Any]]:
-    raw = read_recipe_toml(path)
-    check_recipe_layout(raw, path)
-    if "base" in raw:  # inherit the base recipe's sections, then override
-        chain = _chain + (path.resolve(),)
-        base_path = resolve_recipe(str(raw["base"]))
-        if base_path.resolve() in chain:
-            raise UserError(f"{path}: base recipes form a cycle ({' -> '.join(q.name for q in chain)} -> "
-                            f"{raw['base']}); break it")
-        base = _sections(base_path, chain)
-        for k, v in raw.items():
-            if isinstance(v, dict):
-                base[k] = {**base.get(k, {}), **v}
-        raw = base
-    return {k: v for k, v in raw.items() if isinstance(v, dict)}
-
-
-# Known keys of every pipeline section (the module docstring), and checks of their values: a typo or a
-# meaningless number fails here, before training, not after an hour of it.
-_KEYS = {
-    "evaluate": {"identities", "flip", "lfw", "bins"},
-    "prune": {"schedule", "ratio", "criterion", "steps", "finetune_steps", "finetune_lr", "round_to", "data", "align"},
-    "quantize": {"mode", "calibration", "images", "keep_float", "qat_steps", "train_data", "align", "threads"},
-    "export": {"targets", "parity_images", "parity_data", "threads"},
-    "bench": {"seconds", "threads"},
-    "reference": {"model"},
-    "pipeline": {"model"},
-}
-
-
-def _number(where: str, v: Any, kind: type, lo: float, lo_open: bool = False, hi: float | None = None) -> None:
-    ok_type = isinstance(v, (int, float) if kind is float else int) and not isinstance(v, bool)
-    ok = ok_type and (v > lo if lo_open else v >= lo) and (hi is None or v <= hi)
-    if not ok:
-        rng = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
-        raise UserError(f"{where} must be {'an integer' if kind is int else 'a number'} {rng}, got {v!r}")
-
-
-def _validate_sections(sec: dict[str, dict[str, Any]], path: Path) -> None:
-    for name, keys in _KEYS.items():
-        bad = sorted(set(sec.get(name, {})) - keys)
-        if bad:
-            raise UserError(f"{path}: unknown [{name}] key(s) {bad}; allowed: {sorted(keys)}")
-    checks = [("evaluate", "identities", int, MIN_EVAL_IDENTITIES, False, None),
-              ("prune", "ratio", float, 0, True, 1), ("prune", "steps", int, 1, False, None),
-              ("prune", "finetune_steps", int, 0, False, None), ("prune", "finetune_lr", float, 0, True, None),
-              ("prune", "round_to", int, 1, False, None),
-              ("quantize", "images", int, 1, False, None), ("quantize", "qat_steps", int, 1, False, None),
-              ("quantize", "threads", int, 0, False, None), ("export", "parity_images", int, 1, False, None),
-              ("export", "threads", int, 0, False, None), ("bench", "seconds", float, 0, True, None),
-              ("bench", "threads", int, 0, False, None)]
-    for name, key, kind, lo, lo_open, hi in checks:
-        if key in sec.get(name, {}):
-            _number(f"{path}: [{name}] {key}", sec[name][key], kind, lo, lo_open, hi)
-    bins = sec.get("evaluate", {}).get("bins", [])
-    if not (isinstance(bins, list) and all(isinstance(b, str) and b.endswith(".bin") for b in bins)):
-        raise UserError(f"{path}: [evaluate] bins must be a list of .bin paths, e.g. [\"data/lfw.bin\"], got {bins!r}")
-    for name, key in (("evaluate", "flip"), ("prune", "align"), ("quantize", "align")):
-        v = sec.get(name, {}).get(key)
-        if v is not None and not isinstance(v, bool):
-            raise UserError(f"{path}: [{name}] {key} must be true or false, got {v!r}")
-
-
-# Code behind every stage's measurement (the evaluators and the accuracy record), part of each stage's cache key.
+# Code behind every stage's measurement (the evaluators, the accuracy record and the run folder's names), part
+# of each stage's cache key.
 _MEASURE = ("compress.evaluate.lfw", "compress.evaluate.pairs_eval", "compress.evaluate.embed",
-            "compress.report.schema", "compress.evaluate.binset")
+            "compress.report.schema", "compress.evaluate.binset", "compress.run_folder")
 
 
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Stage:
+    """One step of the pipeline, reused when its key (its settings, the content of its inputs, its code and
+    this file) matches the one recorded when its outputs were made."""
+    name: str
+    settings: Any  # JSON-able
+    inputs: list[Path]  # files or folders it reads (hashed when the stage's turn comes; a missing one hashes as None)
+    outputs: list[Path]  # what it writes; all must exist for it to be reused
+    run: Callable[[], Any]
+    code: tuple[str, ...] = ()  # modules it runs (their package imports count too)
+
+    def key(self) -> str:
+        return _digest({"settings": self.settings,
+                        "inputs": [tree_sha256(p) if p.exists() else None for p in self.inputs],
+                        "code": code_fingerprint(*self.code, *_MEASURE) if self.code else code_fingerprint(),
+                        "pipeline": file_sha256(Path(__file__))})
 
 
 @dataclass
@@ -118,27 +71,24 @@ class Run:
     log: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        f = self.out / STATE_FILE
+        f = self.out / rf.STATE_FILE
         if f.is_file() and not self.force:
             self.state = json.loads(f.read_text())
 
-    def stage(self, name: str, key: Any, outputs: list[Path], make: Callable[[], Any], bar: tqdm,
-              code: tuple[str, ...] = ()) -> bool:
-        """Run `make` unless the recorded key matches and every output exists. True when it ran. `code`: the
-        modules the stage runs (their package imports count too); this file always counts."""
-        k = _digest({"key": key, "code": code_fingerprint(*code, *_MEASURE) if code else code_fingerprint(),
-                     "pipeline": file_sha256(Path(__file__))})
+    def stage(self, s: Stage, bar: tqdm) -> bool:
+        """Run stage s unless its recorded key matches and every output exists. True when it ran."""
+        k = s.key()
         t0 = time.perf_counter()
-        cached = self.state.get(name) == k and all(p.exists() for p in outputs)
-        bar.set_description(f"{name} ({'cached' if cached else 'running'})")
+        cached = self.state.get(s.name) == k and all(p.exists() for p in s.outputs)
+        bar.set_description(f"{s.name} ({'cached' if cached else 'running'})")
         if not cached:
-            self.state.pop(name, None)
-            write_json(self.out / STATE_FILE, self.state)
-            make()
-            self.state[name] = k
-            write_json(self.out / STATE_FILE, self.state)
-        self.log.append({"stage": name, "cached": cached, "seconds": round(time.perf_counter() - t0, 1)})
-        bar.write(f"  {name}: {'cached (same inputs, settings and code)' if cached else 'done'} "
+            self.state.pop(s.name, None)
+            write_json(self.out / rf.STATE_FILE, self.state)
+            s.run()
+            self.state[s.name] = k
+            write_json(self.out / rf.STATE_FILE, self.state)
+        self.log.append({"stage": s.name, "cached": cached, "seconds": round(time.perf_counter() - t0, 1)})
+        bar.write(f"  {s.name}: {'cached (same inputs, settings and code)' if cached else 'done'} "
                   f"[{self.log[-1]['seconds']} s]")
         bar.update(1)
         return not cached
@@ -147,13 +97,13 @@ class Run:
 class _Evaluator:
     """The one evaluation set and protocol every stage is measured with."""
 
-    def __init__(self, ev: dict[str, Any], seed: int) -> None:
-        self.flip = bool(ev.get("flip", True))
-        self.lfw = str(resolve_path(ev["lfw"])) if ev.get("lfw") else None
-        self.identities = int(ev.get("identities", 100))
+    def __init__(self, ev: EvaluateConfig, seed: int) -> None:
+        self.flip = ev.flip
+        self.lfw = str(resolve_path(ev.lfw)) if ev.lfw else None
+        self.identities = ev.identities
         self.seed = seed
         self._faces = None
-        self.bins = [resolve_path(b) for b in ev.get("bins", [])]
+        self.bins = [resolve_path(b) for b in ev.bins]
         missing = [b for b in self.bins if not b.is_file()]
         if missing:  # found out now, not after training
             raise UserError(f"[evaluate] bins: {missing[0]} not found; fix the path or drop it from the recipe")
@@ -163,9 +113,9 @@ class _Evaluator:
         return {**key, "bins": [str(b) for b in self.bins]} if self.bins else key  # old caches stay valid
 
     def bin_outputs(self, run_dir: Path, stage: str) -> list[Path]:
-        from .report.schema import BIN_PREFIX, accuracy_filename
+        from .report.schema import BIN_PREFIX
 
-        return [run_dir / "accuracy" / accuracy_filename(f"{BIN_PREFIX}{stage}:{b.name}") for b in self.bins]
+        return [rf.accuracy_file(run_dir, f"{BIN_PREFIX}{stage}:{b.name}") for b in self.bins]
 
     def extra_sets(self, embedder, run_dir: Path, stage: str) -> None:
         """The stage's model on each extra .bin: one accuracy record per file (stage bin:<stage>:<file>)."""
@@ -200,6 +150,7 @@ def _targets(spec: Any) -> list[tuple[str, str]]:
     """[(target, precision)]: "all" = every target at its default precision; entries "name" or "name:prec"."""
     from .targets import list_targets, load_target
 
+    spec = list(spec) if isinstance(spec, tuple) else spec  # a recipe's array
     if spec in (None, "all", ["all"]):
         return [(t.name, t.default_precision) for t in list_targets()]
     if isinstance(spec, str):  # one target: targets = "onnx" means ["onnx"], not its letters
@@ -218,37 +169,36 @@ def _targets(spec: Any) -> list[tuple[str, str]]:
     return out
 
 
-def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, force: bool = False,
-                 progress: bool = True, report_dir: str | Path | None = None) -> dict[str, Any]:
-    """Run every stage of `recipe` into `out` (default runs/<recipe>) and write the report into OUT/report and,
-    when report_dir is given, a copy there (the CLI's default: reports/<recipe>/); return a summary."""
-    from .targets import load_target
+@dataclass
+class _Plan:
+    """What every stage builder needs: the recipe, the run folder, the evaluator, the float model's folder."""
+    rec: Recipe
+    out: Path
+    ev: _Evaluator
+    model_dir: Path  # the float model the later stages take: stages/prune when pruning, else stages/train
 
-    path = resolve_recipe(recipe)
-    sec = _sections(path)
-    _validate_sections(sec, path)
-    out = Path(out) if out else Path("runs") / path.stem
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = make_config(path)
-    run = Run(out, force)
-    ev = _Evaluator(sec.get("evaluate", {}), cfg.synthetic_seed)
-    pq, px, pb = sec.get("quantize", {}), sec.get("export", {}), sec.get("bench", {})
-    prune_cfg = sec.get("prune")
-    targets = _targets(px.get("targets", "all"))
-    ref_model = sec.get("reference", {}).get("model")
-    ref_path = resolve_path(ref_model) if ref_model else None
-    n_stages = 2 + bool(prune_cfg) + 1 + len(targets) + 3 + 1
-    t0 = time.perf_counter()
-    stages = out / "stages"
-    bar = tqdm(total=n_stages, desc="pipeline", unit="stage", disable=not progress, dynamic_ncols=True)
-    click.echo(f"pipeline {path.name} -> {out}: train, evaluate, {'prune, ' if prune_cfg else ''}quantize, "
-               f"export {len(targets)} targets, bench, estimate, reference, report")
 
-    # 1. train (or load a finished model: [pipeline] model = "...")
-    load = sec.get("pipeline", {}).get("model")
-    train_dir = stages / "train"
+def _evaluate_model(p: _Plan, stage: str, model_dir: Path) -> Callable[[], None]:
+    def go() -> None:
+        from .evaluate.embed import load_embedder
+
+        embedder = load_embedder(model_dir)
+        _record(p.out, stage, p.ev(embedder), p.ev.flip)
+        p.ev.extra_sets(embedder, p.out, stage)
+    return go
+
+
+def _accuracy_outputs(p: _Plan, stage: str) -> list[Path]:
+    return [rf.accuracy_file(p.out, stage), *p.ev.bin_outputs(p.out, stage)]
+
+
+def _train_stages(p: _Plan) -> list[Stage]:
+    """Train (or load a finished model: [pipeline] model = "..."), then evaluate it."""
+    train_dir = rf.stage_dir(p.out, "train")
+    model = [train_dir / "model.pt"]
+    load = p.rec.pipeline.model
     if load:
-        src = verified_model_file(load) if is_zoo_spec(load) else resolve_path(load)  # zoo:NAME: hash-checked
+        src = Path(verified_model_file(load) if is_zoo_spec(load) else resolve_path(load))  # zoo:NAME: hash-checked
 
         def do_load() -> None:
             import shutil
@@ -259,149 +209,161 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
             with artifact_dir(train_dir, "load", overwrite=True) as st:
                 shutil.copy2(resolve_model_file(src), st / "model.pt")
                 write_json(st / "manifest.json", {"kind": "load", "source": str(src)})
-        run.stage("train", {"load": str(src), "sha": tree_sha256(Path(src))}, [train_dir / "model.pt"], do_load, bar,
-                  code=("compress.model.io",))
+        first = Stage("train", {"load": str(src)}, [src], model, do_load, ("compress.model.io",))
     else:
-        from .train.trainer import train
+        def do_train() -> None:
+            from .train.trainer import train
 
-        run.stage("train", cfg.to_dict(), [train_dir / "model.pt"], lambda: train(cfg, train_dir, overwrite=True),
-                  bar, code=("compress.train.trainer",))
-    model_dir = train_dir
+            train(p.rec.train, train_dir, overwrite=True)
+        first = Stage("train", p.rec.train.to_dict(), [], model, do_train, ("compress.train.trainer",))
+    return [first, Stage("evaluate trained", p.ev.key(), model, _accuracy_outputs(p, "trained"),
+                         _evaluate_model(p, "trained", train_dir), ("compress.model.io",))]
 
-    def evaluate_model(stage: str, model_path: Path) -> Callable[[], Any]:
-        def go() -> None:
-            from .evaluate.embed import load_embedder
 
-            embedder = load_embedder(model_path)
-            _record(out, stage, ev(embedder), ev.flip)
-            ev.extra_sets(embedder, out, stage)
-        return go
+def _prune_stage(p: _Plan) -> Stage:
+    """Prune, with its short fine-tuning between and after steps; the pruned model is evaluated."""
+    pc, src, prune_dir = p.rec.prune, rf.stage_dir(p.out, "train"), rf.stage_dir(p.out, "prune")
 
-    acc = lambda name: out / "accuracy" / f"{name}.json"  # noqa: E731
-    run.stage("evaluate trained", [ev.key(), tree_sha256(model_dir / "model.pt")],
-              [acc("trained"), *ev.bin_outputs(out, "trained")],
-              evaluate_model("trained", model_dir), bar, code=("compress.model.io",))
-
-    # 2. prune (optional), with its short fine-tuning between and after steps
-    if prune_cfg:
+    def do_prune() -> None:
         from .prune.run import prune_artifact
 
-        prune_dir = stages / "prune"
-        pc = dict(prune_cfg)
+        prune_artifact(src, prune_dir, schedule=pc.schedule, ratio=pc.ratio, criterion=pc.criterion,
+                       round_to=pc.round_to, steps=pc.steps, depth=pc.depth, data=pc.data, align=pc.align,
+                       finetune_steps=pc.finetune_steps, finetune_lr=pc.finetune_lr, overwrite=True, progress=False)
+        _evaluate_model(p, "pruned", prune_dir)()
+    return Stage("prune", [asdict(pc), p.ev.key()], [src / "model.pt"],
+                 [prune_dir / "model.pt", *_accuracy_outputs(p, "pruned")], do_prune, ("compress.prune.run",))
 
-        def do_prune() -> None:
-            prune_artifact(model_dir, prune_dir, schedule=pc.get("schedule"), ratio=pc.get("ratio"),
-                           criterion=pc.get("criterion", "l1"), round_to=pc.get("round_to"),
-                           steps=int(pc.get("steps", 1)), data=pc.get("data"), align=bool(pc.get("align", False)),
-                           finetune_steps=int(pc.get("finetune_steps", 0)),
-                           finetune_lr=float(pc.get("finetune_lr", 1e-3)), overwrite=True, progress=False)
-            evaluate_model("pruned", prune_dir)()
-        run.stage("prune", [pc, tree_sha256(model_dir / "model.pt"), ev.key()],
-                  [prune_dir / "model.pt", acc("pruned"), *ev.bin_outputs(out, "pruned")],
-                  do_prune, bar, code=("compress.prune.run",))
-        model_dir = prune_dir
 
-    # 3. quantize (NNCF PTQ/QAT), evaluated as the fake-quant PyTorch model
-    q_dir = stages / "quantize"
+def _quantize_stage(p: _Plan) -> Stage:
+    """NNCF PTQ/QAT, evaluated as the fake-quant PyTorch model."""
+    pq, q_dir = p.rec.quantize, rf.stage_dir(p.out, "quantize")
 
     def do_quantize() -> None:
         from .evaluate.embed import TorchEmbedder
         from .quantize import quantize_artifact
         from .quantize.artifact import load_quantized
 
-        keep = pq.get("keep_float", ["stem", "embedding"])
-        quantize_artifact(model_dir, q_dir, mode=pq.get("mode", "ptq"), calibration_spec=pq.get("calibration"),
-                          n_calibration=int(pq.get("images", 256)), keep_float=keep,
-                          qat_steps=int(pq.get("qat_steps", 300)), train_spec=pq.get("train_data"),
-                          align=bool(pq.get("align", False)), threads=int(pq.get("threads", 0)),
-                          progress=False, overwrite=True)
-        art = load_quantized(q_dir)
-        embedder = TorchEmbedder(art.qmodel, name=f"{q_dir} (NNCF fake-quant)")
-        _record(out, "quantized", ev(embedder), ev.flip)
-        ev.extra_sets(embedder, out, "quantized")
-    run.stage("quantize", [pq, tree_sha256(model_dir / "model.pt"), ev.key()], [q_dir / "quantized.pt",
-              acc("quantized"), *ev.bin_outputs(out, "quantized")], do_quantize, bar, code=("compress.quantize",))
+        quantize_artifact(p.model_dir, q_dir, mode=pq.mode, calibration_spec=pq.calibration, n_calibration=pq.images,
+                          keep_float=list(pq.keep_float), qat_steps=pq.qat_steps, qat_lr=pq.qat_lr,
+                          train_spec=pq.train_data, align=pq.align, overflow_fix=pq.overflow_fix,
+                          threads=pq.threads, progress=False, overwrite=True)
+        embedder = TorchEmbedder(load_quantized(q_dir).qmodel, name=f"{q_dir} (NNCF fake-quant)")
+        _record(p.out, "quantized", p.ev(embedder), p.ev.flip)
+        p.ev.extra_sets(embedder, p.out, "quantized")
+    return Stage("quantize", [asdict(pq), p.ev.key()], [p.model_dir / "model.pt"],
+                 [q_dir / "quantized.pt", *_accuracy_outputs(p, "quantized")], do_quantize, ("compress.quantize",))
 
-    # 4. export every target (int8 from the quantized artifact, float precisions from the float model),
-    #    each checked for parity and evaluated through its runtime on the same faces
-    from .export.run import export_artifact
-    from .export.runtimes import load_runner
-    from .report import accuracy_filename, exported_stage
 
+def _export_stage(p: _Plan, name: str, prec: str) -> Stage:
+    """One target: int8 from the quantized artifact, float precisions from the float model; checked for parity
+    and evaluated through its runtime on the same faces."""
+    from .report.schema import exported_stage
+
+    px, e_dir, stage = p.rec.export, rf.export_dir(p.out, name, prec), exported_stage(name, prec)
+    src = rf.stage_dir(p.out, "quantize") if prec == "int8" else p.model_dir
     # Parity on real faces when the recipe evaluates on LFW: its images of people in no test pair.
-    parity_spec = px.get("parity_data") or (f"lfw-unpaired:{ev.lfw}" if ev.lfw else None)
-    exports = []
-    for name, prec in targets:
-        e_dir = out / "exports" / f"{name}-{prec}"
-        src = q_dir if prec == "int8" else model_dir
-        stage = exported_stage(name, prec)
+    parity_spec = px.parity_data or (f"lfw-unpaired:{p.ev.lfw}" if p.ev.lfw else None)
 
-        def do_export(name=name, prec=prec, e_dir=e_dir, src=src, stage=stage) -> None:
-            m = export_artifact(src, name, out=e_dir, precision=prec, n_parity=int(px.get("parity_images", 256)),
-                                parity_spec=parity_spec, lfw=None, threads=int(px.get("threads", 0)),
-                                overwrite=True, progress=False)
-            runner = load_runner(e_dir / m["model_file"])
-            runner.name = f"{e_dir.name}/{m['model_file']}"
-            _record(out, stage, ev(runner), ev.flip)
-        run.stage(f"export {name} {prec}", [px.get("parity_images", 256), parity_spec, tree_sha256(src), ev.key()],
-                  [e_dir / "manifest.json", out / "accuracy" / accuracy_filename(stage)], do_export, bar,
-                  code=("compress.export.run", "compress.export.runtimes"))
-        exports.append((name, prec, e_dir))
+    def do_export() -> None:
+        from .export.run import export_artifact
+        from .export.runtimes import load_runner
 
-    # 5. bench every export here (runtime call only, batch 1), 6. estimate every board, 7. the reference model
-    from .bench.latency import bench_artifact
+        m = export_artifact(src, name, out=e_dir, precision=prec, n_parity=px.parity_images, parity_spec=parity_spec,
+                            lfw=None, threads=px.threads, overwrite=True, progress=False)
+        runner = load_runner(e_dir / m["model_file"])
+        runner.name = f"{e_dir.name}/{m['model_file']}"
+        _record(p.out, stage, p.ev(runner), p.ev.flip)
+    return Stage(f"export {name} {prec}", [px.parity_images, parity_spec, p.ev.key()], [src],
+                 [e_dir / "manifest.json", rf.accuracy_file(p.out, stage)], do_export,
+                 ("compress.export.run", "compress.export.runtimes"))
 
-    seconds, threads = float(pb.get("seconds", 2.0)), int(pb.get("threads", 0))
+
+def _bench_stage(p: _Plan, targets: list[tuple[str, str]]) -> Stage:
+    """Every export benched here (runtime call only, batch 1)."""
+    pb = p.rec.bench
 
     def do_bench() -> None:
-        for name, prec, e_dir in exports:
-            write_json(out / "bench" / f"{name}-{prec}.json", bench_artifact(e_dir, threads=threads,
-                                                                               min_seconds=seconds))
-    run.stage("bench", [pb, [tree_sha256(e / "manifest.json") for *_, e in exports]],
-              [out / "bench" / f"{n}-{p}.json" for n, p, _ in exports], do_bench, bar,
-              code=("compress.bench.latency",))
+        from .bench.latency import bench_artifact
+
+        for name, prec in targets:
+            write_json(rf.bench_file(p.out, name, prec), bench_artifact(rf.export_dir(p.out, name, prec),
+                                                                        threads=pb.threads, min_seconds=pb.seconds))
+    return Stage("bench", asdict(pb), [rf.export_dir(p.out, n, q) / "manifest.json" for n, q in targets],
+                 [rf.bench_file(p.out, n, q) for n, q in targets], do_bench, ("compress.bench.latency",))
+
+
+def _estimate_stage(p: _Plan) -> Stage:
+    """Estimates need only the layers, not an export: every board at every precision it offers."""
+    from .targets import list_targets, load_target
+
+    every_precision = [(t.name, q) for t in list_targets() for q in t.precisions]
 
     def do_estimate() -> None:
         from .bench.estimate import estimate_latency, reference_estimate
         from .model.io import load_model
 
-        model = load_model(model_dir)
+        model = load_model(p.model_dir)
         for name, prec in every_precision:
             rec = _estimate_record(estimate_latency(model, load_target(name), prec))
             rec["reference_estimate"] = reference_estimate(load_target(name), prec)  # MobileFaceNet, same board
-            write_json(out / "estimates" / f"{name}-{prec}.json", rec)
-    # Estimates need only the layers, not an export: every board at every precision it offers.
-    from .targets import list_targets
+            write_json(rf.estimate_file(p.out, name, prec), rec)
+    return Stage("estimate", every_precision, [p.model_dir / "model.pt"],
+                 [rf.estimate_file(p.out, n, q) for n, q in every_precision], do_estimate,
+                 ("compress.bench.estimate", "compress.model.io"))
 
-    every_precision = [(t.name, p) for t in list_targets() for p in t.precisions]
-    run.stage("estimate", [every_precision, tree_sha256(model_dir / "model.pt")],
-              [out / "estimates" / f"{n}-{p}.json" for n, p in every_precision], do_estimate, bar,
-              code=("compress.bench.estimate", "compress.model.io"))
 
-    def do_reference() -> None:
-        _reference(out, ref_path, ev, threads, seconds)
-    ref_key = [str(ref_path), tree_sha256(ref_path) if ref_path and ref_path.exists() else None, ev.key(), pb]
-    run.stage("reference", ref_key, [out / "reference" / "status.json"], do_reference, bar,
-              code=("compress.bench.latency",))
+def _reference_stage(p: _Plan) -> Stage:
+    model, pb = p.rec.reference.model, p.rec.bench
+    ref = resolve_path(model) if model else None
+    return Stage("reference", [str(ref), p.ev.key(), asdict(pb)], [ref] if ref else [],
+                 [rf.reference_status_file(p.out)], lambda: _reference(p.out, ref, p.ev, pb.threads, pb.seconds),
+                 ("compress.bench.latency",))
 
-    # 8. report
-    from .report import write_report
 
-    report: dict[str, Any] = {}
-
+def _report_stage(p: _Plan, report_dir: Path | None) -> Stage:
+    """Always rewritten (its key holds the time); a copy goes to report_dir when given."""
     def do_report() -> None:
-        report.update(write_report(out))
+        from .report import write_report
+
+        write_report(p.out)
         if report_dir is not None:
-            write_report(out, report_dir)
-    run.stage("report", time.time(), [out / "report" / "report.html"], do_report, bar)  # always rewritten
+            write_report(p.out, report_dir)
+    return Stage("report", time.time(), [], [rf.report_file(p.out / rf.REPORT, "html")], do_report)
+
+
+def _stages(p: _Plan, targets: list[tuple[str, str]], report_dir: Path | None) -> list[Stage]:
+    return [*_train_stages(p), *([_prune_stage(p)] if p.rec.prune else []), _quantize_stage(p),
+            *(_export_stage(p, name, prec) for name, prec in targets), _bench_stage(p, targets), _estimate_stage(p),
+            _reference_stage(p), _report_stage(p, report_dir)]
+
+
+def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, force: bool = False,
+                 progress: bool = True, report_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run every stage of `recipe` into `out` (default runs/<recipe>) and write the report into OUT/report and,
+    when report_dir is given, a copy there (the CLI's default: reports/<recipe>/); return a summary."""
+    rec = load_recipe(recipe)
+    out = Path(out) if out else Path("runs") / rec.path.stem
+    out.mkdir(parents=True, exist_ok=True)
+    run = Run(out, force)
+    ev = _Evaluator(rec.evaluate, rec.train.synthetic_seed)
+    targets = _targets(rec.export.targets)
+    model_dir = rf.stage_dir(out, "prune" if rec.prune else "train")
+    stages = _stages(_Plan(rec, out, ev, model_dir), targets, Path(report_dir) if report_dir is not None else None)
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(stages), desc="pipeline", unit="stage", disable=not progress, dynamic_ncols=True)
+    click.echo(f"pipeline {rec.path.name} -> {out}: train, evaluate, {'prune, ' if rec.prune else ''}quantize, "
+               f"export {len(targets)} targets, bench, estimate, reference, report")
+    for s in stages:
+        run.stage(s, bar)
     bar.close()
-    summary = {"recipe": str(path), "out": str(out), "stages": run.log,
+    summary = {"recipe": str(rec.path), "out": str(out), "stages": run.log,
                "pipeline_seconds": round(time.perf_counter() - t0, 1),
-               "report": {k: str(out / "report" / f"report.{k}") for k in ("md", "html", "json")},
+               "report": {k: str(rf.report_file(out / rf.REPORT, k)) for k in rf.REPORT_FILES},
                "report_copy": str(report_dir) if report_dir is not None else None}
-    write_json(out / "result.json", summary)
+    write_json(out / rf.RESULT_FILE, summary)
     _print_summary(out)
-    click.echo(f"pipeline took {summary['pipeline_seconds']} s; report: {out / 'report' / 'report.html'}"
+    click.echo(f"pipeline took {summary['pipeline_seconds']} s; report: {rf.report_file(out / rf.REPORT, 'html')}"
                + (f" (copy in {report_dir})" if report_dir is not None else ""))
     return summary
 
@@ -423,7 +385,7 @@ def _reference(out: Path, ref: Path | None, ev: _Evaluator, threads: int, second
     if ref is None or not ref.is_file():
         status["status"] = ("not measured: no [reference] model in the recipe" if ref is None else
                             f"not measured: {ref} not found (it lives in ../shared; absent on a fresh clone)")
-        write_json(out / "reference" / "status.json", status)
+        write_json(rf.reference_status_file(out), status)
         return
     from .bench.latency import bench_artifact
     from .evaluate.embed import OnnxEmbedder
@@ -432,25 +394,25 @@ def _reference(out: Path, ref: Path | None, ev: _Evaluator, threads: int, second
     res = ev(OnnxEmbedder(ref))
     write_accuracy(out, accuracy_record("reference", res, flip="flip" if ev.flip else "no_flip"), reference=True)
     b = bench_artifact(ref, threads=threads, min_seconds=seconds)
-    write_json(out / "reference" / "bench" / "onnx-fp32.json", {**b, "target": "onnx", "precision": "fp32"})
+    write_json(rf.reference_bench_file(out, "onnx", "fp32"), {**b, "target": "onnx", "precision": "fp32"})
     try:
         import openvino as ov
 
-        xml = out / "reference" / "openvino" / "reference.xml"
+        xml = rf.reference_ir(out)
         xml.parent.mkdir(parents=True, exist_ok=True)
         ov.save_model(ov.convert_model(str(ref)), str(xml), compress_to_fp16=True)
         b = bench_artifact(xml, threads=threads, min_seconds=seconds)
-        write_json(out / "reference" / "bench" / "intel-nuc-fp16.json",
+        write_json(rf.reference_bench_file(out, "intel-nuc", "fp16"),
                    {**b, "target": "intel-nuc", "precision": "fp16"})
     except Exception as e:  # OpenVINO's ONNX frontend may reject a foreign model: say so, keep the rest
         status["openvino"] = f"not measured: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
     status["status"] = "measured"
     status["tflite"] = "not measured: no ONNX -> TFLite converter without TensorFlow (litert-torch needs torch)"
-    write_json(out / "reference" / "status.json", status)
+    write_json(rf.reference_status_file(out), status)
 
 
 def _print_summary(out: Path) -> None:
-    rep = out / "report" / "report.md"
+    rep = rf.report_file(out / rf.REPORT, "md")
     if rep.is_file():
         text = rep.read_text().split("\n")
         # The per-board table is what a user wants on the terminal; the rest is in the files.

@@ -293,8 +293,8 @@ def test_item9_train_recipe_rejects_unknown_sections_and_keys(monkeypatch, capsy
     r.write_text("epochs = 3\n[train]\nepochs = 1\n")
     assert "outside any section" in cli_error(monkeypatch, capsys, "train", "--recipe", r, "--out", tmp_path / "o")
     r.write_text("[train]\nepoch = 1\n")
-    assert "unknown [train] field(s) ['epoch']" in cli_error(monkeypatch, capsys, "train", "--recipe", r, "--out",
-                                                              tmp_path / "o")
+    assert "unknown [train] key 'epoch'; did you mean 'epochs'?" in cli_error(monkeypatch, capsys, "train", "--recipe",
+                                                                               r, "--out", tmp_path / "o")
     r.write_text('[train]\nepochs = "3"\n')
     assert "epochs must be a int" in cli_error(monkeypatch, capsys, "train", "--recipe", r, "--out", tmp_path / "o")
     r.write_text('base = "r2.toml"\n[train]\nepochs = 1\n')
@@ -315,7 +315,7 @@ def test_item9_empty_gate_baseline_fails(monkeypatch, capsys, tmp_path):
 
 
 def test_item9_pipeline_sections_are_checked(tmp_path):
-    from compress.pipeline import _sections, _validate_sections
+    from compress.recipe import load_recipe
 
     r = tmp_path / "r.toml"
     for body, msg in (("[bench]\nseconds = 0\n", r"\[bench\] seconds must be a number > 0"),
@@ -325,7 +325,7 @@ def test_item9_pipeline_sections_are_checked(tmp_path):
                       ("[evaluate]\nflip = 1\n", r"\[evaluate\] flip must be true or false")):
         r.write_text("[train]\nepochs = 1\n" + body)
         with pytest.raises(UserError, match=msg):
-            _validate_sections(_sections(r), r)
+            load_recipe(r)
 
 
 # ---------------------------------------------------------------- fuzz: every reader says UserError

@@ -272,6 +272,7 @@ def test_torchrun_two_gloo_processes_train_on_a_rec(tmp_path):
 
 def test_bin_results_are_extra_rows_in_the_report_and_pipeline_checks_bins(tmp_path):
     from compress.pipeline import _Evaluator
+    from compress.recipe import EvaluateConfig
     from compress.report import accuracy_record, collect, write_accuracy
     from compress.report.render import to_markdown
 
@@ -287,8 +288,8 @@ def test_bin_results_are_extra_rows_in_the_report_and_pipeline_checks_bins(tmp_p
     assert rep["accuracy"]["same_protocol"]  # an extra set is its own data set, not a protocol mismatch
     md = to_markdown(rep)
     assert "bin:trained:cfp_fp.bin" in md and f"{extra[0]['accuracy']:.2f}%" in md
-    ev = _Evaluator({"bins": [str(path)]}, seed=0)
+    ev = _Evaluator(EvaluateConfig(bins=(str(path),)), seed=0)
     assert ev.bin_outputs(run, "trained")[0].name == "bin-trained-cfp_fp.bin.json" and "bins" in ev.key()
-    assert "bins" not in _Evaluator({}, seed=0).key()  # recipes without bins keep their cached stages
+    assert "bins" not in _Evaluator(EvaluateConfig(), seed=0).key()  # recipes without bins keep their cached stages
     with pytest.raises(UserError, match="bins: .*none.bin not found"):
-        _Evaluator({"bins": [str(tmp_path / "none.bin")]}, seed=0)
+        _Evaluator(EvaluateConfig(bins=(str(tmp_path / "none.bin"),)), seed=0)

@@ -85,7 +85,7 @@ def test_config_validation_and_recipe(tmp_path):
         TrainConfig(loss="cosface").validate()
     r = tmp_path / "r.toml"
     r.write_text("[train]\nepochs = 3\nbogus = 1\n")
-    with pytest.raises(UserError, match="unknown \\[train\\] field"):
+    with pytest.raises(UserError, match="unknown \\[train\\] key 'bogus'"):
         make_config(r)
     r.write_text("[train]\nepochs = 3\nloss = 'arcface'\n")
     c = make_config(r, epochs=5, loss=None)
@@ -237,7 +237,7 @@ def test_every_shipped_profile_loads():
     a recipe fails here, not an hour into a user's run."""
     import tomllib
 
-    from compress.pipeline import _sections
+    from compress.recipe import read_sections
     from compress.schedules import load_schedule, profiles_dir
 
     kinds = {}
@@ -246,7 +246,7 @@ def test_every_shipped_profile_loads():
         if "stages" in raw:
             kinds[p.stem] = load_schedule(p.stem).name
             continue
-        sections = _sections(p)
+        sections = read_sections(p)
         assert sections, p
         if "train" in sections:
             assert make_config(p.stem).epochs >= 1

@@ -115,7 +115,7 @@ def open_streamed(spec: str | Path, size: int = 112) -> StreamedFaces:
 def open_for_training(cfg: Any, size: int) -> StreamedFaces | None:
     """The streamed training set a TrainConfig asks for (a .rec, or `stream = true` on a folder), else None.
     What needs every image in memory at once is refused here, before any work."""
-    from ..train.config import resolve_path
+    from ..recipe import resolve_path
 
     if cfg.data == "synthetic" or not (cfg.stream or is_recordio(cfg.data)):
         return None

@@ -156,7 +156,7 @@ def snapshot_from_recipe(cfg: Any, out: Path, *, encoding: str = "webp", quality
     """The training faces of a TrainConfig as its run would see them (aligned, with its unlabelled sources and
     its LFW leakage filter) plus, with `lfw`, the aligned images of its eval_lfw pairs: one snapshot file."""
     from ..evaluate.lfw import _align, locate_lfw, parse_pairs, unique_images
-    from ..train.config import resolve_path, resolve_sources
+    from ..recipe import resolve_path, resolve_sources
     from .sources import load_faces, with_unlabelled
 
     if cfg.data == "synthetic":

@@ -17,6 +17,7 @@ from ..errors import UserError
 from ..model.io import load_model, resolve_model_file
 from ..quantize.artifact import is_quantized_artifact, load_quantized
 from ..quantize.calibration import calibration_faces
+from ..recipe import ExportConfig
 from ..targets import load_target
 from .api import export_model
 from .bundle import check_tar_out, write_tar
@@ -24,7 +25,7 @@ from .bundle import check_tar_out, write_tar
 MIN_PARITY_FACES = 200  # issue contract: parity on at least 200 real aligned faces
 
 
-def parity_faces(spec: str | None, n: int = 256, lfw_dir: str | Path | None = None, seed: int = 1
+def parity_faces(spec: str | None, n: int = ExportConfig.parity_images, lfw_dir: str | Path | None = None, seed: int = 1
                  ) -> tuple[np.ndarray, str]:
     """(uint8 faces, description). spec None: LFW's unpaired images when lfw_dir is given, else synthetic
     faces of the held-out evaluation identities. A different seed from calibration keeps the sets apart."""
@@ -47,8 +48,9 @@ def default_out(model_path: str | Path, target: str, precision: str) -> Path:
 
 
 def export_artifact(model_path: str | Path, target: str, out: str | Path | None = None,
-                    precision: str | None = None, parity_spec: str | None = None, n_parity: int = 256,
-                    lfw: str | Path | None = None, threads: int = 0, overwrite: bool = False,
+                    precision: str | None = None, parity_spec: str | None = None,
+                    n_parity: int = ExportConfig.parity_images, lfw: str | Path | None = None,
+                    threads: int = ExportConfig.threads, overwrite: bool = False,
                     progress: bool = True, bundle: bool = False) -> dict[str, Any]:
     """Load a float model artifact (train/prune output) or a quantized one (quantize output) and export it.
     bundle: also pack the folder as <out>.tar.gz beside it, for copying to the board."""

@@ -20,6 +20,7 @@ from ..errors import UserError
 from ..model.complexity import MAC_SOURCE, count_macs
 from ..model.io import load_model, resolve_model_file, save_model
 from ..model.network import FaceMobileNet
+from ..recipe import PruneConfig
 from .api import prune_to_schedule, ratio_schedule
 from .plan import format_plan, plan_pruning, round_schedule
 
@@ -56,10 +57,14 @@ def _taylor_loss(reference: FaceMobileNet, faces, batch_size: int = 64):
     return (lambda model, b: head(model(b[0]), b[1])[0]), batch
 
 
+_P = PruneConfig  # the defaults ([prune] in a recipe)
+
+
 def prune_artifact(model_path: str | Path, out: str | Path, schedule: str | None = None, ratio: float | None = None,
-                   criterion: str = "l1", round_to: int | None = None, steps: int = 1, depth: str = "first",
-                   lfw: str | Path | None = None, overwrite: bool = False, data: str | None = None,
-                   align: bool = False, finetune_steps: int = 0, finetune_lr: float = 1e-3,
+                   criterion: str = _P.criterion, round_to: int | None = None, steps: int = _P.steps,
+                   depth: str = _P.depth, lfw: str | Path | None = None, overwrite: bool = False,
+                   data: str | None = None, align: bool = _P.align, finetune_steps: int = _P.finetune_steps,
+                   finetune_lr: float = _P.finetune_lr,
                    batch_size: int = 32, progress: bool = True) -> dict[str, Any]:
     if (schedule is None) == (ratio is None):
         raise UserError("pass exactly one of --schedule (a channel schedule) or --ratio (keep this fraction)")

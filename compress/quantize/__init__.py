@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 from ..artifacts import check_out
 from ..errors import UserError
+from ..recipe import QuantizeConfig
 from .artifact import (CALIBRATION_FILE, QUANTIZED_FILE, QUANTIZED_FORMAT, QuantizedArtifact, is_quantized_artifact,
                        load_quantized, save_quantized)
 from .calibration import calibration_and_held_out, calibration_faces
@@ -38,12 +39,15 @@ def _training_loss_settings(model_path: str | Path) -> dict[str, Any]:
     return {k: cfg[k] for k in ("loss", "s", "m", "terms") if k in cfg}
 
 
-def quantize_artifact(model_path: str | Path, out: str | Path, mode: str = "ptq", calibration_spec: str | None = None,
-                      n_calibration: int = 256, keep_float: Iterable[str] | None = DEFAULT_KEEP_FLOAT,
-                      qat_steps: int = 300, qat_lr: float = 5e-5, qat_batch_size: int = 32,
-                      train_spec: str | None = None, distill_weight: float = 50.0, align: bool = False,
-                      n_held_out: int = 128, bias_correction: bool = True, overflow_fix: str = "disable",
-                      threads: int = 0,
+_Q = QuantizeConfig  # the defaults ([quantize] in a recipe)
+
+
+def quantize_artifact(model_path: str | Path, out: str | Path, mode: str = _Q.mode, calibration_spec: str | None = None,
+                      n_calibration: int = _Q.images, keep_float: Iterable[str] | None = DEFAULT_KEEP_FLOAT,
+                      qat_steps: int = _Q.qat_steps, qat_lr: float = _Q.qat_lr, qat_batch_size: int = 32,
+                      train_spec: str | None = None, distill_weight: float = 50.0, align: bool = _Q.align,
+                      n_held_out: int = 128, bias_correction: bool = True, overflow_fix: str = _Q.overflow_fix,
+                      threads: int = _Q.threads,
                       progress: bool = True, overwrite: bool = False, seed: int = 0) -> dict[str, Any]:
     """Quantize the model artifact at `model_path` (PTQ, or PTQ then QAT), measure float-vs-int8 embedding
     cosine on held-out faces, write the quantized artifact folder `out`, return its manifest.

@@ -21,11 +21,10 @@ from ..data.folder import FaceSet
 from ..data.transforms import to_float
 from ..errors import UserError
 from ..model.network import FaceMobileNet
+from ..recipe import QuantizeConfig
 from ..train.finetune import embed, finetune
 
-# First and last layer stay float by default: they have the least redundancy (3 input channels; the 128-d
-# embedding itself), which is where int8 costs face embeddings most, and they are a small share of the MACs.
-DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("stem", "embedding")
+DEFAULT_KEEP_FLOAT: tuple[str, ...] = QuantizeConfig.keep_float  # why these two: compress/recipe.py
 
 # The paper's last row is "conv2d 1x1 + BN": keeping `embedding` float also keeps the final BatchNorm1d float.
 # Otherwise NNCF quantizes the embedding conv's output (the BN's input) to 8 bits, i.e. the embedding itself.
@@ -173,8 +172,9 @@ def fake_quant_cosine(float_model: nn.Module, qmodel: nn.Module, images: np.ndar
     return {"mean": float(cos.mean()), "min": float(cos.min()), "n": int(len(images))}
 
 
-def qat(model: FaceMobileNet, calibration: np.ndarray, train_faces: FaceSet, *, steps: int = 300, lr: float = 5e-5,
-        batch_size: int = 32, keep_float: Iterable[str] | None = DEFAULT_KEEP_FLOAT, subset_size: int | None = None,
+def qat(model: FaceMobileNet, calibration: np.ndarray, train_faces: FaceSet, *,
+        steps: int = QuantizeConfig.qat_steps, lr: float = QuantizeConfig.qat_lr, batch_size: int = 32,
+        keep_float: Iterable[str] | None = DEFAULT_KEEP_FLOAT, subset_size: int | None = None,
         teacher: nn.Module | None = None, distill_weight: float = 50.0, loss: str = "arcface_w", s: float = 32.0,
         m: float = 0.5, terms: int = 2, augment_images: bool = True, seed: int = 0, progress: bool = True,
         qmodel: nn.Module | None = None, history: list[dict[str, float]] | None = None,

@@ -4,7 +4,7 @@ Nothing is computed that was not measured, except MACs/params (counted from the 
 two measured numbers. A missing input is an explicit {"status": "not run"} / {"status": "not measured"} entry,
 and every number carries a "provenance" string: "measured on <host>", "estimated (...)", "measured on board
 (<host>)", or the dataset + protocol of an accuracy. The layout of the run folder is documented in
-compress.report.schema.
+compress.report.schema (the names: compress.run_folder).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any
 
 from ..artifacts import host_description, now_iso
 from ..errors import UserError
+from ..run_folder import (ACCURACY, BENCH, BOARD, ESTIMATES, EXPORTS, REFERENCE, STAGES, reference_accuracy_file,
+                          stage_dir)
 from ..targets import Target, list_targets
 from .schema import (BENCH_FORMAT, BIN_PREFIX, EXPORTED_PREFIX, REFERENCE_STAGE, REPORT_FORMAT, STAGE_DIRS,
                      STAGE_ORDER, exported_stage, read_json, runtime_label, validate_accuracy)
@@ -140,15 +142,15 @@ def _stage_models(run: Path, warnings: list[str]) -> list[dict[str, Any]]:
 
     out = []
     for folder, stage in STAGE_DIRS.items():
-        d = run / "stages" / folder
-        entry: dict[str, Any] = {"stage": stage, "dir": f"stages/{folder}"}
+        d = stage_dir(run, folder)
+        entry: dict[str, Any] = {"stage": stage, "dir": f"{STAGES}/{folder}"}
         if not (d / MODEL_FILE).is_file():
             out.append({**entry, "status": NOT_RUN})
             continue
         try:
             model = load_model(d)
         except UserError as e:
-            warnings.append(f"stages/{folder}: {e}")
+            warnings.append(f"{STAGES}/{folder}: {e}")
             out.append({**entry, "status": NOT_RUN, "error": str(e)})
             continue
         rows = layer_table(model)
@@ -156,7 +158,7 @@ def _stage_models(run: Path, warnings: list[str]) -> list[dict[str, Any]]:
         manifest = read_json(d / "manifest.json") or {}
         out.append({**entry, "status": "present", "schedule": model.schedule.name,
                     "input_size": model.schedule.input_size, "params": params, "macs": macs,
-                    "provenance": f"counted from stages/{folder}/{MODEL_FILE} ({MAC_SOURCE})",
+                    "provenance": f"counted from {STAGES}/{folder}/{MODEL_FILE} ({MAC_SOURCE})",
                     "manifest_format": manifest.get("format"), "layers": [_layer_dict(r) for r in rows],
                     **({"quantized": True} if stage == "quantized" else {})})
     return out
@@ -168,7 +170,7 @@ def _source_stage(manifest: dict[str, Any], run: Path) -> str | None:
     if not src:
         return None
     p = Path(src)
-    stages = (run / "stages").resolve()
+    stages = (run / STAGES).resolve()
     for cand in (p, p.parent):
         try:
             rel = cand.resolve().relative_to(stages)
@@ -178,7 +180,7 @@ def _source_stage(manifest: dict[str, Any], run: Path) -> str | None:
             return STAGE_DIRS[rel.parts[0]]
     parts = p.parts
     for i in range(len(parts) - 1):  # a run folder that has moved since the export
-        if parts[i] == "stages" and parts[i + 1] in STAGE_DIRS:
+        if parts[i] == STAGES and parts[i + 1] in STAGE_DIRS:
             return STAGE_DIRS[parts[i + 1]]
     return None
 
@@ -194,7 +196,7 @@ def _accuracy_entry(rec, file: str) -> dict[str, Any]:
 
 def _accuracies(run: Path, warnings: list[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for f in _json_files(run / "accuracy"):
+    for f in _json_files(run / ACCURACY):
         raw = read_json(f)
         try:
             rec = validate_accuracy(raw, _rel(f, run))
@@ -254,10 +256,10 @@ def _attach_roc(entry: dict[str, Any], run: Path, warnings: list[str]) -> None:
 
 # ---------------------------------------------------------------- exports
 def _export(run: Path, key: str) -> dict[str, Any]:
-    d = run / "exports" / key
+    d = run / EXPORTS / key
     manifest = read_json(d / "manifest.json")
     if manifest is None:
-        return {"status": NOT_RUN, "dir": f"exports/{key}", "artifact_bytes": None, "files": [],
+        return {"status": NOT_RUN, "dir": f"{EXPORTS}/{key}", "artifact_bytes": None, "files": [],
                 "parity": [{"status": NOT_RUN}]}
     files = []
     for name in manifest.get("files", []):
@@ -276,14 +278,14 @@ def _export(run: Path, key: str) -> dict[str, Any]:
                        "provenance": f"measured on {manifest.get('host', 'the export host')} "
                                      f"({runtime_label(c)} vs {c.get('reference')}, {c.get('n')} faces: "
                                      f"{c.get('images')})"})
-    return {"status": "exported", "dir": f"exports/{key}", "model_file": manifest.get("model_file"),
+    return {"status": "exported", "dir": f"{EXPORTS}/{key}", "model_file": manifest.get("model_file"),
             "export_format": manifest.get("export_format"), "runtime": manifest.get("runtime"),
             "checked_here_by": manifest.get("checked_here_by"), "opset": manifest.get("opset"),
             "host": manifest.get("host"), "created": manifest.get("created"),
             "source": {k: (manifest.get("source") or {}).get(k) for k in ("kind", "path", "sha256", "schedule")},
             "files": files,
             "artifact_bytes": sum(present) if present else None,
-            "artifact_bytes_provenance": f"sum of the exported model file sizes in exports/{key} "
+            "artifact_bytes_provenance": f"sum of the exported model file sizes in {EXPORTS}/{key} "
                                          f"(manifest.json, parity.json and the board bundle's runner files excluded)",
             "missing_files": [f["name"] for f in files if f["bytes"] is None],
             "parity": checks if checks else [{"status": NOT_MEASURED}],
@@ -342,19 +344,19 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
         warnings.append(f"accuracy records use {len(protocols)} different dataset/protocol combinations; "
                         "stages are not directly comparable")
 
-    here = _bench_records(run / "bench", run, targets, warnings)
-    board = _bench_records(run / "board", run, targets, warnings)
-    ref_here = _bench_records(run / "reference" / "bench", run, targets, warnings)
-    ref_board = _bench_records(run / "reference" / "board", run, targets, warnings)
+    here = _bench_records(run / BENCH, run, targets, warnings)
+    board = _bench_records(run / BOARD, run, targets, warnings)
+    ref_here = _bench_records(run / REFERENCE / BENCH, run, targets, warnings)
+    ref_board = _bench_records(run / REFERENCE / BOARD, run, targets, warnings)
     estimates: list[tuple[dict[str, Any], str]] = []
-    for f in _json_files(run / "estimates"):
+    for f in _json_files(run / ESTIMATES):
         r = read_json(f)
         ft, fp = _key_from_name(f.stem, targets)
         r.setdefault("target", ft)
         r.setdefault("precision", fp)
         estimates.append((r, _rel(f, run)))
 
-    ref_acc_file = run / "reference" / "accuracy.json"
+    ref_acc_file = reference_accuracy_file(run)
     ref_acc: dict[str, Any] = {"status": NOT_MEASURED}
     if ref_acc_file.is_file():
         try:

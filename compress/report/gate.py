@@ -47,6 +47,7 @@ from typing import Any
 
 from ..artifacts import host_description, now_iso, write_json
 from ..errors import UserError
+from ..run_folder import REPORT, REPORT_FILES, report_file
 from .schema import REPORT_FORMAT
 
 BASELINE_FORMAT = "compress.gate-baseline/1"
@@ -422,7 +423,7 @@ def _read_json(path: Path, what: str, hint: str) -> dict[str, Any]:
 def _read_report(report_path: str | Path) -> dict[str, Any]:
     p = Path(report_path)
     if p.is_dir():  # a run folder or its report/ folder
-        p = p / "report.json" if (p / "report.json").is_file() else p / "report" / "report.json"
+        p = p / REPORT_FILES["json"] if (p / REPORT_FILES["json"]).is_file() else report_file(p / REPORT, "json")
     rep = _read_json(p, "report", "write it with `compress report RUN` (RUN/report/report.json)")
     if rep.get("format") != REPORT_FORMAT:
         raise UserError(f"report {p}: format must be {REPORT_FORMAT!r}, got {rep.get('format')!r}; "

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..artifacts import atomic_write_text, write_json
 from ..errors import UserError
+from ..run_folder import REPORT, REPORT_FILES, report_file
 from .collect import NOT_MEASURED, NOT_RUN, collect
 
 CSS = """
@@ -472,8 +473,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, overwri
     """Collect run_dir and write report.md, report.html, report.json (each atomically) into out_dir
     (default RUN/report/). Returns the report dict plus "written": {kind: path}."""
     run = Path(run_dir)
-    out = Path(out_dir) if out_dir is not None else run / "report"
-    names = {"md": out / "report.md", "html": out / "report.html", "json": out / "report.json"}
+    out = Path(out_dir) if out_dir is not None else run / REPORT
+    names = {kind: report_file(out, kind) for kind in REPORT_FILES}
     if not overwrite:
         existing = [str(p) for p in names.values() if p.exists()]
         if existing:

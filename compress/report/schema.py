@@ -1,6 +1,7 @@
 """The run folder the report reads, and the accuracy record every stage writes into it.
 
-Run folder layout (every part is optional; a missing part is reported as "not run" / "not measured")::
+Run folder layout (every part is optional; a missing part is reported as "not run" / "not measured"; the names
+are defined in compress/run_folder.py)::
 
     RUN/stages/<stage>/                    artifact folders, <stage> in STAGE_DIRS: train, prune, finetune
                                            (model.pt + manifest.json), quantize (quantized artifact: model.pt,
@@ -56,13 +57,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..run_folder import STAGE_DIRS, accuracy_file, accuracy_filename, reference_accuracy_file  # noqa: F401
 
 REPORT_FORMAT = "compress.report/1"
 ACCURACY_FORMAT = "compress.accuracy/1"
 BENCH_FORMAT = "compress.bench/1"
 
-# stage folder under RUN/stages -> the accuracy stage name of its model
-STAGE_DIRS = {"train": "trained", "prune": "pruned", "finetune": "fine-tuned", "quantize": "quantized"}
 STAGE_ORDER = ("trained", "pruned", "fine-tuned", "quantized")
 REFERENCE_STAGE = "reference"
 EXPORTED_PREFIX = "exported:"
@@ -113,11 +113,6 @@ def valid_stage(stage: str) -> bool:
 
 def exported_stage(target: str, precision: str) -> str:
     return f"{EXPORTED_PREFIX}{target}-{precision}"
-
-
-def accuracy_filename(stage: str) -> str:
-    """Conventional file name under RUN/accuracy/ for a stage ("exported:onnx-fp32" -> "exported-onnx-fp32.json")."""
-    return stage.replace(":", "-") + ".json"
 
 
 def validate_accuracy(d: Any, origin: str = "<accuracy>") -> AccuracyRecord:
@@ -185,7 +180,8 @@ def write_accuracy(run_dir: str | Path, record: AccuracyRecord | dict[str, Any],
 
     rec = record if isinstance(record, AccuracyRecord) else validate_accuracy(record)
     rec = validate_accuracy(rec.to_dict())
-    path = Path(run_dir) / ("reference/accuracy.json" if reference else f"accuracy/{accuracy_filename(rec.stage)}")
+    run = Path(run_dir)
+    path = reference_accuracy_file(run) if reference else accuracy_file(run, rec.stage)
     return write_json(path, rec.to_dict())
 
 

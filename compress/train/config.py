@@ -1,25 +1,23 @@
-"""Training configuration: a dataclass, filled from a recipe file's [train] table, then CLI overrides."""
+"""Training configuration: a dataclass, filled from a recipe's [train] table (compress/recipe.py), then CLI
+overrides."""
 
 from __future__ import annotations
 
 import math
 import re
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..schedules import profiles_dir
 from ..data.transforms import AUGMENT_POLICIES
+# Recipes are read by compress/recipe.py; its path helpers stay importable from here.
+from ..recipe import (MIN_EVAL_IDENTITIES, read_sections, resolve_path, resolve_recipe, resolve_sources,  # noqa: F401
+                      unknown_key)
 from .losses import DEFAULT_TERMS, LOSSES
 
 # Fields that may change between a checkpoint and its resumed run without making it another run.
 RESUMABLE_CHANGES = {"epochs", "device", "threads", "progress", "workers"}
-# Top-level tables a recipe may hold: [train] here, the rest read by `compress pipeline` (compress/pipeline.py).
-RECIPE_SECTIONS = {"train", "evaluate", "prune", "quantize", "export", "bench", "reference", "pipeline"}
-# Pair verification deals identities to identity-disjoint folds: 2 folds of 2 identities at the least.
-MIN_EVAL_IDENTITIES = 4
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -131,85 +129,6 @@ class TrainConfig:
         return {k: v for k, v in asdict(self).items() if k not in RESUMABLE_CHANGES}
 
 
-def resolve_path(value: str) -> Path:
-    """A path from a recipe: absolute, relative to the working directory, or else to the repository root
-    (so `../shared/...` in a recipe works from anywhere inside a checkout)."""
-    p = Path(value).expanduser()
-    if p.is_absolute() or p.exists():
-        return p.resolve()
-    return (profiles_dir().parent / p).resolve()
-
-
-def resolve_sources(value: str) -> list[str]:
-    """A recipe's comma-separated `data` or `unlabelled` sources with their paths resolved as resolve_path does;
-    a source's prefix (`lfw-unpaired:`, `aligned:`) is kept."""
-    from ..data.sources import PREFIXES
-
-    out = []
-    for spec in (u.strip() for u in value.split(",") if u.strip()):
-        prefix = next((p for p in PREFIXES if spec.startswith(p)), "")
-        out.append(prefix + str(resolve_path(spec[len(prefix):])))
-    return out
-
-
-def resolve_recipe(name_or_path: str | Path) -> Path:
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    q = profiles_dir() / f"{name_or_path}.toml"
-    if q.is_file():
-        return q
-    raise UserError(f"recipe '{name_or_path}' not found; pass a .toml file or a name from {profiles_dir()}")
-
-
-def read_recipe_toml(p: Path) -> dict[str, Any]:
-    """A recipe file's TOML, with its top-level layout checked: `base` and the known sections only."""
-    try:
-        with open(p, "rb") as f:
-            raw = tomllib.load(f)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{p}: not valid TOML ({str(e).splitlines()[0][:160]}); fix the syntax") from None
-    except OSError as e:
-        raise UserError(f"recipe {p} cannot be read ({e.strerror or type(e).__name__}); check the path") from None
-    return raw
-
-
-def check_recipe_layout(raw: dict[str, Any], p: Path) -> None:
-    """Reject what a recipe may not hold: unknown sections, keys outside any section, a non-string base."""
-    unknown = sorted(k for k, v in raw.items() if isinstance(v, dict) and k not in RECIPE_SECTIONS)
-    if unknown:
-        raise UserError(f"{p}: unknown recipe section [{unknown[0]}]; known: {', '.join(sorted(RECIPE_SECTIONS))}")
-    loose = sorted(k for k, v in raw.items() if not isinstance(v, dict) and k != "base")
-    if loose:
-        raise UserError(f"{p}: key(s) {loose} outside any section; put them under a section such as [train] "
-                        f"(only `base` may stand at the top)")
-    if "base" in raw and not isinstance(raw["base"], str):
-        raise UserError(f"{p}: base must be a recipe name or .toml path (a string), got {raw['base']!r}")
-
-
-def load_recipe(name_or_path: str | Path, section: str = "train", _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    p = resolve_recipe(name_or_path)
-    raw = read_recipe_toml(p)
-    table = raw.get(section, {} if "base" in raw else None)  # a recipe with a base may leave a section to it
-    if not isinstance(table, dict):
-        raise UserError(f"{p}: no [{section}] table; a recipe needs one")
-    check_recipe_layout(raw, p)
-    if "base" in raw:  # a recipe can be another recipe with a few fields changed
-        if Path(str(raw["base"])).stem == p.stem:
-            raise UserError(f"{p}: a recipe cannot be its own base")
-        chain = _chain + (p.resolve(),)
-        if resolve_recipe(str(raw["base"])).resolve() in chain:
-            raise UserError(f"{p}: base recipes form a cycle ({' -> '.join(q.name for q in chain)} -> "
-                            f"{raw['base']}); break it")
-        table = {**load_recipe(str(raw["base"]), section, chain), **table}
-    known = {f.name for f in fields(TrainConfig)} if section == "train" else None
-    if known is not None:
-        bad = sorted(set(table) - known)
-        if bad:
-            raise UserError(f"{p}: unknown [{section}] field(s) {bad}; allowed: {sorted(known)}")
-    return table
-
-
 def _check_types(values: dict[str, Any]) -> None:
     """A recipe value of the wrong type (epochs = "3") as a UserError, not a TypeError deep in training."""
     for f in fields(TrainConfig):
@@ -223,10 +142,29 @@ def _check_types(values: dict[str, Any]) -> None:
             raise UserError(f"{f.name} must be a {want.__name__}, got {v!r}")
 
 
+def _check_keys(table: dict[str, Any], where: str | Path) -> None:
+    known = [f.name for f in fields(TrainConfig)]
+    for key in sorted(table):
+        if key not in known:
+            raise unknown_key(where, "train", key, known)
+
+
+def train_config(table: dict[str, Any], where: str | Path) -> TrainConfig:
+    """A recipe's [train] table as a validated TrainConfig."""
+    _check_keys(table, where)
+    _check_types(table)
+    return TrainConfig(**table).validate()
+
+
 def make_config(recipe: str | Path | None = None, base: dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
     """Recipe (or `base`, e.g. a checkpoint's config when resuming) then the non-None overrides."""
-    values: dict[str, Any] = load_recipe(recipe) if recipe else dict(base or {})
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    if recipe:
+        path = resolve_recipe(recipe)
+        values = read_sections(path)["train"]
+        _check_keys(values, path)
+    else:
+        values = dict(base or {})
+    values = {**values, **{k: v for k, v in overrides.items() if v is not None}}
     unknown = sorted(set(values) - {f.name for f in fields(TrainConfig)})
     if unknown:  # e.g. a checkpoint written by another version
         raise UserError(f"unknown training setting(s) {unknown}; allowed: {sorted(f.name for f in fields(TrainConfig))}")

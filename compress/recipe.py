@@ -1,0 +1,290 @@
+"""A recipe (profiles/*.toml, or any .toml file): loading, `base` inheritance, paths, one typed config per section.
+
+A recipe holds `base = "other"` (optional: inherit that recipe's sections, then override them key by key) and
+sections: [train] (compress.train.config.TrainConfig) and the pipeline's [evaluate], [prune], [quantize],
+[export], [bench], [reference], [pipeline] (the dataclasses below). Each setting's default is written once, in
+its dataclass; the library functions, the pipeline and the CLI take it from there. A key that no dataclass
+has is an error naming the nearest valid one: a typo fails at load time, not after an hour of training.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import UserError
+from .schedules import profiles_dir
+
+if TYPE_CHECKING:
+    from .train.config import TrainConfig
+
+# Pair verification deals identities to identity-disjoint folds: 2 folds of 2 identities at the least.
+MIN_EVAL_IDENTITIES = 4
+
+
+def _num(default: Any, lo: float, lo_open: bool = False, hi: float | None = None) -> Any:
+    """A numeric field whose recipe value must lie in range (lo, hi] or [lo, hi]."""
+    return field(default=default, metadata={"range": (lo, lo_open, hi)})
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """[evaluate]: the one evaluation set and protocol every pipeline stage is measured with."""
+    identities: int = _num(100, MIN_EVAL_IDENTITIES)  # held-out synthetic identities (when there is no lfw)
+    flip: bool = True  # horizontal-flip feature fusion
+    lfw: str | None = None  # LFW folder: its 10-fold protocol instead of synthetic pairs
+    bins: tuple[str, ...] = ()  # extra insightface verification .bin files, each an extra accuracy row
+
+    def check(self, where: str) -> None:
+        if not all(b.endswith(".bin") for b in self.bins):
+            raise UserError(f"{where}: [evaluate] bins must be a list of .bin paths, e.g. [\"data/lfw.bin\"], "
+                            f"got {list(self.bins)!r}")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """[prune] (compress.prune.run.prune_artifact): structured pruning with short fine-tuning."""
+    schedule: str | None = None  # target channel schedule (or ratio)
+    ratio: float | None = _num(None, 0, lo_open=True, hi=1)  # keep this fraction of every layer's channels
+    criterion: str = "l1"  # channel importance: l1, l2, bn, taylor
+    steps: int = _num(1, 1)  # prune in this many steps (widths interpolated)
+    depth: str = "first"  # which blocks a shortened stage keeps: first, importance
+    finetune_steps: int = _num(0, 0)  # optimizer steps of fine-tuning after every pruning step
+    finetune_lr: float = _num(1e-3, 0, lo_open=True)
+    round_to: int | None = _num(None, 1)  # round widths up to a multiple
+    data: str | None = None  # faces for Taylor and fine-tuning
+    align: bool = False  # data holds raw photos: MTCNN-align them
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """[quantize] (compress.quantize.quantize_artifact): NNCF int8, PTQ or QAT."""
+    mode: str = "ptq"  # ptq: calibration only; qat: calibration, then fine-tuning with the training loss
+    calibration: str | None = None  # calibration faces (None: synthetic)
+    images: int = _num(256, 1)  # calibration images
+    # Layers left in float (mixed precision). First and last by default: they have the least redundancy (3 input
+    # channels; the 128-d embedding itself), where int8 costs face embeddings most, and few of the MACs.
+    keep_float: tuple[str, ...] = ("stem", "embedding")
+    qat_steps: int = _num(300, 1)
+    qat_lr: float = _num(5e-5, 0, lo_open=True)
+    train_data: str | None = None  # QAT training faces (None: synthetic)
+    align: bool = False  # the data folders hold raw photos: MTCNN-align them
+    overflow_fix: str = "disable"  # NNCF's 7-bit weights for CPUs without VNNI (costs accuracy)
+    threads: int = _num(0, 0)  # torch CPU threads (0 = default)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """[export] (compress.export.run.export_artifact): which targets, and the parity check."""
+    targets: str | tuple[str, ...] = "all"  # "all" (each at its default precision) or ["name", "name:precision"]
+    parity_images: int = _num(256, 1)
+    parity_data: str | None = None  # parity faces (None: LFW unpaired when evaluating on LFW, else synthetic)
+    threads: int = _num(0, 0)  # runtime CPU threads for the checks (0 = runtime default)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """[bench]: latency of every export on the host running the pipeline."""
+    seconds: float = _num(2.0, 0, lo_open=True)  # minimum timed seconds per export
+    threads: int = _num(0, 0)  # runtime CPU threads (0 = runtime default)
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """[reference]: an ONNX face model measured in the same runtimes and run (skipped when absent)."""
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """[pipeline]: model = a finished model (zoo:NAME or a path) loaded instead of training one."""
+    model: str | None = None
+
+
+# Every pipeline section and its config; [train] is compress.train.config.TrainConfig.
+SECTIONS: dict[str, type] = {"evaluate": EvaluateConfig, "prune": PruneConfig, "quantize": QuantizeConfig,
+                             "export": ExportConfig, "bench": BenchConfig, "reference": ReferenceConfig,
+                             "pipeline": PipelineConfig}
+RECIPE_SECTIONS = {"train", *SECTIONS}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    path: Path
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    prune: PruneConfig | None  # None: no (or an empty) [prune] section, the pipeline does not prune
+    quantize: QuantizeConfig
+    export: ExportConfig
+    bench: BenchConfig
+    reference: ReferenceConfig
+    pipeline: PipelineConfig
+
+
+# ---------------------------------------------------------------- paths
+def resolve_path(value: str) -> Path:
+    """A path from a recipe: absolute, relative to the working directory, or else to the repository root
+    (so `../shared/...` in a recipe works from anywhere inside a checkout)."""
+    p = Path(value).expanduser()
+    if p.is_absolute() or p.exists():
+        return p.resolve()
+    return (profiles_dir().parent / p).resolve()
+
+
+def resolve_sources(value: str) -> list[str]:
+    """A recipe's comma-separated `data` or `unlabelled` sources with their paths resolved as resolve_path does;
+    a source's prefix (`lfw-unpaired:`, `aligned:`) is kept."""
+    from .data.sources import PREFIXES
+
+    out = []
+    for spec in (u.strip() for u in value.split(",") if u.strip()):
+        prefix = next((p for p in PREFIXES if spec.startswith(p)), "")
+        out.append(prefix + str(resolve_path(spec[len(prefix):])))
+    return out
+
+
+def resolve_recipe(name_or_path: str | Path) -> Path:
+    """A recipe file: a .toml path, or a name in profiles/."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    q = profiles_dir() / f"{name_or_path}.toml"
+    if q.is_file():
+        return q
+    raise UserError(f"recipe '{name_or_path}' not found; pass a .toml file or a name from {profiles_dir()}")
+
+
+# ---------------------------------------------------------------- loading
+def read_recipe_toml(p: Path) -> dict[str, Any]:
+    """A recipe file's TOML, as read (read_sections checks its layout)."""
+    try:
+        with open(p, "rb") as f:
+            return tomllib.load(f)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{p}: not valid TOML ({str(e).splitlines()[0][:160]}); fix the syntax") from None
+    except OSError as e:
+        raise UserError(f"recipe {p} cannot be read ({e.strerror or type(e).__name__}); check the path") from None
+
+
+def _nearest(name: str, valid: typing.Iterable[str]) -> str:
+    return difflib.get_close_matches(name, sorted(valid), n=1, cutoff=0.0)[0]
+
+
+def unknown_key(where: str | Path, section: str, key: str, valid: typing.Iterable[str]) -> UserError:
+    """The one-line error for a key a section does not have, naming the nearest valid one."""
+    return UserError(f"{where}: unknown [{section}] key '{key}'; did you mean '{_nearest(key, valid)}'? "
+                     "(fix or remove it)")
+
+
+def check_recipe_layout(raw: dict[str, Any], p: Path) -> None:
+    """Reject what a recipe may not hold: unknown sections, keys outside any section, a non-string base."""
+    unknown = sorted(k for k, v in raw.items() if isinstance(v, dict) and k not in RECIPE_SECTIONS)
+    if unknown:
+        raise UserError(f"{p}: unknown recipe section [{unknown[0]}]; did you mean "
+                        f"[{_nearest(unknown[0], RECIPE_SECTIONS)}]? (known: {', '.join(sorted(RECIPE_SECTIONS))})")
+    loose = sorted(k for k, v in raw.items() if not isinstance(v, dict) and k != "base")
+    if loose:
+        raise UserError(f"{p}: key(s) {loose} outside any section; put them under a section such as [train] "
+                        f"(only `base` may stand at the top)")
+    if "base" in raw and not isinstance(raw["base"], str):
+        raise UserError(f"{p}: base must be a recipe name or .toml path (a string), got {raw['base']!r}")
+
+
+def read_sections(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, dict[str, Any]]:
+    """A recipe's sections as TOML tables, its `base` chain merged in (a section's keys override its base's).
+    The chain must end in a recipe with a [train] table and may not loop (a recipe naming itself included)."""
+    raw = read_recipe_toml(path)
+    check_recipe_layout(raw, path)
+    sections = {k: v for k, v in raw.items() if isinstance(v, dict)}
+    if "base" not in raw:
+        if "train" not in sections:
+            raise UserError(f"{path}: no [train] table; a recipe needs one (or a `base` recipe that has one)")
+        return sections
+    base = resolve_recipe(raw["base"])
+    if base.resolve() == path.resolve():
+        raise UserError(f"{path}: a recipe cannot be its own base; name another recipe or remove `base`")
+    chain = _chain + (path.resolve(),)
+    if base.resolve() in chain:
+        raise UserError(f"{path}: base recipes form a cycle ({' -> '.join(q.name for q in chain)} -> "
+                        f"{raw['base']}); break it")
+    merged = read_sections(base, chain)
+    for k, v in sections.items():
+        merged[k] = {**merged.get(k, {}), **v}
+    return merged
+
+
+# ---------------------------------------------------------------- typed sections
+def _accepts(tp: Any, v: Any) -> bool:
+    """Whether TOML value v fits annotation tp (int, float, bool, str, tuple[str, ...] and unions of them)."""
+    if len(_union(tp)) > 1:
+        return any(_accepts(a, v) for a in _union(tp))
+    if tp is type(None):
+        return v is None
+    if typing.get_origin(tp) is tuple:  # a TOML array of strings
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+    if tp is float:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if tp is int:
+        return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, tp)
+
+
+_KIND = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _describe(tp: Any) -> str:
+    return " or ".join(_KIND.get(a, "a list of strings") for a in _union(tp) if a is not type(None))
+
+
+def _union(tp: Any) -> tuple[Any, ...]:
+    return typing.get_args(tp) if typing.get_origin(tp) in (types.UnionType, typing.Union) else (tp,)
+
+
+def _value(tp: Any, v: Any, where: str, rng: tuple[float, bool, float | None] | None) -> Any:
+    """v checked against its field's type and range, as the field holds it (arrays as tuples, ints as floats)."""
+    if rng is not None:
+        lo, lo_open, hi = rng
+        ok = _accepts(tp, v) and (v > lo if lo_open else v >= lo) and (hi is None or v <= hi)
+        if not ok:
+            bound = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
+            raise UserError(f"{where} must be {_describe(tp)} {bound}, got {v!r}")
+    elif not _accepts(tp, v):
+        raise UserError(f"{where} must be {_describe(tp)}, got {v!r}")
+    if isinstance(v, list):
+        return tuple(v)
+    if isinstance(v, int) and not isinstance(v, bool) and float in _union(tp) and int not in _union(tp):
+        return float(v)
+    return v
+
+
+def section_config(name: str, values: dict[str, Any], where: str | Path = "recipe") -> Any:
+    """A pipeline section's table as its typed config: every key known, every value of its field's type."""
+    cls = SECTIONS[name]
+    known = {f.name: f for f in fields(cls)}
+    for key in sorted(values):
+        if key not in known:
+            raise unknown_key(where, name, key, known)
+    hints = typing.get_type_hints(cls)
+    typed = {k: _value(hints[k], v, f"{where}: [{name}] {k}", known[k].metadata.get("range"))
+             for k, v in values.items()}
+    cfg = cls(**typed)
+    if hasattr(cfg, "check"):
+        cfg.check(str(where))
+    return cfg
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """A recipe, every section typed and checked, the [train] section as a validated TrainConfig."""
+    from .train.config import train_config  # train.config reads its recipes through this module
+
+    path = resolve_recipe(name_or_path)
+    sec = read_sections(path)
+    typed = {name: section_config(name, sec.get(name, {}), path) for name in SECTIONS}
+    if not sec.get("prune"):
+        typed["prune"] = None
+    return Recipe(path=path, train=train_config(sec["train"], path), **typed)
