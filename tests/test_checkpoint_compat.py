@@ -80,7 +80,8 @@ def _synthesise(structure: dict[str, Any]) -> dict[str, Any]:
         "data_fingerprint": structure["data_fingerprint"], "epoch": structure["epoch"],
         "history": [dict(h, images_per_s=1.0) for h in structure["history"]],
         "net": {k: make(k, v) for k, v in structure["net"].items()},
-        "optimizer": {"state": {int(i): {k: torch.zeros(_parse(v)[1]) for k, v in s.items()} for i, s in opt["state"].items()},
+        "optimizer": {"state": {int(i): {k: torch.zeros(_parse(v)[1]) for k, v in s.items()}
+                                for i, s in opt["state"].items()},
                       "param_groups": opt["param_groups"]},
         "schedule": {k: None for k in structure["schedule_keys"]},
     }

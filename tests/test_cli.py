@@ -108,6 +108,7 @@ def test_prune_cli_table2_to_table3_writes_artifact(tmp_path):
     assert "exactly one of --schedule" in bad.stderr
 
 
+@pytest.mark.slow
 def test_resume_from_cli_uses_the_runs_own_settings(tmp_path):
     data = write_image_folder(tmp_path / "faces", toy_faces(classes=4, per_class=6))
     out = tmp_path / "run"

@@ -209,6 +209,7 @@ def _train_cfg(data, **kw):
     return make_config(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_training_streams_a_rec_and_a_lazy_folder(tmp_path, small):
     from compress.train.trainer import train
 
