@@ -1,9 +1,9 @@
 """Training checkpoints stay readable across code changes: a run interrupted by one version resumes under the next.
 
 tests/data/checkpoint_v1_structure.json records the layout (keys, tensor shapes and dtypes, optimizer state) of the
-checkpoint that `_run(tmp)` wrote after epoch 1 before the trainer was split into stages, plus that run's config,
-data fingerprint and epoch-1 history. The real file is 3.6 MB, so the test rebuilds one of that layout instead of
-shipping it. Regenerate (only when the format changes on purpose) with
+checkpoint a run with `_cfg()` on `toy_faces()` wrote after epoch 1 before the trainer was split into stages, plus
+that run's config, data fingerprint and epoch-1 history. The real file is 3.6 MB, so the test rebuilds one of that
+layout instead of shipping it. Regenerate (only when the format changes on purpose) with
 `python -m tests.test_checkpoint_compat CHECKPOINT.pt > tests/data/checkpoint_v1_structure.json`.
 """
 
