@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,33 @@ def write_image_folder(root: Path, faces: FaceSet) -> Path:
         (root / f"id{y}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(root / f"id{y}" / f"{i}.png")
     return root
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: object, check_rc: int | None = 0) -> CliResult:
+    """`compress ARGS` in this process (click's CliRunner on compress.cli's group): no fresh interpreter that
+    imports torch again per command. A UserError ends as compress.cli.main ends a real run: one line
+    `error: ...` on stderr and exit code 2. Tests of the entry point itself start a real process."""
+    from click.testing import CliRunner
+
+    from compress.cli import cli
+    from compress.errors import UserError
+
+    r = CliRunner().invoke(cli, [str(a) for a in args])
+    code, err = r.exit_code, r.stderr
+    if isinstance(r.exception, UserError):
+        code, err = 2, f"{err}error: {r.exception}\n"
+    elif r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    if check_rc is not None:
+        assert code == check_rc, (r.stdout[-1500:], err[-1500:])
+    return CliResult(code, r.stdout, err)
 
 
 @pytest.fixture

@@ -10,13 +10,8 @@ from compress.evaluate.embed import OnnxEmbedder, TorchEmbedder
 from compress.model import build_model
 from compress.model.io import save_model
 
+from .conftest import run_cli as run
 from .conftest import toy_faces, write_image_folder
-
-
-def run(*args, check_rc=0):
-    r = subprocess.run([sys.executable, "-m", "compress.cli", *args], capture_output=True, text=True, timeout=600)
-    assert r.returncode == check_rc, (r.stdout[-1500:], r.stderr[-1500:])
-    return r
 
 
 def test_schedules_show_table3_prints_paper_rows_and_totals():
@@ -44,6 +39,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, msg):
     assert r.stderr.strip().startswith("error: ") and msg in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "model.pt").exists()
+
+
+def test_the_entry_point_ends_a_bad_input_with_one_line_and_exit_2(tmp_path):
+    """The real `python -m compress.cli` process, not the in-process runner: its stderr and exit status."""
+    r = subprocess.run([sys.executable, "-m", "compress.cli", "train", "--data", "/nonexistent/faces", "--out",
+                        str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2, (r.stdout[-1500:], r.stderr[-1500:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: data folder /nonexistent/faces does not exist"), lines
 
 
 def test_malformed_schedule_file_names_field(tmp_path):
@@ -104,6 +108,7 @@ def test_prune_cli_table2_to_table3_writes_artifact(tmp_path):
     assert "exactly one of --schedule" in bad.stderr
 
 
+@pytest.mark.slow
 def test_resume_from_cli_uses_the_runs_own_settings(tmp_path):
     data = write_image_folder(tmp_path / "faces", toy_faces(classes=4, per_class=6))
     out = tmp_path / "run"

@@ -15,8 +15,12 @@ from compress.data.transforms import to_float
 from compress.model import build_model
 from compress.model.io import save_model
 
+from .conftest import run_cli as run
 
-def run(*args, check_rc=0):
+
+def run_process(*args, check_rc=0):
+    """The end-to-end deploy chain runs each command in its own interpreter, as a user does: NNCF and the
+    runtimes' thread pools stay out of the test process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # NNCF and the runtimes on a busy 2-core host
     r = subprocess.run([sys.executable, "-m", "compress.cli", *args], capture_output=True, text=True, timeout=900,
                        env=env)
@@ -41,8 +45,8 @@ def float_artifact(tmp_path_factory):
 @pytest.fixture(scope="module")
 def quantized(float_artifact, tmp_path_factory):
     out = tmp_path_factory.mktemp("q") / "q"
-    r = run("quantize", "--model", str(float_artifact), "--out", str(out), "--calibration-images", "32",
-            "--threads", "1", "--no-progress")
+    r = run_process("quantize", "--model", str(float_artifact), "--out", str(out), "--calibration-images", "32",
+                    "--threads", "1", "--no-progress")
     assert "cosine mean" in r.stdout
     return out
 
@@ -52,28 +56,28 @@ def test_quantize_export_bench_through_the_cli(float_artifact, quantized, tmp_pa
     man = json.loads((quantized / "manifest.json").read_text())
     assert man["kind"] == "quantize" and man["keep_float"] == ["stem", "embedding", "bn"]
     # int8 from the quantized artifact, fp32 from the float one: both checked in onnxruntime here.
-    r = run("export", "--target", "onnx", "--precision", "int8", "--model", str(quantized), "--out",
-            str(tmp_path / "e8"), "--parity-images", "24", "--no-progress")
+    r = run_process("export", "--target", "onnx", "--precision", "int8", "--model", str(quantized), "--out",
+                    str(tmp_path / "e8"), "--parity-images", "24", "--no-progress")
     assert "parity vs_float" in r.stdout and "parity vs_nncf_fake_quant" in r.stdout
     e8 = json.loads((tmp_path / "e8" / "manifest.json").read_text())
     assert e8["precision"] == "int8" and e8["source"]["kind"] == "quantized"
     assert e8["parity"]["vs_float"]["cosine_mean"] > 0.99
-    run("export", "--target", "onnx", "--model", str(float_artifact), "--out", str(tmp_path / "e32"),
-        "--parity-images", "24", "--no-progress")
+    run_process("export", "--target", "onnx", "--model", str(float_artifact), "--out", str(tmp_path / "e32"),
+                "--parity-images", "24", "--no-progress")
     e32 = json.loads((tmp_path / "e32" / "manifest.json").read_text())
     assert e32["precision"] == "fp32" and e32["parity"]["vs_float"]["cosine_min"] >= 0.9999
     # A re-run refuses to overwrite, and leaves the folder as it was.
-    r = run("export", "--target", "onnx", "--model", str(float_artifact), "--out", str(tmp_path / "e32"),
-            "--parity-images", "24", "--no-progress", check_rc=2)
+    r = run_process("export", "--target", "onnx", "--model", str(float_artifact), "--out", str(tmp_path / "e32"),
+                    "--parity-images", "24", "--no-progress", check_rc=2)
     assert "already exists" in r.stderr and json.loads((tmp_path / "e32" / "manifest.json").read_text()) == e32
     # bench: one artifact -> JSON record; two -> a comparison with ratios against the first.
-    r = run("bench", "--artifact", str(tmp_path / "e32"), "--seconds", "0.2", "--threads", "1",
-            "--json", str(tmp_path / "b.json"))
+    r = run_process("bench", "--artifact", str(tmp_path / "e32"), "--seconds", "0.2", "--threads", "1",
+                    "--json", str(tmp_path / "b.json"))
     b = json.loads((tmp_path / "b.json").read_text())
     assert b["runtime"] == "onnxruntime" and b["precision"] == "fp32" and b["median_ms"] > 0
     assert b["p90_ms"] >= b["median_ms"] and b["runs"] >= 100 and b["measured"] == "measured on this host"
-    r = run("bench", "--artifact", str(tmp_path / "e32"), "--artifact", str(tmp_path / "e8"), "--seconds", "0.1",
-            "--rounds", "2", "--threads", "1")
+    r = run_process("bench", "--artifact", str(tmp_path / "e32"), "--artifact", str(tmp_path / "e8"),
+                    "--seconds", "0.1", "--rounds", "2", "--threads", "1")
     assert "ratio" in r.stdout and "e8" in r.stdout and "1.00" in r.stdout
 
 

@@ -228,6 +228,7 @@ def test_few_references_reduce_free_parameters_and_say_so():
     assert "LOO impossible" in one["label"]
 
 
+@pytest.mark.slow
 def test_larger_network_is_slower():
     truth = Params({"depthwise": 0.1 * 5e11, "pointwise": 0.4 * 5e11, "dense": 0.5 * 5e11}, 20.0, 50e9)
     t = synthetic_target(truth)
@@ -241,6 +242,7 @@ def test_larger_network_is_slower():
 # ---------------------------------------------------------------- honesty on the shipped targets
 
 
+@pytest.mark.slow
 def test_every_estimate_carries_label_and_loo():
     for t in list_targets():
         for p in t.precisions:
@@ -281,6 +283,7 @@ def test_precision_without_references_or_peak_ratio_is_refused():
 KNOWN_GAPS: dict[str, str] = {}
 
 
+@pytest.mark.slow
 def test_every_default_target_row_gets_a_number_or_is_a_known_gap():
     for t in list_targets():
         if t.hardware is None:
@@ -293,6 +296,7 @@ def test_every_default_target_row_gets_a_number_or_is_a_known_gap():
             assert any(estimate_latency("table3", t, p)["estimate_ms"] for p in t.precisions)
 
 
+@pytest.mark.slow
 def test_loo_above_goal_is_warned_on_the_estimate():
     for t in list_targets():
         for p in t.precisions:
@@ -302,6 +306,7 @@ def test_loo_above_goal_is_warned_on_the_estimate():
                 assert (m > LOO_GOAL) == any("leave-one-out mean" in w for w in d["warnings"]), (t.name, p)
 
 
+@pytest.mark.slow
 def test_reference_model_estimated_alike_and_larger_than_ours():
     for t in list_targets():
         for p in t.precisions:

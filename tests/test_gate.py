@@ -14,6 +14,10 @@ from compress.errors import UserError
 from compress.report.gate import (BASELINE_FORMAT, DIRECTIONS, GateResult, check, extract_metrics, format_gate,
                                   make_baseline, run_gate, update_baseline, validate_baseline)
 
+from .conftest import run_cli
+
+pytestmark = pytest.mark.slow  # every test reads the report of a real run folder, built end to end first
+
 try:  # module-scoped fixtures building the real run folder (needs nncf + onnxruntime)
     from .test_report import run, written  # noqa: F401
     _SKIP = None
@@ -264,12 +268,8 @@ def test_malformed_or_missing_baseline_is_a_user_error(report_path, baseline, tm
 
 def test_gate_cli_exit_codes(report_path, tmp_path):
     """`compress gate --update` writes a baseline; `compress gate` exits 0 on it and 1 on an injected regression."""
-    import subprocess
-    import sys
-
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "compress.cli", "gate", *args], capture_output=True, text=True,
-                              timeout=300)
+        return run_cli("gate", *args, check_rc=None)
 
     base = tmp_path / "baseline.json"
     assert cli("--report", str(report_path), "--baseline", str(base), "--update").returncode == 0

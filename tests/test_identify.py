@@ -325,6 +325,7 @@ def test_frames_detect_align_identify_and_refuse_several_faces(crops, tmp_path):
     assert rc == 1 and "REFUSED: 2 faces" in out
 
 
+@pytest.mark.slow
 @needs_weights
 def test_exported_detector_finds_the_same_faces_in_onnxruntime_and_openvino(tmp_path):
     import os

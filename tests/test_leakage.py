@@ -107,6 +107,7 @@ def _fake_lfw(root, faces) -> list[int]:
     return [0, 1]
 
 
+@pytest.mark.slow
 def test_training_drops_faces_of_lfw_test_people(tmp_path, faces, monkeypatch):
     """The trainer embeds the data with the teacher, drops the two training faces that are LFW test images,
     trains on the rest and records the filter in the manifest."""

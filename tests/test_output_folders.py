@@ -15,6 +15,8 @@ from compress.errors import UserError
 from compress.model import build_model
 from compress.model.io import save_model
 
+from .conftest import run_cli
+
 
 class _RunsCode:
     """Unpickling this calls os.system: what a crafted checkpoint would do."""
@@ -115,20 +117,17 @@ def test_artifact_folders_get_the_umask_mode(tmp_path):
     assert (tmp_path / "q").stat().st_mode & 0o777 == (tmp_path / "t").stat().st_mode & 0o777 == 0o755
 
 
-def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "compress.cli", *args], capture_output=True, text=True, timeout=600,
-                          cwd=cwd)
-
-
 def test_prune_and_train_overwrite_keep_user_files(tmp_path):
     model = tmp_path / "t2"
     save_model(build_model("table2"), model / "model.pt")
     out = tmp_path / "v"
     out.mkdir()
     (out / "important.txt").write_text("x")
-    r = _cli("prune", "--model", str(model), "--ratio", "0.5", "--out", str(out), "--overwrite", "--no-progress")
+    r = run_cli("prune", "--model", str(model), "--ratio", "0.5", "--out", str(out), "--overwrite", "--no-progress",
+                check_rc=None)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a compress artifact" in r.stderr, r.stderr
     assert (out / "important.txt").exists()
-    r = _cli("train", "--data", "synthetic", "--epochs", "1", "--out", str(out), "--overwrite", "--no-progress")
+    r = run_cli("train", "--data", "synthetic", "--epochs", "1", "--out", str(out), "--overwrite", "--no-progress",
+                check_rc=None)
     assert r.returncode == 2 and "holds files but no training run" in r.stderr, r.stderr
     assert (out / "important.txt").exists()

@@ -70,6 +70,7 @@ def _out(m, images):
         return m.eval()(to_float(torch.from_numpy(images)))
 
 
+@pytest.mark.slow
 def test_ptq_keeps_embeddings_and_leaves_model_alone(model, data, q_default, q_full):
     calib, held_out = data
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -85,6 +86,7 @@ def test_ptq_keeps_embeddings_and_leaves_model_alone(model, data, q_default, q_f
     assert not any("nncf" in n for n, _ in model.named_modules())
 
 
+@pytest.mark.slow
 def test_keep_float_really_leaves_layers_float(q_default, q_full):
     kept = quantizer_placement(q_default)
     full = quantizer_placement(q_full)
@@ -115,6 +117,7 @@ def test_keep_float_names(model):
         ptq(model, np.zeros((1, 112, 112, 3), np.uint8), keep_float=["stages.99"])
 
 
+@pytest.mark.slow
 def test_save_load_round_trip_is_exact(tmp_path, model, data, q_default):
     calib, held_out = data
     art = QuantizedArtifact(None, model, q_default, calib, ["stem", "embedding", "bn"], {"mode": "ptq", "x": 1})
@@ -152,6 +155,7 @@ def test_save_load_round_trip_is_exact(tmp_path, model, data, q_default):
         load_quantized(tmp_path)
 
 
+@pytest.mark.slow
 def test_qat_fine_tunes_without_breaking(model, data, q_default):
     calib, held_out = data
     faces = toy_faces(classes=4, per_class=6)
@@ -189,6 +193,7 @@ def test_calibration_faces(tmp_path):
     assert "--calibration-images 9" in str(e.value)
 
 
+@pytest.mark.slow
 def test_quantize_artifact_end_to_end(e2e):
     manifest, root = e2e
     assert manifest["kind"] == "quantize" and manifest["mode"] == "qat" and manifest["keep_float"] == []

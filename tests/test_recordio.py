@@ -10,7 +10,7 @@ from compress.data.recordio import MAGIC, RecordFaces, RecordFile
 from compress.errors import UserError
 from compress.evaluate.binset import evaluate_bin, load_bin
 
-from .conftest import toy_faces, write_image_folder
+from .conftest import run_cli, toy_faces, write_image_folder
 from .recordio_writer import encode, pack, write_bin, write_rec
 
 
@@ -209,6 +209,7 @@ def _train_cfg(data, **kw):
     return make_config(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_training_streams_a_rec_and_a_lazy_folder(tmp_path, small):
     from compress.train.trainer import train
 
@@ -227,8 +228,6 @@ def test_training_streams_a_rec_and_a_lazy_folder(tmp_path, small):
 
 def test_cli_evaluate_bin_prints_each_file_with_protocol_host_and_model(tmp_path):
     import json
-    import subprocess
-    import sys
 
     from compress.model import build_model
     from compress.model.io import save_model
@@ -237,19 +236,18 @@ def test_cli_evaluate_bin_prints_each_file_with_protocol_host_and_model(tmp_path
     save_model(build_model("table3"), tmp_path / "run" / "model.pt")
     imgs, same = _pairs(toy_faces(classes=6, per_class=6), 20)
     a, b = write_bin(tmp_path / "lfw.bin", imgs, same), write_bin(tmp_path / "cfp_fp.bin", imgs, same)
-    cmd = [sys.executable, "-m", "compress.cli", "evaluate", "--model", str(tmp_path / "run"), "--bin", str(a),
-           "--bin", str(b), "--json", str(tmp_path / "e.json")]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-1500:]
+    cmd = ["evaluate", "--model", str(tmp_path / "run"), "--bin", str(a), "--bin", str(b), "--json",
+           str(tmp_path / "e.json")]
+    r = run_cli(*cmd)
     assert r.stdout.count("10-fold cross-validation") == 2 and "lfw.bin" in r.stdout and "cfp_fp.bin" in r.stdout
     assert "measured on" in r.stdout and "sha256" in r.stderr
     res = json.loads((tmp_path / "e.json").read_text())
     assert set(res) == {"lfw.bin", "cfp_fp.bin"} and res["lfw.bin"]["n_pairs"] == 20
-    bad = subprocess.run(cmd[:-2] + ["--bin", str(tmp_path / "none.bin")], capture_output=True, text=True,
-                         timeout=600)
+    bad = run_cli(*cmd[:-2], "--bin", tmp_path / "none.bin", check_rc=None)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "none.bin not found" in bad.stderr
 
 
+@pytest.mark.slow
 def test_torchrun_two_gloo_processes_train_on_a_rec(tmp_path):
     import json
     import os

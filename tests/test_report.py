@@ -57,7 +57,7 @@ def _eval(embedder, faces, stage: str, run: Path, roc_name: str | None = None):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory):  # end to end (NNCF quantize, exports, benches): its tests are marked slow
     from compress.artifacts import write_json
     from compress.bench.latency import bench_artifact
     from compress.data.sources import EVAL_IDENTITY_OFFSET, synthetic_faces
@@ -114,6 +114,7 @@ def _variant(report, target, precision):
     return next(v for v in t["variants"] if v["precision"] == precision)
 
 
+@pytest.mark.slow
 def test_every_target_and_schema(written):
     run = Path(written["run_dir"])
     rep = json.loads((run / "report" / "report.json").read_text())
@@ -127,6 +128,7 @@ def test_every_target_and_schema(written):
     assert REPORT_FORMAT in md and REPORT_FORMAT in page
 
 
+@pytest.mark.slow
 def test_labels_and_values_equal_inputs(run, written):
     run_dir, model = run
     rep = json.loads((run_dir / "report" / "report.json").read_text())
@@ -171,6 +173,7 @@ def test_labels_and_values_equal_inputs(run, written):
     assert _variant(rep, "intel-nuc", "int8")["export"]["artifact_bytes"] is None
 
 
+@pytest.mark.slow
 def test_accuracy_per_stage(run, written):
     run_dir, _ = run
     rep = json.loads((run_dir / "report" / "report.json").read_text())
@@ -190,6 +193,7 @@ def test_accuracy_per_stage(run, written):
     assert rep["warnings"] == []
 
 
+@pytest.mark.slow
 def test_html_self_contained_with_plots(written):
     page = Path(written["written"]["html"]).read_text()
     srcs = re.findall(r"""\b(?:src|href)\s*=\s*["']?([^"'\s>]+)""", page, flags=re.I)
@@ -248,6 +252,7 @@ def _chromium() -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_screenshot_in_headless_browser(written, tmp_path):
     exe = _chromium()
     if exe is None:

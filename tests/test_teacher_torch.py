@@ -27,6 +27,7 @@ def faces() -> np.ndarray:
     return synthetic_faces(128, 2, seed=0, progress=False).images  # uint8 [256,112,112,3]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TEACHER.is_file(), reason="needs ../shared/models/mobilefacenet-teacher")
 def test_mobilefacenet_teacher_matches_onnxruntime(faces):
     torch.set_num_threads(1)

@@ -22,6 +22,7 @@ def cfg(**kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
+@pytest.mark.slow
 def test_few_steps_reduce_the_loss(tmp_path, faces):
     m = train(cfg(epochs=4, augment=False), tmp_path / "run", faces=faces)
     losses = [h["loss"] for h in m["history"]]
@@ -34,6 +35,7 @@ def test_few_steps_reduce_the_loss(tmp_path, faces):
     assert model(torch.zeros(1, 3, 112, 112)).shape == (1, 128)
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_run(tmp_path, faces):
     straight = train(cfg(epochs=2), tmp_path / "a", faces=faces)
     first = train(cfg(epochs=2), tmp_path / "b", faces=faces, _stop_after_epoch=1)
@@ -63,6 +65,7 @@ def test_resume_errors(tmp_path, faces):
         train(cfg(epochs=2), tmp_path / "r", faces=toy_faces(seed=1), resume=tmp_path / "r")
 
 
+@pytest.mark.slow
 def test_existing_runs_are_not_overwritten(tmp_path, faces):
     train(cfg(epochs=1), tmp_path / "r", faces=faces)
     before = (tmp_path / "r" / "model.pt").read_bytes()
@@ -108,6 +111,7 @@ def test_torchrun_ddp_two_processes(tmp_path):
     assert load_model(out)(torch.zeros(1, 3, 112, 112)).shape == (1, 128)
 
 
+@pytest.mark.slow
 def test_distillation_pulls_student_towards_teacher(tmp_path, faces, monkeypatch):
     """A teacher ONNX model + unlabelled images: the distillation term falls and is recorded."""
     from PIL import Image
@@ -134,6 +138,7 @@ def test_distillation_pulls_student_towards_teacher(tmp_path, faces, monkeypatch
         train(cfg(distill_weight=1.0), tmp_path / "bad", faces=faces)
 
 
+@pytest.mark.slow
 def test_ablation_runs_each_variant_and_writes_table(tmp_path):
     from compress.train.ablation import run_ablation
 
@@ -176,6 +181,7 @@ def test_recipe_inherits_from_base(tmp_path):
         make_config(tmp_path / "c.toml")
 
 
+@pytest.mark.slow
 def test_fine_tune_from_pruned_model_with_unpruned_teacher(tmp_path, faces, monkeypatch):
     """Prune -> fine-tune: start from the pruned artifact, distil from the unpruned artifact."""
     from compress.model import build_model
@@ -198,6 +204,7 @@ def test_fine_tune_from_pruned_model_with_unpruned_teacher(tmp_path, faces, monk
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a if k.endswith("weight"))
 
 
+@pytest.mark.slow
 def test_online_teacher_matches_cached_targets_without_augmentation(tmp_path, faces, monkeypatch):
     """With no augmentation the teacher sees the same images either way, so online and cached distillation are
     the same computation: identical first-epoch losses. With strong augmentation and mixup the run differs,

@@ -8,12 +8,12 @@ A run folder holds `checkpoint.pt` (rewritten atomically each epoch) while train
 from __future__ import annotations
 
 import math
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -24,14 +24,14 @@ from tqdm import tqdm
 from ..artifacts import (atomic_write, code_fingerprint, folder_lock, manifest_kind, read_manifest, refuse_special_folder,
                           host_description, now_iso, versions, write_json)
 from ..data.folder import FaceSet
-from ..data.lazy import epoch_batches, open_for_training
+from ..data.lazy import StreamedFaces, epoch_batches, open_for_training
 from ..data.sources import EVAL_IDENTITY_OFFSET, load_faces, synthetic_faces, with_unlabelled
 from ..data.transforms import augment, augment_strong, to_float
 from ..errors import UserError
-from ..evaluate.embed import load_embedder
+from ..evaluate.embed import Embedder, load_embedder
 from ..model.io import load_model, save_model
 from ..model.network import FaceMobileNet
-from ..schedules import load_schedule
+from ..schedules import Schedule, load_schedule
 from .config import TrainConfig, resolve_path, resolve_sources
 from .distill import teacher_sha256, teacher_targets
 from .losses import MarginHead
@@ -193,14 +193,62 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
            _stop_after_epoch: int | None) -> dict[str, Any]:
     ck = load_checkpoint(resume) if resume is not None else None
     prepare_out(out, resume, overwrite)
-    device = _resolve_device(cfg.device)
-    rank, world, device = _dist_info(device)
+    rank, world, device = _dist_info(_resolve_device(cfg.device))
     main = rank == 0
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     init = load_model(_model_spec(cfg.init_model)) if cfg.init_model else None
     schedule = init.schedule if init is not None else load_schedule(cfg.schedule)
-    stream = open_for_training(cfg, schedule.input_size) if faces is None else None  # a .rec, or stream = true
+    data = _load_data(cfg, schedule, faces, device, main)
+    teacher = _load_teacher(cfg, schedule, data, device, main) if cfg.teacher else None
+    if ck is not None:
+        _check_resumable(ck, cfg, data.fingerprint)
+    if cfg.batch_size % world:
+        raise UserError(f"batch size {cfg.batch_size} does not split over {world} processes; use a multiple of {world}")
+    net = _make_net(cfg, schedule, init, data.faces.num_classes, device)
+    opt = _make_optimiser(cfg, net)
+    start_epoch, history = _restore(ck, net, opt) if ck is not None else (0, [])
+    run = _Run(cfg, schedule, data, teacher, net, nn.parallel.DistributedDataParallel(net) if world > 1 else net, opt,
+               device, rank, world, history)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        _announce(run)
+    t_start = time.perf_counter()
+    stopped = _fit(run, start_epoch, out, _stop_after_epoch)
+    if stopped is not None:
+        return {"interrupted_after_epoch": stopped}
+    train_s = time.perf_counter() - t_start
+    if world > 1:
+        dist.barrier()
+    if not main:
+        return {}
+    metrics = _evaluate(run, out, train_s)
+    save_model(net.model.cpu(), out / "model.pt", {"trained_with": net.head.describe()})
+    manifest = _manifest(run, metrics)
+    write_json(out / MANIFEST_FILE, manifest)
+    return manifest
+
+
+# -- data and teacher ------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Data:
+    """The training set, and what the manifest records about how it was assembled."""
+
+    faces: FaceSet | StreamedFaces
+    streamed: bool  # read batch by batch from disk (a .rec, or stream = true), not held in memory
+    fingerprint: str
+    leakage: dict[str, Any] | None  # the LFW leakage filter's report
+    full_targets: tuple[np.ndarray, np.ndarray, str] | None  # teacher embeddings the leakage filter computed
+
+    @property
+    def labelled_images(self) -> int:
+        return len(self.faces) if self.streamed else int((self.faces.labels >= 0).sum())
+
+
+def _load_data(cfg: TrainConfig, schedule: Schedule, faces: FaceSet | None, device: str, main: bool) -> _Data:
+    """cfg.data (or the tests' `faces`) + unlabelled images, less the faces that leak LFW identities."""
+    stream = open_for_training(cfg, schedule.input_size) if faces is None else None
     faces = stream if stream is not None else faces
     if faces is None:
         faces = load_faces(cfg.data if cfg.data == "synthetic" else ", ".join(resolve_sources(cfg.data)),
@@ -217,175 +265,257 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
 
         faces, full_targets, leakage = drop_lfw_leaks(faces, resolve_path(cfg.teacher), resolve_path(cfg.leakage_lfw),
                                                       cfg.leakage_quantile, device, cfg.progress and main)
-    fingerprint = faces.fingerprint()
-    targets, online = None, None
-    if cfg.teacher:
-        teacher_path = resolve_path(cfg.teacher)
-        if cfg.teacher_views == "online":
-            teacher_hash = teacher_sha256(teacher_path)
-            online = load_embedder(teacher_path, device=device, onnx_runtime="auto")
-            size = schedule.input_size
-            teacher_dim = online.forward_nchw(np.zeros((1, 3, size, size), np.float32)).shape[1]
-        else:  # the leakage filter embedded every face already, or the teacher does it now
-            plain, mirror, teacher_hash = full_targets or teacher_targets(teacher_path, faces.images,
-                                                                          cfg.progress and main, device=device)
-            targets, teacher_dim = (torch.from_numpy(plain), torch.from_numpy(mirror)), plain.shape[1]
-        if teacher_dim != schedule.embedding_size:
-            raise UserError(f"teacher embeds to {teacher_dim} dims but {schedule.name} to "
-                            f"{schedule.embedding_size}; set embedding_size in the schedule to match")
-    if ck is not None:
-        _check_resumable(ck, cfg, fingerprint)
-    if cfg.batch_size % world:
-        raise UserError(f"batch size {cfg.batch_size} does not split over {world} processes; use a multiple of {world}")
+    return _Data(faces, stream is not None, faces.fingerprint(), leakage, full_targets)
 
-    torch.manual_seed(cfg.seed)
+
+@dataclass
+class _Teacher:
+    """Distillation targets: cached per image (plain and mirrored), or computed online on each augmented batch."""
+
+    sha256: str
+    targets: tuple[torch.Tensor, torch.Tensor] | None
+    online: Embedder | None
+
+    def batch_targets(self, x: torch.Tensor, idx: torch.Tensor | None, flip: torch.Tensor, device: str
+                      ) -> torch.Tensor:
+        if self.online is not None:
+            return self.online.forward_tensor(x)
+        plain, mirror = self.targets
+        return torch.where(flip[:, None], mirror[idx], plain[idx]).to(device)
+
+
+def _load_teacher(cfg: TrainConfig, schedule: Schedule, data: _Data, device: str, main: bool) -> _Teacher:
+    path = resolve_path(cfg.teacher)
+    if cfg.teacher_views == "online":
+        sha = teacher_sha256(path)
+        online = load_embedder(path, device=device, onnx_runtime="auto")
+        size = schedule.input_size
+        teacher = _Teacher(sha, None, online)
+        dim = online.forward_nchw(np.zeros((1, 3, size, size), np.float32)).shape[1]
+    else:  # the leakage filter embedded every face already, or the teacher does it now
+        plain, mirror, sha = data.full_targets or teacher_targets(path, data.faces.images, cfg.progress and main,
+                                                                  device=device)
+        teacher = _Teacher(sha, (torch.from_numpy(plain), torch.from_numpy(mirror)), None)
+        dim = plain.shape[1]
+    if dim != schedule.embedding_size:
+        raise UserError(f"teacher embeds to {dim} dims but {schedule.name} to "
+                        f"{schedule.embedding_size}; set embedding_size in the schedule to match")
+    return teacher
+
+
+# -- network and optimiser ------------------------------------------------------------------------------------------
+
+def _make_net(cfg: TrainConfig, schedule: Schedule, init: FaceMobileNet | None, num_classes: int, device: str
+              ) -> _Trainable:
+    torch.manual_seed(cfg.seed)  # before any parameter is drawn: the same seed gives the same start
     model = FaceMobileNet(schedule)
     if init is not None:
         model.load_state_dict(init.state_dict())
-    head = MarginHead(schedule.embedding_size, faces.num_classes, cfg.loss, cfg.s, cfg.m, cfg.terms)
-    n_labelled = len(faces) if stream is not None else int((faces.labels >= 0).sum())
-    net = _Trainable(model, head).to(device)
+    head = MarginHead(schedule.embedding_size, num_classes, cfg.loss, cfg.s, cfg.m, cfg.terms)
+    return _Trainable(model, head).to(device)
+
+
+def _make_optimiser(cfg: TrainConfig, net: nn.Module) -> torch.optim.Optimizer:
+    """SGD (Nesterov) or AdamW; weight decay on weight matrices and kernels only, not on biases or norms."""
     decay, no_decay = [], []
-    for n, p in net.named_parameters():
+    for _, p in net.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    opt = (torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True) if cfg.optimizer == "sgd"
-           else torch.optim.AdamW(groups, lr=cfg.lr))
-    start_epoch, history = 0, []
-    if ck is not None:
-        try:
-            net.load_state_dict(ck["net"])
-            opt.load_state_dict(ck["optimizer"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as e:
-            raise UserError(f"--resume: the checkpoint's weights do not fit this run ({str(e).splitlines()[0][:120]}); "
-                            f"start afresh with --overwrite") from None
-        start_epoch, history = ck["epoch"], ck["history"]
-    ddp = nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    return (torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True) if cfg.optimizer == "sgd"
+            else torch.optim.AdamW(groups, lr=cfg.lr))
 
-    images = torch.from_numpy(faces.images) if stream is None else None
-    labels = torch.from_numpy(faces.labels) if stream is None else None
-    local_bs = cfg.batch_size // world
-    steps = len(faces) // cfg.batch_size
-    if steps == 0:
-        raise UserError(f"batch size {cfg.batch_size} is larger than the data set ({len(faces)} images); lower --batch-size")
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        extra = (f" + {cfg.distill_weight:g} x (1 - cos) distillation from {Path(cfg.teacher).name} "
-                 f"({cfg.teacher_views} teacher views{f', {cfg.mixup:.0%} mixup' if cfg.mixup else ''})"
-                 if cfg.teacher else "")
-        extra += f"; {cfg.augment_policy} augmentation" if cfg.augment else "; no augmentation"
-        print(f"training {schedule.name} on {faces.describe()}\n  loss {head.describe()}{extra}, {cfg.epochs} epochs x "
-              f"{steps} steps, batch {cfg.batch_size}, {world} process(es) on {device}")
-    bar = tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, unit="step", disable=not (cfg.progress and main),
-               dynamic_ncols=True)
-    t_start = time.perf_counter()
+
+def _restore(ck: dict[str, Any], net: nn.Module, opt: torch.optim.Optimizer) -> tuple[int, list[dict[str, Any]]]:
+    """Load a checkpoint's weights and optimizer state; (epochs done, their history)."""
+    try:
+        net.load_state_dict(ck["net"])
+        opt.load_state_dict(ck["optimizer"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"--resume: the checkpoint's weights do not fit this run ({str(e).splitlines()[0][:120]}); "
+                        f"start afresh with --overwrite") from None
+    return ck["epoch"], ck["history"]
+
+
+# -- the epoch loop -------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Run:
+    """What the epoch loop and the callbacks share."""
+
+    cfg: TrainConfig
+    schedule: Schedule
+    data: _Data
+    teacher: _Teacher | None
+    net: _Trainable
+    ddp: nn.Module  # `net`, wrapped in DistributedDataParallel when world > 1
+    opt: torch.optim.Optimizer
+    device: str
+    rank: int
+    world: int
+    history: list[dict[str, Any]]
+    steps: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.data.faces)
+        self.steps = n // self.cfg.batch_size
+        if self.steps == 0:
+            raise UserError(f"batch size {self.cfg.batch_size} is larger than the data set ({n} images); lower "
+                            "--batch-size")
+
+
+def _announce(run: _Run) -> None:
+    cfg = run.cfg
+    extra = (f" + {cfg.distill_weight:g} x (1 - cos) distillation from {Path(cfg.teacher).name} "
+             f"({cfg.teacher_views} teacher views{f', {cfg.mixup:.0%} mixup' if cfg.mixup else ''})"
+             if cfg.teacher else "")
+    extra += f"; {cfg.augment_policy} augmentation" if cfg.augment else "; no augmentation"
+    print(f"training {run.schedule.name} on {run.data.faces.describe()}\n  loss {run.net.head.describe()}{extra}, "
+          f"{cfg.epochs} epochs x {run.steps} steps, batch {cfg.batch_size}, {run.world} process(es) on {run.device}")
+
+
+def _fit(run: _Run, start_epoch: int, out: Path, stop_after_epoch: int | None) -> int | None:
+    """Train from `start_epoch` to the end, checkpointing each epoch; the epoch it stopped after when
+    `stop_after_epoch` cut it short (tests of resume), else None."""
+    cfg, main = run.cfg, run.rank == 0
+    bar = tqdm(total=cfg.epochs * run.steps, initial=start_epoch * run.steps, unit="step",
+               disable=not (cfg.progress and main), dynamic_ncols=True)
     for epoch in range(start_epoch, cfg.epochs):
-        ddp.train()
-        # Per-epoch generators: a resumed run draws exactly the batches and augmentations it would have.
-        g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        perm = torch.randperm(len(faces), generator=g)[: steps * cfg.batch_size].view(steps, cfg.batch_size)
-        losses, accs, distills, t0 = [], [], [], time.perf_counter()
-        bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
-        mine = perm[:, rank * local_bs:(rank + 1) * local_bs]
-        # (index, uint8 images, labels) per step: slices of the in-memory array, or DataLoader batches of a stream
-        batches = (((None, xb, yb) for xb, yb in epoch_batches(faces, epoch, steps, local_bs, rank, world, cfg.seed,
-                                                               cfg.workers)) if stream is not None
-                   else ((idx, images[idx], labels[idx]) for idx in mine))
-        for i, (idx, xb, yb) in enumerate(batches):
-            x = to_float(xb.to(device))
-            flip = torch.zeros(len(x), dtype=torch.bool)
-            if cfg.augment:
-                x, flip = (augment_strong if cfg.augment_policy == "strong" else augment)(x, g, return_flip=True)
-            y = yb.to(device)
-            if cfg.mixup:  # the first k images become mixes of two batch images: new points for distillation
-                k = int(round(cfg.mixup * len(x)))
-                lam = torch.rand(k, 1, 1, 1, generator=g).to(device) * 0.6 + 0.2
-                other = x[torch.randint(len(x), (k,), generator=g).to(device)]
-                x = torch.cat([lam * x[:k] + (1 - lam) * other, x[k:]])
-                y = torch.cat([torch.full((k,), -1, dtype=y.dtype, device=device), y[k:]])
-            target = None
-            if online is not None:
-                target = online.forward_tensor(x)
-            elif targets is not None:
-                target = torch.where(flip[:, None], targets[1][idx], targets[0][idx]).to(device)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(cfg, epoch * steps + i, steps)
-            loss, acc, dist_loss = ddp(x, y, target, cfg.distill_weight)
-            distills.append(dist_loss.item())
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"loss became {loss.item()} at epoch {epoch + 1} step {i + 1}; lower --lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            accs.append(acc.item())
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", acc=f"{np.mean(accs[-20:]):.2f}",
-                            img_s=f"{(i + 1) * cfg.batch_size / (time.perf_counter() - t0):.0f}")
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_accuracy": float(np.mean(accs)),
-                        "distill_loss": float(np.mean(distills)),
-                         "lr_end": opt.param_groups[0]["lr"],
-                         "images_per_s": round(steps * cfg.batch_size / (time.perf_counter() - t0), 1)})
+        run.history.append(_run_epoch(run, epoch, bar))
         if main and not cfg.progress:
-            h = history[-1]
+            h = run.history[-1]
             print(f"  epoch {h['epoch']}/{cfg.epochs}: loss {h['loss']:.3f}, train acc {h['train_accuracy']:.3f}, "
                   f"{h['images_per_s']} img/s", flush=True)
         if main:
-            state = {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "data_fingerprint": fingerprint,
-                     "epoch": epoch + 1, "history": history, "net": net.state_dict(), "optimizer": opt.state_dict(),
-                     "schedule": schedule.to_dict()}
-            atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(state, p))
-        if _stop_after_epoch is not None and epoch + 1 >= _stop_after_epoch:
+            _save_checkpoint(run, out, epoch + 1)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             bar.close()
-            return {"interrupted_after_epoch": epoch + 1}
+            return epoch + 1
     bar.close()
-    train_s = time.perf_counter() - t_start
-    if world > 1:
-        dist.barrier()
-    if not main:
-        return {}
+    return None
 
+
+def _epoch_batches(run: _Run, epoch: int, g: torch.Generator
+                   ) -> Iterator[tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]]:
+    """(index, uint8 images, labels) per step of this process: slices of the in-memory array, or DataLoader
+    batches of a stream."""
+    cfg, faces, steps = run.cfg, run.data.faces, run.steps
+    local_bs = cfg.batch_size // run.world
+    # drawn for a stream too, which has its own order: `g` then goes on to the augmentations in the same state
+    perm = torch.randperm(len(faces), generator=g)[: steps * cfg.batch_size].view(steps, cfg.batch_size)
+    if run.data.streamed:
+        for xb, yb in epoch_batches(faces, epoch, steps, local_bs, run.rank, run.world, cfg.seed, cfg.workers):
+            yield None, xb, yb
+        return
+    images, labels = torch.from_numpy(faces.images), torch.from_numpy(faces.labels)
+    for idx in perm[:, run.rank * local_bs:(run.rank + 1) * local_bs]:
+        yield idx, images[idx], labels[idx]
+
+
+def _prepare_batch(run: _Run, idx: torch.Tensor | None, xb: torch.Tensor, yb: torch.Tensor, g: torch.Generator
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Augmented float images, labels (-1 for mixes) and distillation targets of one batch."""
+    cfg, device = run.cfg, run.device
+    x = to_float(xb.to(device))
+    flip = torch.zeros(len(x), dtype=torch.bool)
+    if cfg.augment:
+        x, flip = (augment_strong if cfg.augment_policy == "strong" else augment)(x, g, return_flip=True)
+    y = yb.to(device)
+    if cfg.mixup:  # the first k images become mixes of two batch images: new points for distillation
+        k = int(round(cfg.mixup * len(x)))
+        lam = torch.rand(k, 1, 1, 1, generator=g).to(device) * 0.6 + 0.2
+        other = x[torch.randint(len(x), (k,), generator=g).to(device)]
+        x = torch.cat([lam * x[:k] + (1 - lam) * other, x[k:]])
+        y = torch.cat([torch.full((k,), -1, dtype=y.dtype, device=device), y[k:]])
+    target = run.teacher.batch_targets(x, idx, flip, device) if run.teacher is not None else None
+    return x, y, target
+
+
+def _run_epoch(run: _Run, epoch: int, bar: tqdm) -> dict[str, Any]:
+    """One pass over the data; the epoch's history entry."""
+    cfg, steps, opt = run.cfg, run.steps, run.opt
+    run.ddp.train()
+    # Per-epoch generators: a resumed run draws exactly the batches and augmentations it would have.
+    g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+    losses, accs, distills, t0 = [], [], [], time.perf_counter()
+    bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
+    for i, (idx, xb, yb) in enumerate(_epoch_batches(run, epoch, g)):
+        x, y, target = _prepare_batch(run, idx, xb, yb, g)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, epoch * steps + i, steps)
+        loss, acc, dist_loss = run.ddp(x, y, target, cfg.distill_weight)
+        distills.append(dist_loss.item())
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"loss became {loss.item()} at epoch {epoch + 1} step {i + 1}; lower --lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        accs.append(acc.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", acc=f"{np.mean(accs[-20:]):.2f}",
+                        img_s=f"{(i + 1) * cfg.batch_size / (time.perf_counter() - t0):.0f}")
+    return {"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_accuracy": float(np.mean(accs)),
+            "distill_loss": float(np.mean(distills)), "lr_end": opt.param_groups[0]["lr"],
+            "images_per_s": round(steps * cfg.batch_size / (time.perf_counter() - t0), 1)}
+
+
+# -- callbacks: checkpoint, evaluation, manifest ---------------------------------------------------------------------
+
+def _save_checkpoint(run: _Run, out: Path, epochs_done: int) -> None:
+    """Everything an exact resume needs (format compress.checkpoint/1), written atomically."""
+    state = {"format": CHECKPOINT_FORMAT, "config": run.cfg.to_dict(), "data_fingerprint": run.data.fingerprint,
+             "epoch": epochs_done, "history": run.history, "net": run.net.state_dict(),
+             "optimizer": run.opt.state_dict(), "schedule": run.schedule.to_dict()}
+    atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(state, p))
+
+
+def _evaluate(run: _Run, out: Path, train_s: float) -> dict[str, Any]:
+    """The manifest's metrics: final training figures, held-out synthetic verification, LFW when asked."""
+    cfg, history, model = run.cfg, run.history, run.net.model
     metrics: dict[str, Any] = {"final_loss": history[-1]["loss"], "final_train_accuracy": history[-1]["train_accuracy"],
                                "train_seconds_this_run": round(train_s, 1)}
-    if faces.synthetic:
+    if run.data.faces.synthetic:
         metrics["verification"] = _synthetic_eval(model, cfg)
         print(f"  held-out synthetic verification: {metrics['verification']['summary']}")
     if cfg.eval_lfw:
         from ..evaluate.embed import TorchEmbedder
         from ..evaluate.lfw import evaluate_lfw
 
-        lfw = evaluate_lfw(TorchEmbedder(model.eval(), name=f"{out.name} ({schedule.name})"), resolve_path(cfg.eval_lfw),
-                           progress=cfg.progress, roc_path=out / "lfw_roc.png")
+        lfw = evaluate_lfw(TorchEmbedder(model.eval(), name=f"{out.name} ({run.schedule.name})"),
+                           resolve_path(cfg.eval_lfw), progress=cfg.progress, roc_path=out / "lfw_roc.png")
         metrics["lfw"] = lfw
         for key, line in lfw["summary"].items():
             print(f"  LFW View 2 ({'flip fusion' if key == 'flip' else 'no flip'}; pytorch, measured on {lfw['host']}): {line}")
-    save_model(model.cpu(), out / "model.pt", {"trained_with": head.describe()})
-    manifest = {
+    return metrics
+
+
+def _manifest(run: _Run, metrics: dict[str, Any]) -> dict[str, Any]:
+    cfg, data, faces, teacher, device = run.cfg, run.data, run.data.faces, run.teacher, run.device
+    return {
         "kind": "train",
         "created": now_iso(),
         "model": "model.pt",
-        "schedule": schedule.to_dict(),
+        "schedule": run.schedule.to_dict(),
         "config": cfg.to_dict(),
-        "data": {"description": faces.describe(), "fingerprint": fingerprint, "synthetic": faces.synthetic,
-                 "images": len(faces), "labelled_images": n_labelled, "identities": faces.num_classes,
+        "data": {"description": faces.describe(), "fingerprint": data.fingerprint, "synthetic": faces.synthetic,
+                 "images": len(faces), "labelled_images": data.labelled_images, "identities": faces.num_classes,
                  "skipped_unreadable": len(faces.skipped),
                  "dropped_by_cleaning": {k: len(v) for k, v in faces.dropped.items()},
-                 "lfw_leakage_filter": leakage},
-        "teacher": {"path": cfg.teacher, "sha256": teacher_hash,
-                    "online_runtime": online.runtime if online is not None else None} if cfg.teacher else None,
+                 "lfw_leakage_filter": data.leakage},
+        "teacher": {"path": cfg.teacher, "sha256": teacher.sha256,
+                    "online_runtime": teacher.online.runtime if teacher.online is not None else None}
+                   if teacher is not None else None,
         "init_model": cfg.init_model or None,
-        "loss": head.describe(),
-        "history": history,
+        "loss": run.net.head.describe(),
+        "history": run.history,
         "metrics": metrics,
         "host": host_description(),
-        "world_size": world,
+        "world_size": run.world,
         "device": device,
         "accelerator": torch.cuda.get_device_name(device) if device.startswith("cuda") else None,
         "versions": versions(),
         "code": code_fingerprint(),
     }
-    write_json(out / MANIFEST_FILE, manifest)
-    return manifest
 
 
 def _model_spec(value: str) -> str | Path:
