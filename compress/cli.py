@@ -171,7 +171,7 @@ def prune(model_path, schedule, ratio, criterion, round_to, steps, depth, lfw, d
           finetune_lr, out, overwrite, no_progress) -> None:
     """Structured pruning (channels and whole blocks) of a trained model down to a schedule, one-shot or in
     --steps with short fine-tuning between them."""
-    from .prune.run import prune_artifact
+    from .prune.folders import prune_artifact
 
     if out is None:
         out = Path("runs") / "pruned" / f"{safe_name(model_path)}-{schedule or f'ratio{ratio}'}"
@@ -247,7 +247,7 @@ def quantize(model_path, out, mode, calibration_spec, calibration_images, keep_f
 def export(target, model_path, precision, out, lfw, parity_spec, parity_images, threads, overwrite, no_progress,
            bundle) -> None:
     """Export for a board (TensorRT-ready ONNX, OpenVINO IR, TFLite, ONNX) and prove parity in its runtime here."""
-    from .export.run import export_artifact
+    from .export.folders import export_artifact
 
     m = export_artifact(model_path, target, out=out, precision=precision, parity_spec=parity_spec,
                         n_parity=parity_images, lfw=lfw, threads=threads, overwrite=overwrite,
@@ -343,7 +343,7 @@ def estimate(model_path, target_names, precision, json_out) -> None:
 def _default_bench_artifact() -> Path:
     """The default model's plain ONNX export, made once (with its parity record) and reused."""
     from .artifacts import read_manifest
-    from .export.run import default_out, export_artifact
+    from .export.folders import default_out, export_artifact
     from .zoo import load_entry
 
     out = default_out(DEFAULT_MODEL, "onnx", "fp32")

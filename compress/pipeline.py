@@ -225,14 +225,14 @@ def _prune_stage(p: _Plan) -> Stage:
     pc, src, prune_dir = p.rec.prune, rf.stage_dir(p.out, "train"), rf.stage_dir(p.out, "prune")
 
     def do_prune() -> None:
-        from .prune.run import prune_artifact
+        from .prune.folders import prune_artifact
 
         prune_artifact(src, prune_dir, schedule=pc.schedule, ratio=pc.ratio, criterion=pc.criterion,
                        round_to=pc.round_to, steps=pc.steps, depth=pc.depth, data=pc.data, align=pc.align,
                        finetune_steps=pc.finetune_steps, finetune_lr=pc.finetune_lr, overwrite=True, progress=False)
         _evaluate_model(p, "pruned", prune_dir)()
     return Stage("prune", [asdict(pc), p.ev.key()], [src / "model.pt"],
-                 [prune_dir / "model.pt", *_accuracy_outputs(p, "pruned")], do_prune, ("compress.prune.run",))
+                 [prune_dir / "model.pt", *_accuracy_outputs(p, "pruned")], do_prune, ("compress.prune.folders",))
 
 
 def _quantize_stage(p: _Plan) -> Stage:
@@ -266,7 +266,7 @@ def _export_stage(p: _Plan, name: str, prec: str) -> Stage:
     parity_spec = px.parity_data or (f"lfw-unpaired:{p.ev.lfw}" if p.ev.lfw else None)
 
     def do_export() -> None:
-        from .export.run import export_artifact
+        from .export.folders import export_artifact
         from .export.runtimes import load_runner
 
         m = export_artifact(src, name, out=e_dir, precision=prec, n_parity=px.parity_images, parity_spec=parity_spec,
@@ -276,7 +276,7 @@ def _export_stage(p: _Plan, name: str, prec: str) -> Stage:
         _record(p.out, stage, p.ev(runner), p.ev.flip)
     return Stage(f"export {name} {prec}", [px.parity_images, parity_spec, p.ev.key()], [src],
                  [e_dir / "manifest.json", rf.accuracy_file(p.out, stage)], do_export,
-                 ("compress.export.run", "compress.export.runtimes"))
+                 ("compress.export.folders", "compress.export.runtimes"))
 
 
 def _bench_stage(p: _Plan, targets: list[tuple[str, str]]) -> Stage:

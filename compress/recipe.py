@@ -48,7 +48,7 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class PruneConfig:
-    """[prune] (compress.prune.run.prune_artifact): structured pruning with short fine-tuning."""
+    """[prune] (compress.prune.folders.prune_artifact): structured pruning with short fine-tuning."""
     schedule: str | None = None  # target channel schedule (or ratio)
     ratio: float | None = _num(None, 0, lo_open=True, hi=1)  # keep this fraction of every layer's channels
     criterion: str = "l1"  # channel importance: l1, l2, bn, taylor
@@ -80,7 +80,7 @@ class QuantizeConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """[export] (compress.export.run.export_artifact): which targets, and the parity check."""
+    """[export] (compress.export.folders.export_artifact): which targets, and the parity check."""
     targets: str | tuple[str, ...] = "all"  # "all" (each at its default precision) or ["name", "name:precision"]
     parity_images: int = _num(256, 1)
     parity_data: str | None = None  # parity faces (None: LFW unpaired when evaluating on LFW, else synthetic)

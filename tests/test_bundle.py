@@ -309,7 +309,7 @@ def test_foreign_tar_is_never_replaced(tmp_path):
 
 @pytest.mark.slow
 def test_export_artifact_writes_the_tar(tmp_path):
-    from compress.export.run import export_artifact
+    from compress.export.folders import export_artifact
 
     out = tmp_path / "zoo-onnx"
     m = export_artifact("zoo:table3", "onnx", out=out, n_parity=8, progress=False, bundle=True)

@@ -70,7 +70,7 @@ def test_item4_prune_rejects_meaningless_numbers(monkeypatch, capsys, tmp_path, 
 
 
 def test_item4_no_plan_makes_a_zero_channel_layer():
-    from compress.prune.api import ratio_schedule
+    from compress.prune.in_memory import ratio_schedule
     from compress.prune.plan import plan_pruning
     from compress.schedules import load_schedule
 

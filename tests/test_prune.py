@@ -316,7 +316,7 @@ def test_prune_artifact_iterative_taylor_with_finetuning_between_steps(tmp_path)
     """The CLI's path: Taylor importance from a loss on real-format data, 2 steps, fine-tuning after each."""
     import json
 
-    from compress.prune.run import prune_artifact
+    from compress.prune.folders import prune_artifact
 
     from .conftest import toy_faces, write_image_folder
 

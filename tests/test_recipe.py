@@ -50,8 +50,8 @@ def test_defaults_are_the_library_and_cli_defaults():
     """The library functions and the CLI take their defaults from the configs."""
     import inspect
 
-    from compress.export.run import export_artifact
-    from compress.prune.run import prune_artifact
+    from compress.export.folders import export_artifact
+    from compress.prune.folders import prune_artifact
     from compress.quantize import quantize_artifact
 
     q = inspect.signature(quantize_artifact).parameters

@@ -62,7 +62,7 @@ def run(tmp_path_factory):  # end to end (NNCF quantize, exports, benches): its 
     from compress.bench.latency import bench_artifact
     from compress.data.sources import EVAL_IDENTITY_OFFSET, synthetic_faces
     from compress.evaluate.embed import OnnxEmbedder, TorchEmbedder
-    from compress.export.run import export_artifact
+    from compress.export.folders import export_artifact
     from compress.model.io import save_model
     from compress.quantize import load_quantized, quantize_artifact
 

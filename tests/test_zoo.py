@@ -100,7 +100,7 @@ def test_entry_loads_and_matches_its_record(name):
 def test_entry_exports_with_parity(name, tmp_path):
     """jetson-nano (fp16 ONNX for TensorRT) and raspberry-pi-4 (int8 TFLite, calibrated on the built-in faces,
     so it works without ../shared), each checked in its runtime here."""
-    from compress.export.run import export_artifact
+    from compress.export.folders import export_artifact
     from compress.quantize import quantize_artifact
 
     m = export_artifact(f"zoo:{name}", "jetson-nano", out=tmp_path / "jn", progress=False)

@@ -19,7 +19,7 @@ from ..quantize.artifact import is_quantized_artifact, load_quantized
 from ..quantize.calibration import calibration_faces
 from ..recipe import ExportConfig
 from ..targets import load_target
-from .api import export_model
+from .in_memory import export_model
 from .bundle import check_tar_out, write_tar
 
 MIN_PARITY_FACES = 200  # issue contract: parity on at least 200 real aligned faces

@@ -21,7 +21,7 @@ from ..model.complexity import MAC_SOURCE, count_macs
 from ..model.io import load_model, resolve_model_file, save_model
 from ..model.network import FaceMobileNet
 from ..recipe import PruneConfig
-from .api import prune_to_schedule, ratio_schedule
+from .in_memory import prune_to_schedule, ratio_schedule
 from .plan import format_plan, plan_pruning, round_schedule
 
 CLI_CRITERIA = ("l1", "l2", "bn", "taylor")  # taylor needs --data: the loss whose change it estimates
