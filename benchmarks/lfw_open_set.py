@@ -147,13 +147,13 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from compress.evaluate.lfw import _align, locate_lfw, parse_pairs, unique_images
+    from compress.evaluate.lfw import align_benchmark_images, locate_lfw, parse_pairs, unique_images
 
     pairs_path, root = locate_lfw(args.lfw)
     only = set(unique_images(parse_pairs(pairs_path))) if args.subset == "pairs" else None
     split = lfw_split(root, only)
     t0 = time.perf_counter()
-    images, align_info = _align(split["files"], None, progress=True)
+    images, align_info = align_benchmark_images(split["files"], None, progress=True)
     align_s = time.perf_counter() - t0
     rows = []
     name = "lfw_open_set" if only is None else "lfw_open_set_pairs_subset"

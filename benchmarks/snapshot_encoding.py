@@ -16,7 +16,7 @@ import numpy as np
 from compress.artifacts import file_sha256, host_description, now_iso, write_json
 from compress.data.snapshot import decode, encode
 from compress.evaluate.embed import load_embedder
-from compress.evaluate.lfw import _align, locate_lfw, parse_pairs, unique_images
+from compress.evaluate.lfw import align_benchmark_images, locate_lfw, parse_pairs, unique_images
 from compress.evaluate.verification import cosine_scores, kfold_verification
 from compress.model.io import resolve_model_file
 
@@ -42,7 +42,7 @@ def main() -> None:
     pairs_path, root = locate_lfw(SHARED / "data/lfw")
     pairs = parse_pairs(pairs_path)
     names = unique_images(pairs)
-    images, _ = _align([root / n for n in names], None, True)
+    images, _ = align_benchmark_images([root / n for n in names], None, True)
     models = {"teacher (MobileFaceNet, onnxruntime)": load_embedder(TEACHER),
               f"{args.model} (pytorch)": load_embedder(args.model)}
     base = {k: m.embed(images, flip=True) for k, m in models.items()}

@@ -37,12 +37,12 @@ class LfwGallery:
 
 def lfw_gallery(teacher: Path, lfw_dir: str | Path, progress: bool = True, device: str = "cpu") -> LfwGallery:
     """Align (cached) and embed every image named in LFW's pairs.txt with the teacher (cached per data)."""
-    from ..evaluate.lfw import _align, locate_lfw, parse_pairs, unique_images
+    from ..evaluate.lfw import align_benchmark_images, locate_lfw, parse_pairs, unique_images
     from ..train.distill import teacher_targets
 
     pairs_path, root = locate_lfw(lfw_dir)
     names = unique_images(parse_pairs(pairs_path))
-    images, _ = _align([root / n for n in names], None, progress)
+    images, _ = align_benchmark_images([root / n for n in names], None, progress)
     plain, _, _ = teacher_targets(teacher, images, progress, device=device)
     people = np.array([n.split("/")[0] for n in names])
     return LfwGallery(plain, people, names)

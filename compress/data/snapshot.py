@@ -155,7 +155,7 @@ def snapshot_from_recipe(cfg: Any, out: Path, *, encoding: str = "webp", quality
                          lfw: bool = True, progress: bool = True) -> dict[str, Any]:
     """The training faces of a TrainConfig as its run would see them (aligned, with its unlabelled sources and
     its LFW leakage filter) plus, with `lfw`, the aligned images of its eval_lfw pairs: one snapshot file."""
-    from ..evaluate.lfw import _align, locate_lfw, parse_pairs, unique_images
+    from ..evaluate.lfw import align_benchmark_images, locate_lfw, parse_pairs, unique_images
     from ..recipe import resolve_path, resolve_sources
     from .sources import load_faces, with_unlabelled
 
@@ -177,7 +177,7 @@ def snapshot_from_recipe(cfg: Any, out: Path, *, encoding: str = "webp", quality
             raise UserError("the recipe names no eval_lfw folder to pack; set eval_lfw or pass --no-lfw")
         pairs_path, root = locate_lfw(resolve_path(cfg.eval_lfw))
         names = unique_images(parse_pairs(pairs_path))
-        images, _ = _align([root / n for n in names], None, progress)
+        images, _ = align_benchmark_images([root / n for n in names], None, progress)
         lfw_part = (images, names, pairs_path.read_text())
     return write_snapshot(out, faces, lfw_part, encoding=encoding, quality=quality, lfw_quality=lfw_quality,
                           extra=extra, progress=progress)

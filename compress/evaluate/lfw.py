@@ -173,7 +173,9 @@ def _align_files(paths: list[Path], cache_dir, progress: bool):
 _ALIGNED = ("ok", "aligned", "haar_reject")
 
 
-def _align(paths: list[Path], cache_dir, progress: bool) -> tuple[np.ndarray, dict]:
+def align_benchmark_images(paths: list[Path], cache_dir: Path | None, progress: bool) -> tuple[np.ndarray, dict]:
+    """Aligned uint8 crops of every image (the benchmark protocol: an image without a detected face gets the
+    centre-crop fallback, counted in the returned info; an unreadable one is an error) and that info."""
     images, statuses, description = _align_files(paths, cache_dir, progress)
     images = np.asarray(images)
     if images.shape != (len(paths), _SIZE, _SIZE, 3) or images.dtype != np.uint8:
@@ -250,7 +252,7 @@ def evaluate_lfw(embedder, lfw_dir: str | Path, *, flip: bool | Literal["both"] 
 
     t0 = time.perf_counter()
     marker = Path(lfw_dir) / "aligned.json"  # written by `compress data snapshot` unpack: crops aligned already
-    images, align_info = _read_aligned(paths, marker) if marker.is_file() else _align(paths, cache_dir, progress)
+    images, align_info = _read_aligned(paths, marker) if marker.is_file() else align_benchmark_images(paths, cache_dir, progress)
     align_s = time.perf_counter() - t0
 
     index = {n: i for i, n in enumerate(names)}
