@@ -157,20 +157,13 @@ def snapshot_from_recipe(cfg: Any, out: Path, *, encoding: str = "webp", quality
     its LFW leakage filter) plus, with `lfw`, the aligned images of its eval_lfw pairs: one snapshot file."""
     from ..evaluate.lfw import align_benchmark_images, locate_lfw, parse_pairs, unique_images
     from ..recipe import resolve_path, resolve_sources
-    from .sources import load_faces, with_unlabelled
+    from .sources import load_faces, recipe_extras
 
     if cfg.data == "synthetic":
         raise UserError("a snapshot holds real faces; the recipe's data is 'synthetic' (built in, nothing to pack)")
     faces = load_faces(", ".join(resolve_sources(cfg.data)), progress=progress, align=cfg.align)
-    if cfg.unlabelled:
-        faces = with_unlabelled(faces, resolve_sources(cfg.unlabelled), progress=progress, align=cfg.align)
-    extra: dict[str, Any] = {"recipe_config": cfg.to_dict()}
-    if cfg.leakage_lfw:
-        from .leakage import drop_lfw_leaks
-
-        faces, _, extra["lfw_leakage_filter"] = drop_lfw_leaks(faces, resolve_path(cfg.teacher),
-                                                               resolve_path(cfg.leakage_lfw), cfg.leakage_quantile,
-                                                               progress=progress)
+    faces, _, leakage = recipe_extras(faces, cfg, progress=progress)
+    extra: dict[str, Any] = {"recipe_config": cfg.to_dict(), **({"lfw_leakage_filter": leakage} if leakage else {})}
     lfw_part = None
     if lfw:
         if not cfg.eval_lfw:

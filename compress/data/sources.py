@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pathlib import Path
+from typing import Any
 
 from .folder import FaceSet, read_files, read_image_folder
 
@@ -102,3 +103,20 @@ def lfw_unpaired_images(lfw_dir: str | Path) -> list[Path]:
     paired_people = {name.split("/")[0] for name in pairs.left + pairs.right}
     return [p for d in sorted(root.iterdir()) if d.is_dir() and d.name not in paired_people
             for p in sorted(d.glob("*.jpg"))]
+
+
+def recipe_extras(faces: FaceSet, cfg: Any, device: str = "cpu", progress: bool = True
+                  ) -> tuple[FaceSet, tuple | None, dict | None]:
+    """A recipe's labelled faces plus its `unlabelled` sources, less the faces its LFW leakage filter drops:
+    what a training run (and a data snapshot of it) sees. Returns (faces, the teacher's (plain, mirror)
+    embeddings of the kept faces when the filter computed them, else None, the filter's record or None)."""
+    from ..recipe import resolve_path, resolve_sources
+
+    if cfg.unlabelled:
+        faces = with_unlabelled(faces, resolve_sources(cfg.unlabelled), progress=progress, align=cfg.align)
+    if not cfg.leakage_lfw:
+        return faces, None, None
+    from .leakage import drop_lfw_leaks
+
+    return drop_lfw_leaks(faces, resolve_path(cfg.teacher), resolve_path(cfg.leakage_lfw), cfg.leakage_quantile,
+                          device, progress)

@@ -25,7 +25,7 @@ from ..artifacts import (atomic_write, code_fingerprint, folder_lock, manifest_k
                           host_description, now_iso, versions, write_json)
 from ..data.folder import FaceSet
 from ..data.lazy import StreamedFaces, epoch_batches, open_for_training
-from ..data.sources import EVAL_IDENTITY_OFFSET, load_faces, synthetic_faces, with_unlabelled
+from ..data.sources import EVAL_IDENTITY_OFFSET, load_faces, recipe_extras, synthetic_faces
 from ..data.transforms import augment, augment_strong, to_float
 from ..errors import UserError
 from ..evaluate.embed import Embedder, load_embedder
@@ -256,15 +256,7 @@ def _load_data(cfg: TrainConfig, schedule: Schedule, faces: FaceSet | None, devi
                            seed=cfg.synthetic_seed, progress=cfg.progress and main, align=cfg.align)
     if stream is None:  # a streamed set checks its identities when it opens
         check_identities(faces)
-    if cfg.unlabelled:
-        faces = with_unlabelled(faces, resolve_sources(cfg.unlabelled), progress=cfg.progress and main,
-                                align=cfg.align)
-    leakage, full_targets = None, None
-    if cfg.leakage_lfw:
-        from ..data.leakage import drop_lfw_leaks
-
-        faces, full_targets, leakage = drop_lfw_leaks(faces, resolve_path(cfg.teacher), resolve_path(cfg.leakage_lfw),
-                                                      cfg.leakage_quantile, device, cfg.progress and main)
+    faces, full_targets, leakage = recipe_extras(faces, cfg, device, cfg.progress and main)
     return _Data(faces, stream is not None, faces.fingerprint(), leakage, full_targets)
 
 
