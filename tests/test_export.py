@@ -93,6 +93,9 @@ def test_onnx_fp32(exports):
         assert tool in man["versions"]
     assert {"created", "host", "target", "runtime", "precision"} <= set(man)
     assert json.loads((out / "manifest.json").read_text()) == json.loads(json.dumps(man, default=str))
+    import onnx  # the final BN is folded into the embedding conv (parity above checks it is exact)
+    assert "BatchNormalization" not in {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
+    assert man["embedding_bn"].startswith("folded")
 
 
 @pytest.mark.slow

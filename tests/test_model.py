@@ -104,3 +104,23 @@ def test_user_schedule_file_builds(tmp_path):
                  '[[stages]]\nt=2\nc=8\nn=2\ns=2\n[[stages]]\nt=2\nc=16\nn=2\ns=2\nresidual="b"\n[head]\nc=64\n')
     m = build_model(p).eval()
     assert m(torch.randn(1, 3, 112, 112)).shape == (1, 32)
+
+
+def test_folding_the_embedding_bn_keeps_the_function():
+    from compress.model.network import fold_embedding_bn
+
+    torch.manual_seed(0)
+    m = build_model("table3")
+    with torch.no_grad():  # non-trivial BN statistics and affine terms
+        m.bn.running_mean.normal_()
+        m.bn.running_var.uniform_(0.5, 2.0)
+        m.bn.weight.normal_()
+        m.bn.bias.normal_()
+    m.eval()
+    folded = fold_embedding_bn(m)
+    x = torch.randn(4, 3, 112, 112)
+    with torch.no_grad():
+        assert torch.allclose(m(x), folded(x), atol=1e-4, rtol=1e-4)
+    assert isinstance(folded.bn, torch.nn.Identity) and folded.embedding.bias is not None
+    assert isinstance(m.bn, torch.nn.BatchNorm1d)  # the original is untouched
+

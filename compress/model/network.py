@@ -65,6 +65,23 @@ class FaceMobileNet(nn.Module):
         return out
 
 
+def fold_embedding_bn(model: FaceMobileNet) -> FaceMobileNet:
+    """A copy of an eval-mode model whose final BatchNorm1d is folded into the embedding conv (weights scaled, a
+    bias added, the BN an identity): the same function, and one op fewer for runtimes, which cannot fuse a BN
+    that follows a Flatten (onnxruntime ran it as a separate op: 2.7% of the fp32 time)."""
+    import copy
+
+    out = copy.deepcopy(model).eval()
+    bn, conv = out.bn, out.embedding
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        folded = nn.Conv2d(conv.in_channels, conv.out_channels, 1, bias=True)
+        folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        folded.bias.copy_(bn.bias - bn.running_mean * scale)
+    out.embedding, out.bn = folded, nn.Identity()
+    return out
+
+
 class _Flatten(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1)
