@@ -35,6 +35,7 @@ from compress.artifacts import (atomic_write, atomic_write_text, host_descriptio
 from compress.evaluate.embed import execution_notes  # noqa: E402
 from compress.identify.openset import open_set_metrics  # noqa: E402
 from compress.report.schema import runtime_label  # noqa: E402
+from readme_section import write_section  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 LFW = SHARED / "data" / "lfw"
@@ -178,18 +179,8 @@ def main() -> None:
         print(f"{label}: {rows[-1]['results']['all']}", file=sys.stderr)
         report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         write_json(OUT / f"{name}.json", report)  # after every model: what finished is reported
-        _write_section(OUT / "README.md", name, readme(report, f"{name}.json"))
+        write_section(OUT / "README.md", name, readme(report, f"{name}.json"), "Identification (issue 19)")
     print(f"wrote {OUT / (name + '.json')} and {OUT / 'README.md'}")
-
-
-def _write_section(readme: Path, name: str, section: str) -> None:
-    """Replace this benchmark's marked section of the study's README (the latency notes there stay)."""
-    text = readme.read_text() if readme.is_file() else "# Identification (issue 19)\n"
-    marker = f"<!-- {name} -->"
-    parts = text.split(marker)
-    body = f"{marker}\n{section.strip()}\n{marker}"
-    text = parts[0] + body + parts[2] if len(parts) == 3 else text.rstrip() + "\n\n" + body + "\n"
-    atomic_write_text(readme, text)
 
 
 def _cell(r: dict, key: str) -> str:

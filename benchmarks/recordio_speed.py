@@ -32,8 +32,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the RecordIO writer is kept with the tests (the product only reads)
 
-from compress.artifacts import atomic_write_text, host_description, versions, write_json  # noqa: E402
+from compress.artifacts import host_description, versions, write_json  # noqa: E402
 from compress.errors import UserError  # noqa: E402
+from readme_section import write_section  # noqa: E402
 
 IDENTITIES = 200
 UNIQUE = 10_000  # distinct encoded images; larger sets repeat them (image i is image i % UNIQUE, same label)
@@ -149,13 +150,7 @@ def write_report(out: Path, name: str, record: dict, readme_section: str, overwr
     if target.exists() and not overwrite:
         raise UserError(f"{target} exists; pass --overwrite to replace it")
     write_json(target, record)
-    readme = out / "README.md"
-    text = readme.read_text() if readme.is_file() else "# RecordIO and streamed data: measurements\n"
-    marker = f"<!-- {name} -->"
-    parts = text.split(marker)
-    body = f"{marker}\n{readme_section.strip()}\n{marker}"
-    text = parts[0] + body + parts[2] if len(parts) == 3 else text.rstrip() + "\n\n" + body + "\n"
-    atomic_write_text(readme, text if text.endswith("\n") else text + "\n")
+    write_section(out / "README.md", name, readme_section, "RecordIO and streamed data: measurements")
 
 
 def main() -> None:

@@ -131,13 +131,18 @@ def _pct(r: dict[str, Any]) -> str:
     return f"{100 * r['accuracy_mean']:.2f}% +- {100 * r['accuracy_std']:.2f}"
 
 
+def _init_model(m: dict[str, Any]) -> str | None:
+    """The zoo entry or run the first training run started from (None: trained from scratch)."""
+    return next((r.get("init_model") for r in m["training_runs"] if r["kind"] == "train"), None)
+
+
 def _from(m: dict[str, Any]) -> str:
-    init = next((r.get("init_model") for r in m["training_runs"] if r["kind"] == "train"), None)
+    init = _init_model(m)
     return f" on top of {init}, whose chain comes first" if init else " in all"
 
 
 def _init_line(m: dict[str, Any]) -> str:
-    init = next((r.get("init_model") for r in m["training_runs"] if r["kind"] == "train"), None)
+    init = _init_model(m)
     return f"\n- **Starting point**: fine-tuned from `{init}`; see that card for how it was made." if init else ""
 
 
