@@ -24,6 +24,24 @@ def toy_faces(classes: int = 6, per_class: int = 12, size: int = 112, seed: int 
     return FaceSet(np.stack(imgs), np.array(labels, np.int64), [f"c{i}" for i in range(classes)], "toy")
 
 
+def table3_with_bn_statistics(images: np.ndarray):
+    """A seeded table3 network whose BatchNorm statistics come from three train-mode passes over `images`, in
+    eval mode: real (non-degenerate) embeddings for export and bundle tests without training."""
+    import torch
+
+    from compress.data.transforms import to_float
+    from compress.model.network import build_model
+
+    torch.manual_seed(0)
+    m = build_model("table3")
+    x = to_float(torch.from_numpy(images))
+    m.train()
+    with torch.no_grad():
+        for _ in range(3):
+            m(x)
+    return m.eval()
+
+
 def write_image_folder(root: Path, faces: FaceSet) -> Path:
     """Write a FaceSet as an ImageFolder root/id<label>/<i>.png (what `--data DIR` reads)."""
     from PIL import Image

@@ -19,13 +19,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from compress.errors import UserError
 from compress.export import board_runner, export_model
 from compress.export.bundle import (CONFIG_FILE, FACES_FILE, RUNNER_FILE, SUMS_FILE, board_scripts, check_tar_out,
                                     tar_path, write_tar)
 from compress.targets import list_targets, load_target, parse_target
+
+from .conftest import table3_with_bn_statistics
 
 DATA = Path(__file__).parent / "data"
 FAKE_TRT = DATA / "fake_tensorrt"
@@ -43,16 +44,7 @@ def images() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model(images):
-    from compress.data.transforms import to_float
-    from compress.model.network import build_model
-
-    torch.manual_seed(0)
-    m = build_model("table3")
-    m.train()
-    with torch.no_grad():  # real BN statistics, so the embeddings are not degenerate
-        for _ in range(3):
-            m(to_float(torch.from_numpy(images)))
-    return m.eval()
+    return table3_with_bn_statistics(images)
 
 
 @pytest.fixture(scope="module")

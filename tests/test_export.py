@@ -15,6 +15,8 @@ from compress.export import FORMATS, export_model, load_runner
 from compress.export.runtimes import LiteRtEmbedder, OpenVinoEmbedder
 from compress.quantize.artifact import QuantizedArtifact
 
+from .conftest import table3_with_bn_statistics
+
 N_FACES = 32
 DESC = f"{N_FACES} synthetic faces (seed 0)"
 
@@ -28,17 +30,7 @@ def images() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model(images):
-    from compress.data.transforms import to_float
-    from compress.model.network import build_model
-
-    torch.manual_seed(0)
-    m = build_model("table3")
-    x = to_float(torch.from_numpy(images))
-    m.train()
-    with torch.no_grad():  # real BN statistics from a few train-mode passes
-        for _ in range(3):
-            m(x)
-    return m.eval()
+    return table3_with_bn_statistics(images)
 
 
 @pytest.fixture(scope="module")
