@@ -13,8 +13,10 @@ Images are aligned by the project's aligner (compress.data.align, cached); where
 benchmark's fallback applies (centre crop, counted in the JSON), as in `compress evaluate --lfw`.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lfw_open_set.py [--export DIR ...]
-int8 exports default to runs/exports/zoo-table3-{onnx,intel-nuc,raspberry-pi-4}-int8 (made by `compress quantize
---model zoo:table3` then `compress export --precision int8 --model runs/quantized/zoo-table3-ptq --target T`).
+int8 exports default to runs/exports/zoo-table3-{onnx,intel-nuc,raspberry-pi-4}-int8, made for the committed
+figures by `compress quantize --model zoo:table3 --calibration ../shared/data/celeba-299 --align --out
+runs/quantized/zoo-table3-ptq` then `compress export --precision int8 --model runs/quantized/zoo-table3-ptq
+--target T --out runs/exports/zoo-table3-T-int8 --parity-data lfw-unpaired:../shared/data/lfw`.
 """
 
 from __future__ import annotations
