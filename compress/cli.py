@@ -204,13 +204,16 @@ def prune(model_path, schedule, ratio, criterion, round_to, steps, depth, lfw, d
 @click.option("--overflow-fix", type=click.Choice(["disable", "first_layer_only", "enable"]),
               default=QuantizeConfig.overflow_fix,
               show_default=True, help="NNCF's 7-bit weights for CPUs without VNNI (costs accuracy)")
+@click.option("--activations", type=click.Choice(["asymmetric", "symmetric"]), default=QuantizeConfig.activations,
+              show_default=True, help="per-tensor activation quantizers: asymmetric (uint8 + zero point: "
+              "onnxruntime fuses every conv) or symmetric")
 @click.option("--threads", default=QuantizeConfig.threads,
               help="torch CPU threads (0 = default; 1 is fastest on a busy 2-core host)")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--overwrite", is_flag=True)
 @click.option("--no-progress", is_flag=True)
 def quantize(model_path, out, mode, calibration_spec, calibration_images, keep_float, align, train_spec, qat_steps,
-             qat_lr, overflow_fix, threads, seed, overwrite, no_progress) -> None:
+             qat_lr, overflow_fix, activations, threads, seed, overwrite, no_progress) -> None:
     """int8 quantization with NNCF (PTQ or QAT); the artifact feeds every int8 export (one calibration set)."""
     from .quantize import quantize_artifact
 
@@ -219,7 +222,7 @@ def quantize(model_path, out, mode, calibration_spec, calibration_images, keep_f
     m = quantize_artifact(model_path, out, mode=mode, calibration_spec=calibration_spec,
                           n_calibration=calibration_images, keep_float=keep, qat_steps=qat_steps, qat_lr=qat_lr,
                           train_spec=train_spec, align=align, overflow_fix=overflow_fix, threads=threads,
-                          progress=not no_progress, overwrite=overwrite, seed=seed)
+                          activations=activations, progress=not no_progress, overwrite=overwrite, seed=seed)
     cos = m.get("metrics", {}).get("cosine", {})
     if cos:
         click.echo(f"int8 vs float embeddings (PyTorch fake-quant, {cos.get('n')} held-out faces): "

@@ -247,7 +247,7 @@ def _quantize_stage(p: _Plan) -> Stage:
         quantize_artifact(p.model_dir, q_dir, mode=pq.mode, calibration_spec=pq.calibration, n_calibration=pq.images,
                           keep_float=list(pq.keep_float), qat_steps=pq.qat_steps, qat_lr=pq.qat_lr,
                           train_spec=pq.train_data, align=pq.align, overflow_fix=pq.overflow_fix,
-                          threads=pq.threads, progress=False, overwrite=True)
+                          threads=pq.threads, activations=pq.activations, progress=False, overwrite=True)
         embedder = TorchEmbedder(load_quantized(q_dir).qmodel, name=f"{q_dir} (NNCF fake-quant)")
         _record(p.out, "quantized", p.ev(embedder), p.ev.flip)
         p.ev.extra_sets(embedder, p.out, "quantized")

@@ -75,6 +75,7 @@ class QuantizeConfig:
     train_data: str | None = None  # QAT training faces (None: synthetic)
     align: bool = False  # the data folders hold raw photos: MTCNN-align them
     overflow_fix: str = "disable"  # NNCF's 7-bit weights for CPUs without VNNI (costs accuracy)
+    activations: str = "asymmetric"  # per-tensor activation quantizers: asymmetric (uint8 + zero point) or symmetric
     threads: int = _num(0, 0)  # torch CPU threads (0 = default)
 
 

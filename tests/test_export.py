@@ -7,8 +7,10 @@ import json
 import sys
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 
 from compress.errors import UserError
 from compress.export import FORMATS, export_model, load_runner
@@ -35,15 +37,11 @@ def model(images):
 
 @pytest.fixture(scope="module")
 def qart(model, images) -> QuantizedArtifact:
-    import nncf
+    from compress.quantize import ptq
 
-    from compress.data.transforms import to_float
-
-    x = to_float(torch.from_numpy(images))
-    calib = x[::2]  # 16 faces: enough ranges for a test, and quicker
-    q = nncf.quantize(copy.deepcopy(model), nncf.Dataset([calib[i:i + 1] for i in range(len(calib))]),
-                      subset_size=len(calib))
-    return QuantizedArtifact(path=None, float_model=model, qmodel=q.eval(), calibration=images[::2],
+    calib = images[::2]  # 16 faces: enough ranges for a test, and quicker
+    q = ptq(model, calib, ["stem", "embedding"], batch_size=4)
+    return QuantizedArtifact(path=None, float_model=model, qmodel=q, calibration=calib,
                              keep_float=["stem", "embedding"], meta={"mode": "ptq", "test": True})
 
 
@@ -121,6 +119,14 @@ def test_tensorrt_orin_int8_qdq(exports):
     assert _cos(par, "vs_nncf_fake_quant") >= 0.99
     assert _cos(par, "vs_float") >= 0.95
     assert man["source"]["kind"] == "quantized" and man["source"]["keep_float"] == ["stem", "embedding"]
+    # TensorRT's form: every activation quantizer signed int8, zero point 0, one scale per tensor
+    graph = onnx.load(str(out / "model.onnx")).graph
+    init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    init.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"})
+    acts = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in init]
+    assert len(acts) > 10 and man["details"]["tensorrt_qdq"]["rewritten_quantizers"] > 0
+    for n in acts:
+        assert init[n.input[1]].size == 1 and init[n.input[2]].dtype == np.int8 and int(init[n.input[2]]) == 0
 
 
 @pytest.mark.slow
@@ -129,6 +135,27 @@ def test_onnx_int8_qdq(exports):
     assert man["details"]["qdq_nodes"]["DequantizeLinear"] > 20
     assert load_runner(out / "model.onnx").runtime == "onnxruntime"
     assert _cos(par, "vs_nncf_fake_quant") >= 0.99 and _cos(par, "vs_float") >= 0.95
+
+
+@pytest.mark.slow
+def test_onnx_int8_runs_fused_integer_convs(exports, tmp_path):
+    """BNs folded before quantization and per-tensor asymmetric activations: onnxruntime fuses the quantized
+    convs into QLinearConv (before, it ran each as dequantize -> float conv -> BN -> quantize). On a host whose
+    fused u8 x s8 kernels saturate (x86 without VNNI), embeddings come from the unfused graph."""
+    import onnxruntime as ort
+
+    from compress.export.runtimes import host_int8_saturates
+
+    out, man, par = exports("onnx", "int8")
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(out / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimised.onnx")).graph.node]
+    assert ops.count("QLinearConv") >= 30 and "BatchNormalization" not in ops, ops
+    assert load_runner(out / "model.onnx").int8.startswith("emulated") == host_int8_saturates()
+    assert load_runner(out / "model.onnx", int8="native").int8 == "native"
+    assert ("host_int8_kernels" in par["checks"]["vs_float"]) == host_int8_saturates()
+    assert par["checks"]["vs_float"]["int8_execution"] == load_runner(out / "model.onnx").int8
 
 
 @pytest.mark.slow

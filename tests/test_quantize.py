@@ -12,7 +12,7 @@ from compress.data.folder import FaceSet
 from compress.data.transforms import to_float
 from compress.errors import UserError
 from compress.model.io import save_model
-from compress.model.network import build_model
+from compress.model.network import batchnorms_folded, build_model, fold_batchnorms
 from compress.quantize import (QuantizedArtifact, calibration_and_held_out, calibration_faces, fake_quant_cosine,
                                is_quantized_artifact, load_quantized, ptq, qat, quantize_artifact,
                                quantizer_placement, resolve_keep_float, save_quantized)
@@ -90,9 +90,11 @@ def test_ptq_keeps_embeddings_and_leaves_model_alone(model, data, q_default, q_f
 def test_keep_float_really_leaves_layers_float(q_default, q_full):
     kept = quantizer_placement(q_default)
     full = quantizer_placement(q_full)
-    # Full int8: first and last layer have weight and input quantizers, the final BN a quantized input.
+    # Full int8: first and last layer have weight and input quantizers. Every BN is folded into its conv
+    # before quantization, so the embedding conv's output is the model's output: not quantized.
     assert {"stem.0", "embedding"} <= full["weights"]
-    assert {"stem.0", "embedding", "bn"} <= full["inputs"]
+    assert {"stem.0", "embedding"} <= full["inputs"] and "bn" not in full["inputs"]
+    assert batchnorms_folded(q_full) and batchnorms_folded(q_default)
     # Default keep-float (stem, embedding + its BN): none of their weights or inputs are quantized ...
     for name in ("stem.0", "embedding"):
         assert name not in kept["weights"]
@@ -101,6 +103,30 @@ def test_keep_float_really_leaves_layers_float(q_default, q_full):
     # ... while the layers in between still are (stem's output feeds the first block, quantized).
     assert kept["weights"] == full["weights"] - {"stem.0", "embedding"}
     assert "stages.0.0.conv.0.0" in kept["inputs"] and "head.0" in kept["weights"]
+
+
+@pytest.mark.slow
+def test_activation_quantizers_are_per_tensor(q_default, q_full):
+    """TensorRT and onnxruntime's QLinear kernels take one scale per activation tensor."""
+    from nncf.torch.function_hook.wrapper import get_hook_storage
+    from nncf.torch.quantization.layers import AsymmetricQuantizer, BaseQuantizer
+
+    for q in (q_default, q_full):
+        quantizers = [m for _, m in get_hook_storage(q).named_hooks() if isinstance(m, BaseQuantizer)]
+        acts = [m for m in quantizers if isinstance(m, AsymmetricQuantizer)]  # weights are symmetric
+        assert len(acts) > 20 and not any(m.per_channel for m in acts)
+
+
+def test_fold_batchnorms_is_exact_and_round_trips(tmp_path, model, data):
+    from compress.model.io import load_model, save_model
+
+    held_out = data[1][:8]
+    folded = fold_batchnorms(model.eval())
+    assert batchnorms_folded(folded) and not batchnorms_folded(model)
+    assert [n for n, _ in folded.named_modules()] == [n for n, _ in model.named_modules()]  # keep-float names hold
+    assert torch.allclose(_out(folded, held_out), _out(model, held_out), atol=1e-4)
+    back = load_model(save_model(folded, tmp_path / "m.pt"))
+    assert batchnorms_folded(back) and torch.equal(_out(back, held_out), _out(folded, held_out))
 
 
 def test_keep_float_names(model):

@@ -136,7 +136,8 @@ def bench_artifact(path: str | Path, threads: int = 0, warmup: int = 20, min_run
 
 
 def _kernel_note(runner: Any) -> dict[str, str]:
-    """An int8 OpenVINO IR timed on a host without VNNI: the time is real, its embeddings are not (saturation)."""
+    """An int8 model (OpenVINO IR, QDQ ONNX) timed on a host without VNNI: the time is real, its embeddings are
+    not (saturation)."""
     from ..export.runtimes import host_int8_saturates
 
     if getattr(runner, "int8", "none") == "none" or not host_int8_saturates():

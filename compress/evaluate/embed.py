@@ -110,12 +110,20 @@ class OnnxEmbedder(Embedder):
 
     runtime = "onnxruntime"
 
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
+    def __init__(self, path: str | Path, threads: int = 0, int8: str = "auto") -> None:
+        """int8 (a QDQ model): "native" lets onnxruntime fuse Q/DQ pairs into its integer kernels (QLinearConv);
+        "emulated" keeps the graph unfused, each conv computed in float between its DequantizeLinear and
+        QuantizeLinear, which equals exact int32 accumulation; "auto" emulates only on an x86 host without VNNI,
+        where the fused u8 x s8 kernels saturate int16 sums (compress.export.runtimes.host_int8_saturates)."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        self.int8 = _onnx_int8_execution(path, int8)
+        if self.int8.startswith("emulated"):
+            # level 1 keeps Q/DQ where they are; the QDQ -> QLinear fusions are level-2 transformers
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:
@@ -141,6 +149,31 @@ class OnnxEmbedder(Embedder):
         if self.fixed_batch == 1:
             return np.concatenate([self.session.run(None, {self.input_name: x[i:i + 1]})[0] for i in range(len(x))])
         return self.session.run(None, {self.input_name: x})[0]
+
+
+def _onnx_int8_execution(path: str | Path, mode: str) -> str:
+    """How a QDQ model's integer part runs here: "none" (no QuantizeLinear), "native" or "emulated ..." (why)."""
+    from ..export.runtimes import INT8_MODES, host_int8_saturates
+
+    if mode not in INT8_MODES:
+        raise ValueError(f"int8 must be one of {INT8_MODES}, got {mode!r}")
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:
+        return "none"  # unreadable here: onnxruntime's own error follows
+    if not any(n.op_type == "QuantizeLinear" for n in graph.node):
+        return "none"
+    if mode == "native":
+        return "native"
+    if mode == "emulated":
+        return "emulated in float (asked for)"
+    if host_int8_saturates():
+        return ("emulated in float: this host's x86 CPU has no VNNI, where onnxruntime's fused u8 x s8 kernels "
+                "saturate int16 sums; the Q/DQ graph runs unfused (float convs between Q/DQ), as exact int8 "
+                "hardware computes it")
+    return "native"
 
 
 ONNX_RUNTIMES = ("onnxruntime", "torch", "auto")

@@ -202,6 +202,51 @@ def _polygraphy_lint(onnx_path: Path) -> dict:
     return out
 
 
+def signed_symmetric_activations(path: Path) -> dict:
+    """Rewrite an int8 QDQ ONNX in place into TensorRT's form: every activation QuantizeLinear/DequantizeLinear
+    pair signed int8 with zero point 0 (TensorRT's quantization is symmetric and signed: NVIDIA TensorRT
+    Developer Guide, "Working with Quantized Types"). A uint8 or zero-pointed quantizer representing [lo, hi]
+    becomes scale max(|lo|, |hi|) / 127, which covers the same range (a non-negative one with 7 bits instead of
+    8). Activation scales must be per tensor; weights (int8, zero point 0) are left as they are."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    g = model.graph
+    init = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    for n in g.node:  # the exporter writes scales and zero points as Constant nodes too
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            init[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+    rewritten = 0
+    for n in g.node:
+        if n.op_type != "QuantizeLinear" or n.input[0] in init or len(n.input) < 3:
+            continue
+        scale, zp = init[n.input[1]], init[n.input[2]]
+        if scale.size != 1:
+            raise UserError(f"{path.name}: activation quantizer {n.name} has per-channel scales, which TensorRT "
+                            "cannot run; re-run `compress quantize` (it quantizes activations per tensor)")
+        if zp.dtype == np.int8 and int(zp) == 0:
+            continue
+        info = np.iinfo(zp.dtype)
+        amax = max(abs((info.min - int(zp)) * float(scale)), abs((info.max - int(zp)) * float(scale)))
+        tag = f"{n.output[0]}_trt"
+        g.initializer.extend([numpy_helper.from_array(np.array(amax / 127.0, np.float32), tag + "_scale"),
+                              numpy_helper.from_array(np.array(0, np.int8), tag + "_zero_point")])
+        for q in [n] + [c for c in consumers.get(n.output[0], []) if c.op_type == "DequantizeLinear"]:
+            q.input[1], q.input[2] = tag + "_scale", tag + "_zero_point"
+        rewritten += 1
+    if rewritten:
+        del g.value_info[:]  # recorded uint8 tensor types are stale; the checker's shape inference redoes them
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return {"rewritten_quantizers": rewritten, "form": "activations signed int8, zero point 0, per tensor; "
+            "weights signed int8 per channel (TensorRT explicit quantization)"}
+
+
 def export_tensorrt(job: ExportJob) -> ExportOutput:
     from . import trt_engine
 
@@ -212,6 +257,8 @@ def export_tensorrt(job: ExportJob) -> ExportOutput:
     else:
         job.log(f"TensorRT-ready float ONNX (engine precision {job.precision} set at build time), opset {opset}")
     details = _write_job_onnx(job, name, opset)
+    if job.precision == "int8":
+        details["tensorrt_qdq"] = signed_symmetric_activations(job.stage / name)
     files = [name]
     engine = "model.engine"
     (job.stage / "build_engine.py").write_text(Path(inspect.getsourcefile(trt_engine)).read_text())

@@ -17,7 +17,7 @@ import torch
 from ..artifacts import _pkg, artifact_dir, read_manifest, file_sha256, host_description, now_iso, tree_sha256, versions, write_json
 from ..errors import UserError
 from ..evaluate.embed import TorchEmbedder
-from ..model.network import FaceMobileNet, fold_embedding_bn
+from ..model.network import FaceMobileNet, batchnorms_folded, fold_embedding_bn
 from ..quantize.artifact import QuantizedArtifact
 from ..targets import Target, load_target
 from .bundle import BUNDLE_FORMAT, RUNNER_FILE, SUMS_FILE, write_bundle, write_sums
@@ -57,6 +57,14 @@ def resolve_precision(target: Target, precision: str | None, quantized: bool, fm
     return precision
 
 
+def _embedding_bn(fold: bool, is_int8: bool, source: Any) -> str:
+    if fold:
+        return "folded into the embedding conv (exact)"
+    if is_int8 and not batchnorms_folded(source.qmodel):
+        return "kept (the int8 graph as calibrated)"
+    return "every BatchNorm folded into its conv before quantization"
+
+
 def export_model(source: torch.nn.Module | QuantizedArtifact, target: str | Path, precision: str | None,
                  out: str | Path, *, parity_images: np.ndarray, parity_desc: str, lfw_dir: str | Path | None = None,
                  overwrite: bool = False, progress: bool = True, source_path: str | Path | None = None,
@@ -82,7 +90,7 @@ def export_model(source: torch.nn.Module | QuantizedArtifact, target: str | Path
 
     with artifact_dir(out, "export", overwrite=overwrite) as stage:
         # float exports get the final BN folded (exact); int8 ones keep the graph their quantizers calibrated
-        fold = not is_int8 and isinstance(float_model, FaceMobileNet)
+        fold = not is_int8 and isinstance(float_model, FaceMobileNet) and not batchnorms_folded(float_model)
         job = ExportJob(float_model=fold_embedding_bn(float_model) if fold else float_model, precision=prec,
                         target=tgt, stage=stage,
                         qmodel=source.qmodel.eval() if quantized and is_int8 else None,
@@ -137,7 +145,7 @@ def export_model(source: torch.nn.Module | QuantizedArtifact, target: str | Path
                        "sha256": sha, "schedule": schedule,
                        **({"keep_float": list(source.keep_float), "quantize_meta": source.meta} if quantized else {})},
             "model_file": res.model_file,
-            "embedding_bn": "folded into the embedding conv (exact)" if fold else "kept (the int8 graph as calibrated)",
+            "embedding_bn": _embedding_bn(fold, is_int8, source),
             "model_sha256": file_sha256(stage / res.model_file),
             "files": res.files + ["manifest.json", "parity.json"] + bundle_files,
             # what goes to the board besides the model files (not counted in the artifact's size)

@@ -223,8 +223,8 @@ class LiteRtEmbedder(Embedder):
 
 def load_runner(path: str | Path, threads: int = 0, int8: str = "auto") -> Embedder:
     """An Embedder for an exported model file, chosen by suffix. A missing runtime package is a UserError
-    naming the pip package; an unknown suffix is a UserError listing the known ones. int8 (OpenVINO only, see
-    OpenVinoEmbedder): "native" for timing, "auto" for embeddings (correct on any host)."""
+    naming the pip package; an unknown suffix is a UserError listing the known ones. int8 (OpenVINO and
+    onnxruntime: OpenVinoEmbedder, OnnxEmbedder): "native" for timing, "auto" for embeddings (correct on any host)."""
     p = Path(path)
     runtime = SUFFIX_RUNTIME.get(p.suffix.lower())
     if runtime is None:
@@ -233,7 +233,7 @@ def load_runner(path: str | Path, threads: int = 0, int8: str = "auto") -> Embed
         raise UserError(f"model file {p} not found")
     if runtime == "onnxruntime":
         require("onnxruntime", "onnxruntime", "running an ONNX model")
-        emb = OnnxEmbedder(p, threads=threads)
+        emb = OnnxEmbedder(p, threads=threads, int8=int8)
         emb.threads = threads
         return emb
     if runtime == "openvino":

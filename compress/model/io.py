@@ -11,7 +11,7 @@ from ..artifacts import atomic_write
 from ..data.transforms import NORMALIZATION
 from ..errors import UserError
 from ..schedules import Schedule
-from .network import FaceMobileNet
+from .network import FaceMobileNet, batchnorms_folded, fold_batchnorms
 
 MODEL_FORMAT = "compress.model/1"
 MODEL_FILE = "model.pt"
@@ -23,6 +23,8 @@ def save_model(model: FaceMobileNet, path: str | Path, extra: dict[str, Any] | N
         "schedule": model.schedule.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "normalization": NORMALIZATION,
+        # a folded model (fold_batchnorms: QAT-tuned weights of a quantized model) has no BN and conv biases
+        "batchnorm": "folded" if batchnorms_folded(model) else "separate",
         **(extra or {}),
     }
     return atomic_write(path, lambda p: torch.save(payload, p))
@@ -52,6 +54,8 @@ def load_model(path: str | Path) -> FaceMobileNet:
         raise UserError(f"{p} is not a compress model file (expected format {MODEL_FORMAT})")
     try:
         model = FaceMobileNet(Schedule.from_dict(payload["schedule"]))
+        if payload.get("batchnorm") == "folded":
+            model = fold_batchnorms(model.eval())
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
         raise UserError(f"{p}: its schedule is missing or malformed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
                         "the file is damaged or was not written by compress: re-run `compress train`") from None

@@ -12,7 +12,7 @@ import torch
 
 from ..errors import UserError
 from ..model.io import MODEL_FILE
-from ..model.network import FaceMobileNet
+from ..model.network import FaceMobileNet, batchnorms_folded, fold_batchnorms
 
 
 @dataclass
@@ -57,6 +57,8 @@ def save_quantized(art: QuantizedArtifact, dest: str | Path, overwrite: bool = F
         "nncf_config": _jsonable(nncf.torch.get_config(art.qmodel)),
         "state_dict": {k: v.detach().cpu() for k, v in art.qmodel.state_dict().items()},
         "keep_float": list(art.keep_float),
+        # folded: the quantized network has every BN folded into its conv (ptq); rebuilt the same way
+        "batchnorm": "folded" if batchnorms_folded(art.qmodel) else "separate",
         "meta": meta,
         "nncf_version": str(nncf.__version__),
     }
@@ -117,8 +119,10 @@ def load_quantized(path: str | Path) -> QuantizedArtifact:
                         "re-run `compress quantize`")
     float_model = load_model(p / MODEL_FILE)
     try:
-        qmodel = nncf.torch.load_from_config(FaceMobileNet(Schedule.from_dict(payload["schedule"])),
-                                             payload["nncf_config"])
+        base = FaceMobileNet(Schedule.from_dict(payload["schedule"])).eval()
+        if payload.get("batchnorm") == "folded":
+            base = fold_batchnorms(base)
+        qmodel = nncf.torch.load_from_config(base, payload["nncf_config"])
         qmodel.load_state_dict(payload["state_dict"])
     except Exception as e:  # mismatched schedule/config/state: a foreign or damaged file, not a bug here
         raise UserError(f"{qfile} does not rebuild a quantized model ({type(e).__name__}); re-run "

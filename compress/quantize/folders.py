@@ -13,7 +13,7 @@ from ..errors import UserError
 from ..recipe import QuantizeConfig
 from .artifact import QuantizedArtifact, save_quantized
 from .calibration import calibration_and_held_out
-from .in_memory import DEFAULT_KEEP_FLOAT, OVERFLOW_FIX, fake_quant_cosine, float_weights, ptq, qat, resolve_keep_float
+from .in_memory import ACTIVATIONS, DEFAULT_KEEP_FLOAT, OVERFLOW_FIX, fake_quant_cosine, float_weights, ptq, qat, resolve_keep_float
 
 MODES = ("ptq", "qat")
 
@@ -38,7 +38,7 @@ def quantize_artifact(model_path: str | Path, out: str | Path, mode: str = _Q.mo
                       qat_steps: int = _Q.qat_steps, qat_lr: float = _Q.qat_lr, qat_batch_size: int = 32,
                       train_spec: str | None = None, distill_weight: float = 50.0, align: bool = _Q.align,
                       n_held_out: int = 128, bias_correction: bool = True, overflow_fix: str = _Q.overflow_fix,
-                      threads: int = _Q.threads,
+                      threads: int = _Q.threads, activations: str = _Q.activations,
                       progress: bool = True, overwrite: bool = False, seed: int = 0) -> dict[str, Any]:
     """Quantize the model artifact at `model_path` (PTQ, or PTQ then QAT), measure float-vs-int8 embedding
     cosine on held-out faces, write the quantized artifact folder `out`, return its manifest.
@@ -55,6 +55,8 @@ def quantize_artifact(model_path: str | Path, out: str | Path, mode: str = _Q.mo
         raise UserError(f"unknown quantization mode '{mode}'; choose one of: {', '.join(MODES)}")
     if overflow_fix not in OVERFLOW_FIX:
         raise UserError(f"unknown overflow fix '{overflow_fix}'; choose one of: {', '.join(OVERFLOW_FIX)}")
+    if activations not in ACTIVATIONS:
+        raise UserError(f"unknown activation quantization '{activations}'; choose one of: {', '.join(ACTIVATIONS)}")
     # Meaningless numbers fail here, not after minutes of calibration.
     if n_calibration < 1:
         raise UserError(f"--calibration-images must be >= 1, got {n_calibration}")
@@ -83,13 +85,16 @@ def quantize_artifact(model_path: str | Path, out: str | Path, mode: str = _Q.mo
         print(f"quantizing {model.schedule.name} ({mode}) with {len(calib)} calibration faces "
               f"({cdesc['source']}); float layers: {', '.join(names) or 'none (full int8)'}")
     t0 = time.perf_counter()
-    qmodel = ptq(model, calib, names, bias_correction=bias_correction, overflow_fix=overflow_fix)
+    qmodel = ptq(model, calib, names, bias_correction=bias_correction, overflow_fix=overflow_fix,
+                 activations=activations)
     timings = {"ptq_s": round(time.perf_counter() - t0, 2)}
     cos_ptq = fake_quant_cosine(model, qmodel, held_out)
     meta: dict[str, Any] = {
         "mode": mode, "calibration": cdesc, "keep_float": names,
-        "nncf": {"preset": "default (performance: symmetric int8)", "subset_size": len(calib),
+        "nncf": {"preset": "mixed (asymmetric activations)" if activations == "asymmetric" else
+                 "performance (symmetric)", "activations": f"{activations}, per tensor", "subset_size": len(calib),
                  "per_channel_weights": True, "calibration_batch": 32,
+                 "batchnorm": "folded into the convs before quantization",
                  "fast_bias_correction": bias_correction, "overflow_fix": overflow_fix},
         "cosine_ptq": cos_ptq,
         "source_model": {"path": str(model_file), "sha256": file_sha256(model_file)},

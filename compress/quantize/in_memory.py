@@ -20,7 +20,7 @@ from torch import nn
 from ..data.folder import FaceSet
 from ..data.transforms import to_float
 from ..errors import UserError
-from ..model.network import FaceMobileNet
+from ..model.network import FaceMobileNet, batchnorms_folded, fold_batchnorms
 from ..recipe import QuantizeConfig
 from ..train.finetune import embed, finetune
 
@@ -38,6 +38,15 @@ _ALIASES: dict[str, tuple[str, ...]] = {"embedding": ("embedding", "bn")}
 # the int8 targets (TensorRT QDQ on Orin, OpenVINO on the NUC's VNNI-capable i7-1185G7, ONNX Runtime) do not
 # saturate int16 accumulators, which is the overflow the fix guards against on pre-VNNI x86.
 OVERFLOW_FIX = ("first_layer_only", "enable", "disable")
+
+
+# Activation quantization, per tensor always (TensorRT and onnxruntime's QLinear kernels take one scale per
+# activation tensor; NNCF's CPU default quantizes depthwise-conv inputs per channel, which neither can fuse).
+# "asymmetric" (NNCF's MIXED preset: uint8 activations with a zero point): every conv's input and output are the
+# same type, the form onnxruntime fuses into QLinearConv (with NNCF's symmetric default, a ReLU6 output is uint8
+# and a linear projection's output int8, and onnxruntime runs those convs in float between Q/DQ).
+# "symmetric" (NNCF's PERFORMANCE preset). The TensorRT export rewrites either into TensorRT's signed form.
+ACTIVATIONS = ("asymmetric", "symmetric")
 
 
 def _module_names(model: nn.Module) -> list[str]:
@@ -83,20 +92,24 @@ def _images_to_batches(images: np.ndarray, batch_size: int = 1) -> list[torch.Te
 
 def ptq(model: FaceMobileNet, calibration: np.ndarray, keep_float: Iterable[str] | None = DEFAULT_KEEP_FLOAT,
         subset_size: int | None = None, batch_size: int = 32, bias_correction: bool = True,
-        overflow_fix: str = "disable") -> nn.Module:
-    """Post-training int8 quantization (NNCF defaults: symmetric 8-bit, per-channel weights, per-tensor
-    activations, fast bias correction unless bias_correction=False) on the first `subset_size` calibration
-    faces (default: all). overflow_fix (OVERFLOW_FIX): NNCF's 7-bit weights for the first quantized layer,
-    which keeps int8 exact on CPUs without VNNI. Returns an eval-mode fake-quant copy; `model` is unchanged."""
+        overflow_fix: str = "disable", activations: str = QuantizeConfig.activations) -> nn.Module:
+    """Post-training int8 quantization of `model` with every BatchNorm folded into its conv (fold_batchnorms):
+    symmetric 8-bit per-channel weights, per-tensor `activations` (ACTIVATIONS), fast bias correction unless
+    bias_correction=False, on the first `subset_size` calibration faces (default: all). overflow_fix
+    (OVERFLOW_FIX): NNCF's 7-bit weights for the first quantized layer, which keeps int8 exact on CPUs without
+    VNNI. Returns an eval-mode fake-quant copy (a folded FaceMobileNet); `model` is unchanged."""
     import nncf
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+    from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters, OverflowFix,
+                                                       QuantizationParameters)
 
     if overflow_fix not in OVERFLOW_FIX:
         raise UserError(f"unknown overflow fix '{overflow_fix}'; choose one of: {', '.join(OVERFLOW_FIX)}")
+    if activations not in ACTIVATIONS:
+        raise UserError(f"unknown activation quantization '{activations}'; choose one of: {', '.join(ACTIVATIONS)}")
 
     if len(calibration) < 1:
         raise UserError("the calibration set is empty; pass at least one aligned face")
-    float_model = copy.deepcopy(model).cpu().eval()
+    float_model = fold_batchnorms(copy.deepcopy(model).cpu().eval())
     names = resolve_keep_float(float_model, keep_float)
     if subset_size is not None:
         calibration = calibration[: max(1, int(subset_size))]
@@ -106,11 +119,13 @@ def ptq(model: FaceMobileNet, calibration: np.ndarray, keep_float: Iterable[str]
     data = _images_to_batches(calibration, max(1, int(batch_size)))
     with torch.no_grad():
         # subset_size counts dataset items (batches) in NNCF, so pass the number of batches.
-        q = nncf.quantize(float_model, nncf.Dataset(data), subset_size=len(data),
+        preset = nncf.QuantizationPreset.MIXED if activations == "asymmetric" else nncf.QuantizationPreset.PERFORMANCE
+        q = nncf.quantize(float_model, nncf.Dataset(data), preset=preset, subset_size=len(data),
                           ignored_scope=ignored_scope_for(names) if names else None,
                           # Fast bias correction is about 2/3 of PTQ time on table3; turning it off is for speed only.
                           advanced_parameters=AdvancedQuantizationParameters(
-                              disable_bias_correction=not bias_correction, overflow_fix=OverflowFix(overflow_fix)))
+                              disable_bias_correction=not bias_correction, overflow_fix=OverflowFix(overflow_fix),
+                              activations_quantization_params=QuantizationParameters(per_channel=False)))
     return q.eval()
 
 
@@ -130,6 +145,8 @@ def quantizer_placement(qmodel: nn.Module) -> dict[str, set[str]]:
         return ".".join(p for p in parts[:-2] if p)
 
     probe = FaceMobileNet(qmodel.schedule).eval()
+    if batchnorms_folded(qmodel):
+        probe = fold_batchnorms(probe)
     size = qmodel.schedule.input_size
     graph = build_nncf_graph(probe, torch.zeros(1, 3, size, size))
     weights: set[str] = set()
@@ -156,8 +173,11 @@ def quantizer_placement(qmodel: nn.Module) -> dict[str, set[str]]:
 
 
 def float_weights(qmodel: nn.Module) -> FaceMobileNet:
-    """A plain FaceMobileNet with the quantized model's current float weights (e.g. after QAT)."""
-    model = FaceMobileNet(qmodel.schedule)
+    """A plain FaceMobileNet with the quantized model's current float weights (e.g. after QAT); BatchNorms folded
+    when the quantized model's are."""
+    model = FaceMobileNet(qmodel.schedule).eval()
+    if batchnorms_folded(qmodel):
+        model = fold_batchnorms(model)
     own = model.state_dict()
     state = {k: v.detach().cpu().clone() for k, v in qmodel.state_dict().items() if k in own}
     model.load_state_dict(state)
@@ -178,10 +198,10 @@ def qat(model: FaceMobileNet, calibration: np.ndarray, train_faces: FaceSet, *,
         teacher: nn.Module | None = None, distill_weight: float = 50.0, loss: str = "arcface_w", s: float = 32.0,
         m: float = 0.5, terms: int = 2, augment_images: bool = True, seed: int = 0, progress: bool = True,
         qmodel: nn.Module | None = None, history: list[dict[str, float]] | None = None,
-        bias_correction: bool = True) -> nn.Module:
+        bias_correction: bool = True, activations: str = QuantizeConfig.activations) -> nn.Module:
     """Quantization-aware fine-tuning: PTQ init (or `qmodel`), then `steps` AdamW steps of the training loss
     (margin loss on labelled faces, label -1 excluded, + distill_weight x (1 - cos) to the float `teacher`,
-    default `model`). BatchNorm stays in eval mode. Per-step losses are appended to `history` if given.
+    default `model`). BatchNorms are folded into the convs (ptq), so what trains is the conv weights and biases. Per-step losses are appended to `history` if given.
     Returns the fine-tuned fake-quant model in eval mode; `model` is not changed."""
     if steps < 1 or lr <= 0 or batch_size < 1:
         raise UserError(f"QAT needs steps >= 1, lr > 0 and batch size >= 1 (got {steps}, {lr}, {batch_size})")
@@ -192,7 +212,8 @@ def qat(model: FaceMobileNet, calibration: np.ndarray, train_faces: FaceSet, *,
     for p in teacher.parameters():
         p.requires_grad_(False)
     q = copy.deepcopy(qmodel) if qmodel is not None else ptq(model, calibration, keep_float, subset_size,
-                                                                      bias_correction=bias_correction)
+                                                                      bias_correction=bias_correction,
+                                                                      activations=activations)
     # No weight decay: shrinking weights under fixed quantizer ranges would only waste int8 levels.
     return finetune(q, train_faces, teacher, steps=steps, lr=lr, batch_size=batch_size,
                     distill_weight=distill_weight, loss=loss, s=s, m=m, terms=terms, weight_decay=0.0,
