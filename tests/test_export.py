@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import numpy_helper
 
 from compress.errors import UserError
