@@ -190,9 +190,12 @@ def benchmark_app(model: Path) -> dict[str, Any]:
     exe = Path(sys.executable).parent / "benchmark_app"
     cmd = [str(exe), "-m", str(model), "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nthreads", "1",
            "-api", "sync", "-t", "5"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
-    med = re.search(r"Median:\s*([\d.]+)\s*ms", out)
-    return {"tool": "OpenVINO benchmark_app " + " ".join(cmd[2:]), "median_ms": float(med.group(1)) if med else None}
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    med = re.search(r"Median:\s*([\d.]+)\s*ms", run.stdout)
+    out = {"tool": "OpenVINO benchmark_app " + " ".join(cmd[2:]), "median_ms": float(med.group(1)) if med else None}
+    if not med:  # say why, not just None
+        out["failed"] = f"exit {run.returncode}: " + ((run.stderr or run.stdout).strip().splitlines() or [""])[-1][:200]
+    return out
 
 
 def litert_benchmark(model: Path) -> dict[str, Any]:
