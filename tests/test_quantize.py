@@ -56,7 +56,7 @@ def e2e(tmp_path_factory, model):
     folder = write_image_folder(root / "train", toy_faces(classes=3, per_class=4, seed=5))
     manifest = quantize_artifact(root / "run", root / "q", mode="qat", n_calibration=16, n_held_out=4, keep_float=[],
                                  qat_steps=1, qat_batch_size=4, train_spec=str(folder), progress=False,
-                                 bias_correction=False)  # saves ~10 s; the q_default fixture keeps it on
+                                 bias_correction=True)  # the default is off; this path keeps the option tested
     return manifest, root
 
 

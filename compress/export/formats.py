@@ -241,6 +241,11 @@ def signed_symmetric_activations(path: Path) -> dict:
         rewritten += 1
     if rewritten:
         del g.value_info[:]  # recorded uint8 tensor types are stale; the checker's shape inference redoes them
+        used = {name for n in g.node for name in n.input} | {o.name for o in g.output}
+        for n in [n for n in g.node if n.op_type == "Constant" and n.output[0] not in used]:
+            g.node.remove(n)  # the replaced scales and zero points
+        for i in [i for i in g.initializer if i.name not in used]:
+            g.initializer.remove(i)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
     return {"rewritten_quantizers": rewritten, "form": "activations signed int8, zero point 0, per tensor; "

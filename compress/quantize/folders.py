@@ -37,7 +37,7 @@ def quantize_artifact(model_path: str | Path, out: str | Path, mode: str = _Q.mo
                       n_calibration: int = _Q.images, keep_float: Iterable[str] | None = DEFAULT_KEEP_FLOAT,
                       qat_steps: int = _Q.qat_steps, qat_lr: float = _Q.qat_lr, qat_batch_size: int = 32,
                       train_spec: str | None = None, distill_weight: float = 50.0, align: bool = _Q.align,
-                      n_held_out: int = 128, bias_correction: bool = True, overflow_fix: str = _Q.overflow_fix,
+                      n_held_out: int = 128, bias_correction: bool = False, overflow_fix: str = _Q.overflow_fix,
                       threads: int = _Q.threads, activations: str = _Q.activations,
                       progress: bool = True, overwrite: bool = False, seed: int = 0) -> dict[str, Any]:
     """Quantize the model artifact at `model_path` (PTQ, or PTQ then QAT), measure float-vs-int8 embedding
