@@ -379,6 +379,12 @@ def _pt2e_quantizer(keep_float: list[str]):
     return q, _Quantizer
 
 
+def _unannotated(model, target, excluded):
+    """The graph's calls of `target` that no annotator has claimed and keep-float does not exclude."""
+    return [n for n in model.graph.nodes if n.op == "call_function" and n.target == target and not excluded(n)
+            and "quantization_annotation" not in n.meta]
+
+
 def _annotate_adds(model, config, excluded) -> list[str]:
     """Quantize every residual add's inputs and output. litert-torch's own add annotator finds adds through
     `source_fn_stack` metadata, which torch.export no longer writes, so no add was annotated: the TFLite then
@@ -389,11 +395,7 @@ def _annotate_adds(model, config, excluded) -> list[str]:
     if act is None:
         return []
     done = []
-    for n in model.graph.nodes:
-        if n.op != "call_function" or n.target != torch.ops.aten.add.Tensor or excluded(n):
-            continue
-        if "quantization_annotation" in n.meta:
-            continue
+    for n in _unannotated(model, torch.ops.aten.add.Tensor, excluded):
         inputs = [a for a in n.args[:2] if isinstance(a, torch.fx.Node)]
         if len(inputs) != 2:
             continue
@@ -417,11 +419,7 @@ def _annotate_cat_shared(model, config, excluded) -> list[str]:
     if act is None:
         return []
     done = []
-    for n in model.graph.nodes:
-        if n.op != "call_function" or n.target != torch.ops.aten.cat.default or excluded(n):
-            continue
-        if "quantization_annotation" in n.meta:
-            continue
+    for n in _unannotated(model, torch.ops.aten.cat.default, excluded):
         inputs = [a for a in n.args[0] if isinstance(a, torch.fx.Node)]
         if not inputs:
             continue
