@@ -152,28 +152,17 @@ class OnnxEmbedder(Embedder):
 
 
 def _onnx_int8_execution(path: str | Path, mode: str) -> str:
-    """How a QDQ model's integer part runs here: "none" (no QuantizeLinear), "native" or "emulated ..." (why)."""
-    from ..export.runtimes import INT8_MODES, host_int8_saturates
+    """How a QDQ model's integer part runs here (compress.export.runtimes.int8_execution)."""
+    from ..export.runtimes import int8_execution
 
-    if mode not in INT8_MODES:
-        raise ValueError(f"int8 must be one of {INT8_MODES}, got {mode!r}")
     try:
         import onnx
 
-        graph = onnx.load(str(path), load_external_data=False).graph
+        quantized = any(n.op_type == "QuantizeLinear" for n in onnx.load(str(path), load_external_data=False).graph.node)
     except Exception:
-        return "none"  # unreadable here: onnxruntime's own error follows
-    if not any(n.op_type == "QuantizeLinear" for n in graph.node):
-        return "none"
-    if mode == "native":
-        return "native"
-    if mode == "emulated":
-        return "emulated in float (asked for)"
-    if host_int8_saturates():
-        return ("emulated in float: this host's x86 CPU has no VNNI, where onnxruntime's fused u8 x s8 kernels "
-                "saturate int16 sums; the Q/DQ graph runs unfused (float convs between Q/DQ), as exact int8 "
-                "hardware computes it")
-    return "native"
+        quantized = False  # unreadable here: onnxruntime's own error follows
+    return int8_execution(quantized, mode, "onnxruntime's fused u8 x s8 kernels",
+                          "the Q/DQ graph runs unfused (float convs between Q/DQ)")
 
 
 ONNX_RUNTIMES = ("onnxruntime", "torch", "auto")

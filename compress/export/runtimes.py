@@ -157,18 +157,28 @@ def _stop(proc) -> None:
         proc.kill()
 
 
-def _int8_execution(model, mode: str, device: str) -> str:
-    """How an IR's int8 part runs here: "none" (a float IR), "native" or "emulated ..." with the reason."""
-    if not any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()):
+def int8_execution(quantized: bool, mode: str, saturating: str, emulation: str) -> str:
+    """How a model's int8 part runs here: "none" (a float model), "native" or "emulated ..." with the reason.
+    mode: INT8_MODES; saturating / emulation: the runtime's int8 kernels and how it emulates them, for the reason."""
+    if mode not in INT8_MODES:
+        raise ValueError(f"int8 must be one of {INT8_MODES}, got {mode!r}")
+    if not quantized:
         return "none"
-    if mode == "native" or device != "CPU":
+    if mode == "native":
         return "native"
     if mode == "emulated":
         return "emulated in float (asked for)"
     if host_int8_saturates():
-        return ("emulated in float: this host's x86 CPU has no VNNI, where OpenVINO's int8 kernels saturate int16 "
-                "sums; the FakeQuantize ops are computed in float instead, as a VNNI board computes them exactly")
+        return (f"emulated in float: this host's x86 CPU has no VNNI, where {saturating} saturate int16 sums; "
+                f"{emulation}, as exact int8 hardware (VNNI) computes them")
     return "native"
+
+
+def _int8_execution(model, mode: str, device: str) -> str:
+    """How an IR's int8 part runs here (int8_execution); a non-CPU device always runs its own int8 kernels."""
+    quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+    return int8_execution(quantized, "native" if device != "CPU" else mode, "OpenVINO's int8 kernels",
+                          "the FakeQuantize ops are computed in float instead")
 
 
 class LiteRtEmbedder(Embedder):

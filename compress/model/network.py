@@ -99,7 +99,7 @@ def fold_batchnorms(model: FaceMobileNet) -> FaceMobileNet:
                 if isinstance(mod[i], nn.Conv2d) and isinstance(mod[i + 1], nn.BatchNorm2d):
                     mod[i] = fuse_conv_bn_eval(mod[i], mod[i + 1])
                     mod[i + 1] = nn.Identity()
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in out.modules()):
+    if not batchnorms_folded(out):
         raise ValueError("a BatchNorm does not follow a conv in the same Sequential: the model cannot be folded")
     return out
 
