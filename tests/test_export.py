@@ -150,6 +150,26 @@ def test_onnx_int8_runs_fused_integer_convs(exports, tmp_path):
     ort.InferenceSession(str(out / "model.onnx"), opts, providers=["CPUExecutionProvider"])
     ops = [n.op_type for n in onnx.load(str(tmp_path / "optimised.onnx")).graph.node]
     assert ops.count("QLinearConv") >= 30 and "BatchNormalization" not in ops, ops
+    # every conv with int8 weights reads a DequantizeLinear directly (the channel shuffle's are re-quantized),
+    # and onnxruntime fuses each one but those whose ReLU6 feeds a quantizer shared with a signed tensor (a
+    # Concat's unified scale): that Clip is not redundant, and onnxruntime fuses no conv -> Clip -> Q then
+    graph = onnx.load(str(out / "model.onnx")).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers = {i: n for n in graph.node for i in n.input}
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    values.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"})
+    quantized = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in producer
+                 and producer[n.input[1]].op_type == "DequantizeLinear"]
+    assert all(producer[n.input[0]].op_type == "DequantizeLinear" for n in quantized)
+
+    def clip_kept(conv) -> bool:
+        clip = consumers.get(conv.output[0])
+        q = consumers.get(clip.output[0]) if clip is not None and clip.op_type == "Clip" else None
+        return q is not None and q.op_type == "QuantizeLinear" and int(values[q.input[2]]) != 0
+
+    kept = sum(map(clip_kept, quantized))
+    assert ops.count("QLinearConv") == len(quantized) - kept and kept <= 2
+    assert man["details"]["conv_inputs_requantized"] > 0
     assert load_runner(out / "model.onnx").int8.startswith("emulated") == host_int8_saturates()
     assert load_runner(out / "model.onnx", int8="native").int8 == "native"
     assert ("host_int8_kernels" in par["checks"]["vs_float"]) == host_int8_saturates()

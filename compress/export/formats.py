@@ -32,6 +32,7 @@ from torch import nn
 from ..data.transforms import NORMALIZATION, to_float
 from ..errors import UserError
 from ..targets import Target
+from . import qdq_graph
 from .runtimes import require
 
 DEFAULT_OPSET = 17
@@ -136,6 +137,7 @@ def write_onnx(module: nn.Module, path: Path, opset: int, size: int, qdq: bool =
         how = "onnxsim.simplify(skip_constant_folding=True): constant folding would remove weight Q/DQ pairs"
     if not ok:
         raise RuntimeError("onnxsim could not validate the simplified model against the original")
+    requantized = qdq_graph.quantize_conv_inputs(simplified) if qdq else 0
     onnx.checker.check_model(simplified, full_check=True)
     onnx.save(simplified, str(path))
     back = onnx.load(str(path))
@@ -145,7 +147,7 @@ def write_onnx(module: nn.Module, path: Path, opset: int, size: int, qdq: bool =
     inp = back.graph.input[0].type.tensor_type.shape.dim
     return {"opset": written, "simplified": how, "checker": "onnx.checker.check_model(full_check=True): passed",
             "nodes": len(back.graph.node), "input_shape": [d.dim_value or d.dim_param for d in inp],
-            **({"qdq_nodes": _qdq_counts(back)} if qdq else {})}
+            **({"qdq_nodes": _qdq_counts(back), "conv_inputs_requantized": requantized} if qdq else {})}
 
 
 def _need_qmodel(job: ExportJob) -> nn.Module:
@@ -202,54 +204,15 @@ def _polygraphy_lint(onnx_path: Path) -> dict:
     return out
 
 
-def signed_symmetric_activations(path: Path) -> dict:
-    """Rewrite an int8 QDQ ONNX in place into TensorRT's form: every activation QuantizeLinear/DequantizeLinear
-    pair signed int8 with zero point 0 (TensorRT's quantization is symmetric and signed: NVIDIA TensorRT
-    Developer Guide, "Working with Quantized Types"). A uint8 or zero-pointed quantizer representing [lo, hi]
-    becomes scale max(|lo|, |hi|) / 127, which covers the same range (a non-negative one with 7 bits instead of
-    8). Activation scales must be per tensor; weights (int8, zero point 0) are left as they are."""
+def _tensorrt_form(path: Path) -> dict:
+    """The int8 QDQ ONNX file at `path`, rewritten in place into TensorRT's signed symmetric form."""
     import onnx
-    from onnx import numpy_helper
 
     model = onnx.load(str(path))
-    g = model.graph
-    init = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    for n in g.node:  # the exporter writes scales and zero points as Constant nodes too
-        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
-            init[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for name in n.input:
-            consumers.setdefault(name, []).append(n)
-    rewritten = 0
-    for n in g.node:
-        if n.op_type != "QuantizeLinear" or n.input[0] in init or len(n.input) < 3:
-            continue
-        scale, zp = init[n.input[1]], init[n.input[2]]
-        if scale.size != 1:
-            raise UserError(f"{path.name}: activation quantizer {n.name} has per-channel scales, which TensorRT "
-                            "cannot run; re-run `compress quantize` (it quantizes activations per tensor)")
-        if zp.dtype == np.int8 and int(zp) == 0:
-            continue
-        info = np.iinfo(zp.dtype)
-        amax = max(abs((info.min - int(zp)) * float(scale)), abs((info.max - int(zp)) * float(scale)))
-        tag = f"{n.output[0]}_trt"
-        g.initializer.extend([numpy_helper.from_array(np.array(amax / 127.0, np.float32), tag + "_scale"),
-                              numpy_helper.from_array(np.array(0, np.int8), tag + "_zero_point")])
-        for q in [n] + [c for c in consumers.get(n.output[0], []) if c.op_type == "DequantizeLinear"]:
-            q.input[1], q.input[2] = tag + "_scale", tag + "_zero_point"
-        rewritten += 1
-    if rewritten:
-        del g.value_info[:]  # recorded uint8 tensor types are stale; the checker's shape inference redoes them
-        used = {name for n in g.node for name in n.input} | {o.name for o in g.output}
-        for n in [n for n in g.node if n.op_type == "Constant" and n.output[0] not in used]:
-            g.node.remove(n)  # the replaced scales and zero points
-        for i in [i for i in g.initializer if i.name not in used]:
-            g.initializer.remove(i)
+    details = qdq_graph.signed_symmetric_activations(model, path.name)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
-    return {"rewritten_quantizers": rewritten, "form": "activations signed int8, zero point 0, per tensor; "
-            "weights signed int8 per channel (TensorRT explicit quantization)"}
+    return details
 
 
 def export_tensorrt(job: ExportJob) -> ExportOutput:
@@ -263,7 +226,7 @@ def export_tensorrt(job: ExportJob) -> ExportOutput:
         job.log(f"TensorRT-ready float ONNX (engine precision {job.precision} set at build time), opset {opset}")
     details = _write_job_onnx(job, name, opset)
     if job.precision == "int8":
-        details["tensorrt_qdq"] = signed_symmetric_activations(job.stage / name)
+        details["tensorrt_qdq"] = _tensorrt_form(job.stage / name)
     files = [name]
     engine = "model.engine"
     (job.stage / "build_engine.py").write_text(Path(inspect.getsourcefile(trt_engine)).read_text())
