@@ -169,7 +169,7 @@ def test_onnx_int8_runs_fused_integer_convs(exports, tmp_path):
 
     kept = sum(map(clip_kept, quantized))
     assert ops.count("QLinearConv") == len(quantized) - kept and kept <= 2
-    assert man["details"]["conv_inputs_requantized"] > 0
+    assert man["details"]["onnxruntime_rewrites"]["data_movement_qdq_pairs"] > 0
     assert load_runner(out / "model.onnx").int8.startswith("emulated") == host_int8_saturates()
     assert load_runner(out / "model.onnx", int8="native").int8 == "native"
     assert ("host_int8_kernels" in par["checks"]["vs_float"]) == host_int8_saturates()

@@ -32,7 +32,7 @@ from torch import nn
 from ..data.transforms import NORMALIZATION, to_float
 from ..errors import UserError
 from ..targets import Target
-from . import qdq_graph
+from . import onnx_rewrites
 from .runtimes import require
 
 DEFAULT_OPSET = 17
@@ -115,9 +115,10 @@ def _qdq_export_copy(qmodel: nn.Module) -> nn.Module:
     return q
 
 
-def write_onnx(module: nn.Module, path: Path, opset: int, size: int, qdq: bool = False) -> dict:
-    """torch (legacy exporter, static batch 1) -> onnxsim -> onnx.checker -> `path`; returns details. The opset
-    is read back from the written file and must equal `opset`."""
+def write_onnx(module: nn.Module, path: Path, opset: int, size: int, qdq: bool = False,
+               rewrite: Callable[[Any], dict] | None = None) -> dict:
+    """torch (legacy exporter, static batch 1) -> onnxsim -> `rewrite` (in memory, for the target runtime) ->
+    onnx.checker -> `path`; returns details. The opset is read back from the written file and must equal `opset`."""
     import onnx
 
     onnxsim = require("onnxsim", "onnxsim", "simplifying the ONNX export")
@@ -137,7 +138,7 @@ def write_onnx(module: nn.Module, path: Path, opset: int, size: int, qdq: bool =
         how = "onnxsim.simplify(skip_constant_folding=True): constant folding would remove weight Q/DQ pairs"
     if not ok:
         raise RuntimeError("onnxsim could not validate the simplified model against the original")
-    requantized = qdq_graph.quantize_conv_inputs(simplified) if qdq else 0
+    rewrites = rewrite(simplified) if rewrite else {}
     onnx.checker.check_model(simplified, full_check=True)
     onnx.save(simplified, str(path))
     back = onnx.load(str(path))
@@ -147,7 +148,7 @@ def write_onnx(module: nn.Module, path: Path, opset: int, size: int, qdq: bool =
     inp = back.graph.input[0].type.tensor_type.shape.dim
     return {"opset": written, "simplified": how, "checker": "onnx.checker.check_model(full_check=True): passed",
             "nodes": len(back.graph.node), "input_shape": [d.dim_value or d.dim_param for d in inp],
-            **({"qdq_nodes": _qdq_counts(back), "conv_inputs_requantized": requantized} if qdq else {})}
+            **({"qdq_nodes": _qdq_counts(back)} if qdq else {}), **rewrites}
 
 
 def _need_qmodel(job: ExportJob) -> nn.Module:
@@ -156,11 +157,27 @@ def _need_qmodel(job: ExportJob) -> nn.Module:
     return job.qmodel
 
 
-def _write_job_onnx(job: ExportJob, name: str, opset: int) -> dict:
+def _write_job_onnx(job: ExportJob, name: str, opset: int, rewrite: Callable[[Any], dict] | None = None) -> dict:
     """The job's model as ONNX: QDQ from the NNCF model for int8, the float model otherwise."""
     if job.precision == "int8":
-        return write_onnx(_qdq_export_copy(_need_qmodel(job)), job.stage / name, opset, job.input_size, qdq=True)
-    return write_onnx(job.float_model, job.stage / name, opset, job.input_size)
+        return write_onnx(_qdq_export_copy(_need_qmodel(job)), job.stage / name, opset, job.input_size, qdq=True,
+                          rewrite=rewrite)
+    return write_onnx(job.float_model, job.stage / name, opset, job.input_size, rewrite=rewrite)
+
+
+def _for_onnxruntime(model) -> dict:
+    """In-memory rewrites for onnxruntime (see onnx_rewrites): shuffles as Gather; int8 through data movement."""
+    out = {"onnxruntime_rewrites": {"channel_shuffles_as_gather": onnx_rewrites.shuffle_as_gather(model)}}
+    if any(n.op_type == "DequantizeLinear" for n in model.graph.node):
+        out["onnxruntime_rewrites"]["data_movement_qdq_pairs"] = onnx_rewrites.quantize_data_movement(model)
+    return out
+
+
+def _for_tensorrt_int8(model) -> dict:
+    """In-memory rewrites for TensorRT's explicit quantization: int8 through data movement, then every
+    activation quantizer in TensorRT's signed symmetric form."""
+    pairs = onnx_rewrites.quantize_data_movement(model)
+    return {"tensorrt_qdq": {**onnx_rewrites.signed_symmetric_activations(model), "data_movement_qdq_pairs": pairs}}
 
 
 # ---------------------------------------------------------------- onnx
@@ -171,7 +188,7 @@ def export_onnx(job: ExportJob) -> ExportOutput:
         job.log(f"ONNX QDQ from the NNCF model, opset {opset}")
     else:
         job.log(f"ONNX fp32, opset {opset}")
-    details = _write_job_onnx(job, name, opset)
+    details = _write_job_onnx(job, name, opset, _for_onnxruntime)
     if job.precision == "int8":
         details["quantization"] = "NNCF fake-quant exported as QuantizeLinear/DequantizeLinear pairs (QDQ)"
     return ExportOutput(name, [name], _nchw_spec(job.input_size), opset, details)
@@ -204,17 +221,6 @@ def _polygraphy_lint(onnx_path: Path) -> dict:
     return out
 
 
-def _tensorrt_form(path: Path) -> dict:
-    """The int8 QDQ ONNX file at `path`, rewritten in place into TensorRT's signed symmetric form."""
-    import onnx
-
-    model = onnx.load(str(path))
-    details = qdq_graph.signed_symmetric_activations(model, path.name)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
-    return details
-
-
 def export_tensorrt(job: ExportJob) -> ExportOutput:
     from . import trt_engine
 
@@ -224,9 +230,7 @@ def export_tensorrt(job: ExportJob) -> ExportOutput:
         job.log(f"TensorRT-ready QDQ ONNX (explicit quantization), opset {opset}")
     else:
         job.log(f"TensorRT-ready float ONNX (engine precision {job.precision} set at build time), opset {opset}")
-    details = _write_job_onnx(job, name, opset)
-    if job.precision == "int8":
-        details["tensorrt_qdq"] = _tensorrt_form(job.stage / name)
+    details = _write_job_onnx(job, name, opset, _for_tensorrt_int8 if job.precision == "int8" else None)
     files = [name]
     engine = "model.engine"
     (job.stage / "build_engine.py").write_text(Path(inspect.getsourcefile(trt_engine)).read_text())

@@ -1,11 +1,11 @@
-"""QDQ graph rewrites (compress/export/qdq_graph.py) on small hand-built ONNX graphs: exact where they claim to be."""
+"""ONNX graph rewrites (compress/export/onnx_rewrites.py) on small hand-built graphs: exact where they claim to be."""
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from compress.export import qdq_graph
+from compress.export import onnx_rewrites
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -51,33 +51,63 @@ def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {"x": x})[0]
 
 
-def test_conv_behind_a_channel_shuffle_gets_its_own_quantizer_exactly():
-    model = _shuffle_conv_graph(second_scale=0.05)
-    x = np.random.default_rng(1).uniform(-3, 3, (1, 4, 6, 6)).astype(np.float32)
-    before = _run(model, x)
-    assert qdq_graph.quantize_conv_inputs(model) == 1
-    onnx.checker.check_model(model, full_check=True)
-    producer = {o: n for n in model.graph.node for o in n.output}
+def _producers(model) -> dict:
+    return {o: n for n in model.graph.node for o in n.output}
+
+
+def _conv_reads_a_dequantize(model) -> bool:
+    producer = _producers(model)
     conv = next(n for n in model.graph.node if n.op_type == "Conv")
     dq = producer[conv.input[0]]
-    assert dq.op_type == "DequantizeLinear" and producer[dq.input[0]].op_type == "QuantizeLinear"
-    np.testing.assert_array_equal(_run(model, x), before)  # the values were on that grid already
+    return dq.op_type == "DequantizeLinear" and producer[dq.input[0]].op_type == "QuantizeLinear"
 
 
-@pytest.mark.parametrize("second_scale, weight_quantized", [(0.07, True), (0.05, False)])
-def test_no_quantizer_where_it_would_change_values_or_the_conv_is_float(second_scale, weight_quantized):
-    """Two grids meeting in the Concat (one scale cannot hold both), or a conv kept in float: left alone."""
-    model = _shuffle_conv_graph(second_scale, weight_quantized)
+X = np.random.default_rng(1).uniform(-3, 3, (1, 4, 6, 6)).astype(np.float32)
+
+
+def test_grid_carried_through_the_channel_shuffle_exactly():
+    model = _shuffle_conv_graph(second_scale=0.05)
+    before = _run(model, X)
+    assert onnx_rewrites.quantize_data_movement(model) == 4  # Concat, Reshape, Transpose, Reshape
+    onnx.checker.check_model(model, full_check=True)
+    assert _conv_reads_a_dequantize(model)
+    np.testing.assert_array_equal(_run(model, X), before)  # the values were on that grid already
+
+
+def test_no_quantizer_where_two_grids_meet():
+    """Two scales meeting in the Concat: one quantizer cannot hold both, so nothing downstream gets one."""
+    model = _shuffle_conv_graph(second_scale=0.07)
     n = len(model.graph.node)
-    assert qdq_graph.quantize_conv_inputs(model) == 0 and len(model.graph.node) == n
+    assert onnx_rewrites.quantize_data_movement(model) == 0 and len(model.graph.node) == n
+
+
+@pytest.mark.parametrize("weight_quantized", [True, False])
+def test_shuffle_as_one_gather_computes_the_same(weight_quantized):
+    model = _shuffle_conv_graph(second_scale=0.05, weight_quantized=weight_quantized)
+    before = _run(model, X)
+    assert onnx_rewrites.shuffle_as_gather(model) == 1
+    ops = [n.op_type for n in model.graph.node]
+    assert "Gather" in ops and "Transpose" not in ops and "Reshape" not in ops
+    onnx.checker.check_model(model, full_check=True)
+    np.testing.assert_array_equal(_run(model, X), before)
+    assert onnx_rewrites.quantize_data_movement(model) == 2  # Concat, Gather
+    assert _conv_reads_a_dequantize(model)
+    np.testing.assert_array_equal(_run(model, X), before)
+
+
+def test_not_a_shuffle_is_left_alone():
+    """A Reshape -> Transpose -> Reshape with another permutation is not a channel shuffle."""
+    model = _shuffle_conv_graph(second_scale=0.05)
+    next(n for n in model.graph.node if n.op_type == "Transpose").attribute[0].ints[:] = [0, 1, 2, 4, 3]
+    assert onnx_rewrites.shuffle_as_gather(model) == 0
 
 
 def test_tensorrt_form_rewrites_the_inserted_quantizers_too():
     model = _shuffle_conv_graph(second_scale=0.05)
-    qdq_graph.quantize_conv_inputs(model)
-    details = qdq_graph.signed_symmetric_activations(model)
+    onnx_rewrites.quantize_data_movement(model)
+    details = onnx_rewrites.signed_symmetric_activations(model)
     onnx.checker.check_model(model, full_check=True)
-    assert details["rewritten_quantizers"] == 3
+    assert details["rewritten_quantizers"] == 6
     values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     for n in model.graph.node:
         if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] not in values:
