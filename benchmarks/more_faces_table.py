@@ -22,6 +22,7 @@ ROWS = [  # label, run folder (None = the zoo's record)
     ("+ UTKFace + AsianFaces", "runs/more-faces-ft-both"),
     ("+ UTKFace + AsianFaces, seed 1", "runs/more-faces-ft-both-seed1"),
     ("+ UTKFace, seed 1", "runs/more-faces-ft-utk-seed1"),
+    ("+ UTKFace + AsianFaces, AsianFaces' 728 identities also in the margin loss", "runs/more-faces-ft-asian-labels"),
 ]
 
 
