@@ -30,6 +30,15 @@ def _constants(graph) -> dict:
     return values
 
 
+def _consumers(graph) -> dict[str, list]:
+    """The nodes reading each tensor, by tensor name."""
+    out: dict[str, list] = {}
+    for n in graph.node:
+        for name in n.input:
+            out.setdefault(name, []).append(n)
+    return out
+
+
 def _drop_unused(graph) -> None:
     """Remove Constant nodes and initializers nothing reads any more, and stale recorded tensor types (the
     checker's shape inference redoes them)."""
@@ -78,10 +87,7 @@ def quantize_data_movement(model) -> int:
     g = model.graph
     values = _constants(g)
     producer = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for name in n.input:
-            consumers.setdefault(name, []).append(n)
+    consumers = _consumers(g)
     outputs = {o.name for o in g.output}
     inserted = 0
     for n in list(g.node):
@@ -125,15 +131,13 @@ def shuffle_as_gather(model) -> int:
     g = model.graph
     values = _constants(g)
     producer = {o: n for n in g.node for o in n.output}
-    uses: dict[str, int] = {}
-    for n in g.node:
-        for name in n.input:
-            uses[name] = uses.get(name, 0) + 1
+    consumers = _consumers(g)
     replaced = 0
     for last in [n for n in g.node if n.op_type == "Reshape"]:
         mid = producer.get(last.input[0])
         first = producer.get(mid.input[0]) if mid is not None and mid.op_type == "Transpose" else None
-        if first is None or first.op_type != "Reshape" or uses[first.output[0]] != 1 or uses[mid.output[0]] != 1 \
+        if first is None or first.op_type != "Reshape" or len(consumers[first.output[0]]) != 1 \
+                or len(consumers[mid.output[0]]) != 1 \
                 or not _is_channel_shuffle(first, mid, last, values):
             continue
         groups, per_group = (int(v) for v in values[first.input[1]][1:3])
@@ -161,10 +165,7 @@ def signed_symmetric_activations(model, what: str = "the model") -> dict:
 
     g = model.graph
     init = _constants(g)
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for name in n.input:
-            consumers.setdefault(name, []).append(n)
+    consumers = _consumers(g)
     rewritten = 0
     for n in g.node:
         if n.op_type != "QuantizeLinear" or n.input[0] in init or len(n.input) < 3:
