@@ -48,6 +48,8 @@ def _drop_unused(graph) -> None:
         graph.node.remove(n)
     for i in [i for i in graph.initializer if i.name not in used]:
         graph.initializer.remove(i)
+
+
 def _grid(dq, values: dict) -> tuple | None:
     """(scale, zero point, dtype) of a per-tensor activation DequantizeLinear; None for anything else."""
     if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] in values:
