@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 
 from compress.artifacts import host_description, now_iso, write_json
+from compress.bench.timing import measure
 
 # name, (cin, cout, kernel, stride, groups, spatial, relu6); the first six are table3's costliest convs by MACs
 KERNELS = {
@@ -89,15 +89,8 @@ def invoker(path: Path):
 
 
 def time_call(call, seconds: float) -> float:
-    """Median microseconds of `call` over `seconds` (after a warm-up)."""
-    for _ in range(5):
-        call()
-    times, end = [], time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1e6)
+    """Median microseconds of `call` over `seconds` (after a warm-up), by compress.bench.timing.measure."""
+    return measure(call, warmup=5, min_runs=5, min_seconds=seconds, max_seconds=seconds)["median_ms"] * 1e3
 
 
 def main() -> None:
