@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
 
 from compress.errors import UserError
 from compress.export import FORMATS, export_model, load_runner
+from compress.export.onnx_rewrites import constant_values
 from compress.export.runtimes import LiteRtEmbedder, OpenVinoEmbedder
 from compress.quantize.artifact import QuantizedArtifact
 
@@ -119,8 +119,7 @@ def test_tensorrt_orin_int8_qdq(exports):
     assert man["source"]["kind"] == "quantized" and man["source"]["keep_float"] == ["stem", "embedding"]
     # TensorRT's form: every activation quantizer signed int8, zero point 0, one scale per tensor
     graph = onnx.load(str(out / "model.onnx")).graph
-    init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    init.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"})
+    init = constant_values(graph)
     acts = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in init]
     assert len(acts) > 10 and man["details"]["tensorrt_qdq"]["rewritten_quantizers"] > 0
     for n in acts:
@@ -156,8 +155,7 @@ def test_onnx_int8_runs_fused_integer_convs(exports, tmp_path):
     graph = onnx.load(str(out / "model.onnx")).graph
     producer = {o: n for n in graph.node for o in n.output}
     consumers = {i: n for n in graph.node for i in n.input}
-    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    values.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"})
+    values = constant_values(graph)
     quantized = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in producer
                  and producer[n.input[1]].op_type == "DequantizeLinear"]
     assert all(producer[n.input[0]].op_type == "DequantizeLinear" for n in quantized)

@@ -19,7 +19,7 @@ _DATA_MOVEMENT = {"Reshape", "Transpose", "Slice", "Split", "Concat", "Gather", 
                   "Unsqueeze", "Identity"}
 
 
-def _constants(graph) -> dict:
+def constant_values(graph) -> dict:
     """Initializers and Constant nodes (the exporter writes scales and zero points as both), by name."""
     from onnx import numpy_helper
 
@@ -87,7 +87,7 @@ def quantize_data_movement(model) -> int:
     a channel shuffle reads a DequantizeLinear directly, which its int8 conv fusion (and TensorRT's) needs.
     Exact: these ops only move values, so every value is on that grid already. Returns the pairs inserted."""
     g = model.graph
-    values = _constants(g)
+    values = constant_values(g)
     producer = {o: n for n in g.node for o in n.output}
     consumers = _consumers(g)
     outputs = {o.name for o in g.output}
@@ -131,7 +131,7 @@ def shuffle_as_gather(model) -> int:
     from onnx import helper, numpy_helper
 
     g = model.graph
-    values = _constants(g)
+    values = constant_values(g)
     producer = {o: n for n in g.node for o in n.output}
     consumers = _consumers(g)
     replaced = 0
@@ -166,7 +166,7 @@ def signed_symmetric_activations(model, what: str = "the model") -> dict:
     from onnx import numpy_helper
 
     g = model.graph
-    init = _constants(g)
+    init = constant_values(g)
     consumers = _consumers(g)
     rewritten = 0
     for n in g.node:
