@@ -13,11 +13,12 @@ import difflib
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
+from .limits import FACES, LR, SECONDS, THREADS, Range, num
 from .schedules import profiles_dir
 
 if TYPE_CHECKING:
@@ -25,17 +26,19 @@ if TYPE_CHECKING:
 
 # Pair verification deals identities to identity-disjoint folds: 2 folds of 2 identities at the least.
 MIN_EVAL_IDENTITIES = 4
-
-
-def _num(default: Any, lo: float, lo_open: bool = False, hi: float | None = None) -> Any:
-    """A numeric field whose recipe value must lie in range (lo, hi] or [lo, hi]."""
-    return field(default=default, metadata={"range": (lo, lo_open, hi)})
+# Held-out synthetic identities are generated 10 images each, in memory.
+MAX_EVAL_IDENTITIES = 5000
+_EVAL_WHY = f"{MAX_EVAL_IDENTITIES} identities are {10 * MAX_EVAL_IDENTITIES} images, 1.9 GB in memory"
+MAX_PRUNE_STEPS = 100
+MAX_OPTIMIZER_STEPS = 1_000_000
+MAX_ROUND_TO = 256
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     """[evaluate]: the one evaluation set and protocol every pipeline stage is measured with."""
-    identities: int = _num(100, MIN_EVAL_IDENTITIES)  # held-out synthetic identities (when there is no lfw)
+    # held-out synthetic identities (when there is no lfw)
+    identities: int = num(100, Range(MIN_EVAL_IDENTITIES, MAX_EVAL_IDENTITIES, integer=True, why=_EVAL_WHY))
     flip: bool = True  # horizontal-flip feature fusion
     lfw: str | None = None  # LFW folder: its 10-fold protocol instead of synthetic pairs
     bins: tuple[str, ...] = ()  # extra insightface verification .bin files, each an extra accuracy row
@@ -50,13 +53,16 @@ class EvaluateConfig:
 class PruneConfig:
     """[prune] (compress.prune.folders.prune_artifact): structured pruning with short fine-tuning."""
     schedule: str | None = None  # target channel schedule (or ratio)
-    ratio: float | None = _num(None, 0, lo_open=True, hi=1)  # keep this fraction of every layer's channels
+    ratio: float | None = num(None, Range(0, 1, lo_open=True))  # keep this fraction of every layer's channels
     criterion: str = "l1"  # channel importance: l1, l2, bn, taylor
-    steps: int = _num(1, 1)  # prune in this many steps (widths interpolated)
+    # prune in this many steps (widths interpolated)
+    steps: int = num(1, Range(1, MAX_PRUNE_STEPS, integer=True, why="more steps change widths by under a channel"))
     depth: str = "first"  # which blocks a shortened stage keeps: first, importance
-    finetune_steps: int = _num(0, 0)  # optimizer steps of fine-tuning after every pruning step
-    finetune_lr: float = _num(1e-3, 0, lo_open=True)
-    round_to: int | None = _num(None, 1)  # round widths up to a multiple
+    # optimizer steps of fine-tuning after every pruning step
+    finetune_steps: int = num(0, Range(0, MAX_OPTIMIZER_STEPS, integer=True))
+    finetune_lr: float = num(1e-3, LR)
+    # round widths up to a multiple
+    round_to: int | None = num(None, Range(1, MAX_ROUND_TO, integer=True, why="a channel multiple such as 8"))
     data: str | None = None  # faces for Taylor and fine-tuning
     align: bool = False  # data holds raw photos: MTCNN-align them
 
@@ -66,33 +72,33 @@ class QuantizeConfig:
     """[quantize] (compress.quantize.quantize_artifact): NNCF int8, PTQ or QAT."""
     mode: str = "ptq"  # ptq: calibration only; qat: calibration, then fine-tuning with the training loss
     calibration: str | None = None  # calibration faces (None: synthetic)
-    images: int = _num(256, 1)  # calibration images
+    images: int = num(256, FACES)  # calibration images
     # Layers left in float (mixed precision). First and last by default: they have the least redundancy (3 input
     # channels; the 128-d embedding itself), where int8 costs face embeddings most, and few of the MACs.
     keep_float: tuple[str, ...] = ("stem", "embedding")
-    qat_steps: int = _num(300, 1)
-    qat_lr: float = _num(5e-5, 0, lo_open=True)
+    qat_steps: int = num(300, Range(1, MAX_OPTIMIZER_STEPS, integer=True))
+    qat_lr: float = num(5e-5, LR)
     train_data: str | None = None  # QAT training faces (None: synthetic)
     align: bool = False  # the data folders hold raw photos: MTCNN-align them
     overflow_fix: str = "disable"  # NNCF's 7-bit weights for CPUs without VNNI (costs accuracy)
     activations: str = "asymmetric"  # per-tensor activation quantizers: asymmetric (uint8 + zero point) or symmetric
-    threads: int = _num(0, 0)  # torch CPU threads (0 = default)
+    threads: int = num(0, THREADS)  # torch CPU threads (0 = default)
 
 
 @dataclass(frozen=True)
 class ExportConfig:
     """[export] (compress.export.folders.export_artifact): which targets, and the parity check."""
     targets: str | tuple[str, ...] = "all"  # "all" (each at its default precision) or ["name", "name:precision"]
-    parity_images: int = _num(256, 1)
+    parity_images: int = num(256, FACES)
     parity_data: str | None = None  # parity faces (None: LFW unpaired when evaluating on LFW, else synthetic)
-    threads: int = _num(0, 0)  # runtime CPU threads for the checks (0 = runtime default)
+    threads: int = num(0, THREADS)  # runtime CPU threads for the checks (0 = runtime default)
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     """[bench]: latency of every export on the host running the pipeline."""
-    seconds: float = _num(2.0, 0, lo_open=True)  # minimum timed seconds per export
-    threads: int = _num(0, 0)  # runtime CPU threads (0 = runtime default)
+    seconds: float = num(2.0, SECONDS)  # minimum timed seconds per export
+    threads: int = num(0, THREADS)  # runtime CPU threads (0 = runtime default)
 
 
 @dataclass(frozen=True)
@@ -246,14 +252,12 @@ def _union(tp: Any) -> tuple[Any, ...]:
     return typing.get_args(tp) if typing.get_origin(tp) in (types.UnionType, typing.Union) else (tp,)
 
 
-def _value(tp: Any, v: Any, where: str, rng: tuple[float, bool, float | None] | None) -> Any:
+def _value(tp: Any, v: Any, where: str, rng: Range | None) -> Any:
     """v checked against its field's type and range, as the field holds it (arrays as tuples, ints as floats)."""
     if rng is not None:
-        lo, lo_open, hi = rng
-        ok = _accepts(tp, v) and (v > lo if lo_open else v >= lo) and (hi is None or v <= hi)
-        if not ok:
-            bound = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
-            raise UserError(f"{where} must be {_describe(tp)} {bound}, got {v!r}")
+        if not _accepts(tp, v):
+            raise UserError(f"{where} must be {rng.describe()}, got {v!r}")
+        rng.check(v, where)
     elif not _accepts(tp, v):
         raise UserError(f"{where} must be {_describe(tp)}, got {v!r}")
     if isinstance(v, list):

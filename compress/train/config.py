@@ -10,15 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..limits import MAX_FACES_IN_MEMORY, SEED, THREADS, Range, check_fields, num
 from ..data.transforms import AUGMENT_POLICIES
 # Recipes are read by compress/recipe.py; its path helpers stay importable from here.
-from ..recipe import (MIN_EVAL_IDENTITIES, read_sections, resolve_path, resolve_recipe, resolve_sources,  # noqa: F401
+from ..recipe import (MAX_EVAL_IDENTITIES, MIN_EVAL_IDENTITIES, read_sections, resolve_path, resolve_recipe, resolve_sources,  # noqa: F401
                       unknown_key)
 from .losses import DEFAULT_TERMS, LOSSES
 
 # Fields that may change between a checkpoint and its resumed run without making it another run.
 RESUMABLE_CHANGES = {"epochs", "device", "threads", "progress", "workers"}
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+MAX_SYNTHETIC_IDENTITIES = 100_000
+MAX_PER_IDENTITY = 1000
 
 
 @dataclass
@@ -28,32 +31,32 @@ class TrainConfig:
     # Stream the folder from disk (decoded per batch by DataLoader workers) instead of decoding it into memory
     # first; an insightface .rec is always streamed (compress/data/lazy.py).
     stream: bool = False
-    workers: int = 2  # DataLoader worker processes per training process when streaming
+    workers: int = num(2, THREADS)  # DataLoader worker processes per training process when streaming
     align: bool = False  # data/unlabelled folders hold raw photos: MTCNN-align (cached) and Haar-clean them
-    synthetic_identities: int = 120
-    synthetic_images_per_identity: int = 20
-    synthetic_seed: int = 0
+    synthetic_identities: int = num(120, Range(1, MAX_SYNTHETIC_IDENTITIES, integer=True))
+    synthetic_images_per_identity: int = num(20, Range(1, MAX_PER_IDENTITY, integer=True))
+    synthetic_seed: int = num(0, SEED)
     loss: str = "arcface_w"
-    s: float = 64.0
+    s: float = num(64.0, Range(0, 1024, lo_open=True, why="the paper uses 64"))
     m: float = 0.5
-    terms: int = DEFAULT_TERMS
-    epochs: int = 10
-    batch_size: int = 128
+    terms: int = num(DEFAULT_TERMS, Range(1, 64, integer=True))
+    epochs: int = num(10, Range(1, 100_000, integer=True))
+    batch_size: int = num(128, Range(1, 65_536, integer=True))
     optimizer: str = "sgd"
-    lr: float = 0.1
+    lr: float = num(0.1, Range(0, 10, lo_open=True, why="a larger step diverges"))
     lr_schedule: str = "cosine"
-    warmup_epochs: float = 1.0
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    warmup_epochs: float = num(1.0, Range(0, 100_000))
+    momentum: float = num(0.9, Range(0, 1))
+    weight_decay: float = num(5e-4, Range(0, 1, why="a fraction of the weights removed per step"))
     augment: bool = True
     augment_policy: str = "light"  # "light": mirror + small crop/shift; "strong": + rotation, zoom, colour, grey
-    seed: int = 0
+    seed: int = num(0, SEED)
     device: str = "auto"
-    threads: int = 0
+    threads: int = num(0, THREADS)
     # Embedding-level distillation: 1 - cos(student, teacher) on every image, weighted by distill_weight.
     teacher: str = ""  # ONNX face model or model artifact, same embedding size ("" = no distillation)
     init_model: str = ""  # start from this model artifact (e.g. a pruned network); its schedule is used
-    distill_weight: float = 0.0
+    distill_weight: float = num(0.0, Range(0, 1000, why="the margin loss is of order 10"))
     # "cached": the teacher embeds each image and its mirror once (cheap; the student's small crop/shift is
     # ignored). "online": the teacher embeds every augmented batch the student sees (function matching; one
     # teacher forward per image per step), which strong augmentation and mixup need.
@@ -67,11 +70,15 @@ class TrainConfig:
     leakage_lfw: str = ""  # LFW folder holding pairs.txt ("" = no filter)
     leakage_quantile: float = 0.99  # the cut: this quantile of LFW images' best match among other LFW people
     eval_lfw: str = ""  # LFW folder: evaluate the finished model with the 10-fold protocol
-    eval_identities: int = 60  # held-out synthetic identities for the final verification check
-    eval_images_per_identity: int = 10
+    # held-out synthetic identities for the final verification check
+    eval_identities: int = num(60, Range(MIN_EVAL_IDENTITIES, MAX_EVAL_IDENTITIES, integer=True))
+    eval_images_per_identity: int = num(10, Range(2, MAX_PER_IDENTITY, integer=True))
     progress: bool = True
 
     def validate(self) -> "TrainConfig":
+        for f in fields(self):  # every float finite (lr = inf trains for hours, then "loss became nan")
+            if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name)):
+                raise UserError(f"{f.name} must be a finite number, got {getattr(self, f.name)!r}")
         if self.loss not in LOSSES:
             raise UserError(f"unknown loss '{self.loss}'; choose one of: {', '.join(LOSSES)}")
         if self.optimizer not in ("sgd", "adamw"):
@@ -119,6 +126,11 @@ class TrainConfig:
         if not 0.5 <= self.leakage_quantile < 1:
             raise UserError(f"leakage_quantile must be in [0.5, 1), got {self.leakage_quantile}; 0.99 drops ~1% "
                             "of unrelated faces")
+        check_fields(self)  # the ranges and caps the checks above leave open (upper caps, negative weights)
+        n = self.synthetic_identities * self.synthetic_images_per_identity
+        if self.data == "synthetic" and n > 10 * MAX_FACES_IN_MEMORY:
+            raise UserError(f"synthetic_identities x synthetic_images_per_identity = {n} images; at most "
+                            f"{10 * MAX_FACES_IN_MEMORY} fit in memory (37.6 KB each): lower one of them")
         return self
 
     def to_dict(self) -> dict[str, Any]:
