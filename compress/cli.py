@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from .errors import UserError
-from .recipe import ExportConfig, PruneConfig, QuantizeConfig
+from .limits import FACES, SECONDS, SEED, THREADS, Range, option_type as _t
+from .recipe import EvaluateConfig, ExportConfig, PruneConfig, QuantizeConfig
 from .zoo import DEFAULT_MODEL, DEFAULT_PRUNE_SOURCE, is_zoo_spec, safe_name
 
 
@@ -148,13 +149,15 @@ def train(recipe, out, resume, overwrite, no_progress, **opts) -> None:
 @click.option("--model", "model_path", default=DEFAULT_PRUNE_SOURCE, show_default=True,
               help="trained model: zoo:NAME, a run folder or model.pt, e.g. a Table 2 network")
 @click.option("--schedule", help="target channel schedule: table3 or a .toml file")
-@click.option("--ratio", type=float, help="instead of a schedule: keep this fraction of every layer's channels")
+@click.option("--ratio", type=_t(PruneConfig, "ratio"),
+              help="instead of a schedule: keep this fraction of every layer's channels")
 @click.option("--criterion", type=click.Choice(["l1", "l2", "bn", "taylor"]), default=PruneConfig.criterion,
               show_default=True,
               help="channel importance: weight magnitude (L1/L2), BN scaling factor |gamma|, or first-order "
                    "Taylor estimate of the loss change (needs --data)")
-@click.option("--round-to", type=int, help="round widths up to a multiple (e.g. 8) for accelerators")
-@click.option("--steps", default=PruneConfig.steps, show_default=True,
+@click.option("--round-to", type=_t(PruneConfig, "round_to"),
+              help="round widths up to a multiple (e.g. 8) for accelerators")
+@click.option("--steps", default=PruneConfig.steps, show_default=True, type=_t(PruneConfig, "steps"),
               help="prune in this many steps (widths interpolated)")
 @click.option("--depth", type=click.Choice(["first", "importance"]), default=PruneConfig.depth, show_default=True,
               help="which blocks a shortened stage keeps")
@@ -162,8 +165,9 @@ def train(recipe, out, resume, overwrite, no_progress, **opts) -> None:
 @click.option("--data", help="faces for Taylor and fine-tuning: 'synthetic' or an image folder")
 @click.option("--align", is_flag=True, help="--data holds raw photos: MTCNN-align them (cached)")
 @click.option("--finetune-steps", default=PruneConfig.finetune_steps, show_default=True,
+              type=_t(PruneConfig, "finetune_steps"),
               help="optimizer steps of fine-tuning after every pruning step (distillation from the unpruned model)")
-@click.option("--finetune-lr", default=PruneConfig.finetune_lr, show_default=True)
+@click.option("--finetune-lr", default=PruneConfig.finetune_lr, show_default=True, type=_t(PruneConfig, "finetune_lr"))
 @click.option("--out", type=click.Path(path_type=Path), help="pruned artifact folder  [runs/pruned/<model>-<schedule>]")
 @click.option("--overwrite", is_flag=True)
 @click.option("--no-progress", is_flag=True)
@@ -194,22 +198,22 @@ def prune(model_path, schedule, ratio, criterion, round_to, steps, depth, lfw, d
               help="ptq: calibration only (quick); qat: calibration, then fine-tuning with the training loss")
 @click.option("--calibration", "calibration_spec",
               help="calibration faces: 'synthetic', an image folder, or lfw-unpaired:LFW_DIR  [synthetic]")
-@click.option("--calibration-images", default=QuantizeConfig.images, show_default=True)
+@click.option("--calibration-images", default=QuantizeConfig.images, show_default=True, type=_t(FACES))
 @click.option("--keep-float", default=",".join(QuantizeConfig.keep_float), show_default=True,
               help="comma-separated layers left in float (mixed precision); 'none' = full int8")
 @click.option("--align", is_flag=True, help="the data folders hold raw photos: MTCNN-align them (cached)")
 @click.option("--train-data", "train_spec", help="QAT training faces: 'synthetic' or an image folder  [synthetic]")
-@click.option("--qat-steps", default=QuantizeConfig.qat_steps, show_default=True)
-@click.option("--qat-lr", default=QuantizeConfig.qat_lr, show_default=True)
+@click.option("--qat-steps", default=QuantizeConfig.qat_steps, show_default=True, type=_t(QuantizeConfig, "qat_steps"))
+@click.option("--qat-lr", default=QuantizeConfig.qat_lr, show_default=True, type=_t(QuantizeConfig, "qat_lr"))
 @click.option("--overflow-fix", type=click.Choice(["disable", "first_layer_only", "enable"]),
               default=QuantizeConfig.overflow_fix,
               show_default=True, help="NNCF's 7-bit weights for CPUs without VNNI (costs accuracy)")
 @click.option("--activations", type=click.Choice(["asymmetric", "symmetric"]), default=QuantizeConfig.activations,
               show_default=True, help="per-tensor activation quantizers: asymmetric (uint8 + zero point: "
               "onnxruntime fuses every conv) or symmetric")
-@click.option("--threads", default=QuantizeConfig.threads,
+@click.option("--threads", default=QuantizeConfig.threads, type=_t(THREADS),
               help="torch CPU threads (0 = default; 1 is fastest on a busy 2-core host)")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=_t(SEED))
 @click.option("--overwrite", is_flag=True)
 @click.option("--no-progress", is_flag=True)
 def quantize(model_path, out, mode, calibration_spec, calibration_images, keep_float, align, train_spec, qat_steps,
@@ -241,8 +245,8 @@ def quantize(model_path, out, mode, calibration_spec, calibration_images, keep_f
 @click.option("--lfw", type=click.Path(path_type=Path), help="also measure LFW accuracy through the runtime")
 @click.option("--parity-data", "parity_spec",
               help="parity faces: 'synthetic', an image folder or lfw-unpaired:DIR  [LFW unpaired if --lfw]")
-@click.option("--parity-images", default=ExportConfig.parity_images, show_default=True)
-@click.option("--threads", default=ExportConfig.threads,
+@click.option("--parity-images", default=ExportConfig.parity_images, show_default=True, type=_t(FACES))
+@click.option("--threads", default=ExportConfig.threads, type=_t(THREADS),
               help="runtime CPU threads for the checks (0 = runtime default)")
 @click.option("--overwrite", is_flag=True)
 @click.option("--no-progress", is_flag=True)
@@ -273,9 +277,11 @@ def export(target, model_path, precision, out, lfw, parity_spec, parity_images, 
 @click.option("--artifact", "artifacts", multiple=True, type=click.Path(path_type=Path),
               help="export folder (from `compress export`) or a .onnx / .xml / .tflite file; repeat to compare  "
                    "[zoo:table3 exported as plain ONNX fp32]")
-@click.option("--threads", default=0, help="runtime CPU threads (0 = runtime default)")
-@click.option("--seconds", default=3.0, show_default=True, help="minimum timed seconds (per round when comparing)")
-@click.option("--rounds", default=5, show_default=True, help="comparing: interleaved rounds")
+@click.option("--threads", default=0, type=_t(THREADS), help="runtime CPU threads (0 = runtime default)")
+@click.option("--seconds", default=3.0, show_default=True, type=_t(SECONDS),
+              help="minimum timed seconds (per round when comparing)")
+@click.option("--rounds", default=5, show_default=True, type=_t(Range(1, 100, integer=True)),
+              help="comparing: interleaved rounds")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="write the result as JSON here")
 def bench(artifacts, threads, seconds, rounds, json_out) -> None:
     """Latency (median, p90; batch 1) of exported models in their runtimes on this machine. Several
@@ -364,7 +370,8 @@ def _default_bench_artifact() -> Path:
               help="zoo:NAME, a run folder, model.pt, or any .onnx face model")
 @click.option("--data", help="'synthetic' (held-out synthetic identities) or an ImageFolder of aligned crops")
 @click.option("--lfw", type=click.Path(path_type=Path), help="LFW folder with pairs.txt (standard 10-fold protocol)")
-@click.option("--identities", default=100, show_default=True, help="synthetic: held-out identities")
+@click.option("--identities", default=100, show_default=True, type=_t(EvaluateConfig, "identities"),
+              help="synthetic: held-out identities")
 @click.option("--no-flip", is_flag=True, help="no horizontal-flip feature fusion")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the result as JSON")
 @click.option("--roc", type=click.Path(path_type=Path), help="LFW: write the ROC curve PNG here")
@@ -525,7 +532,7 @@ def ablation(recipe, out, epochs, variants, device, no_progress) -> None:
 @click.option("--far", default=1e-3, show_default=True, help="open-set false-accept rate the threshold is set at")
 @click.option("--calibration", help="faces of people NOT enrolled, for the threshold: 'synthetic', a folder, or "
                                     "lfw-singletons:LFW_DIR  [synthetic on a new gallery; then the stored set]")
-@click.option("--calibration-images", default=1000, show_default=True)
+@click.option("--calibration-images", default=1000, show_default=True, type=_t(FACES))
 @click.option("--no-flip", is_flag=True, help="no horizontal-flip fusion (about half the embedding time)")
 @click.option("--aligned", is_flag=True, help="the photos are already aligned 112x112 crops (`compress data align`)")
 @click.option("--overwrite", is_flag=True, help="replace the photos of people already enrolled")
@@ -604,9 +611,9 @@ def data() -> None:
 
 @data.command("synth")
 @click.argument("dst", type=click.Path(path_type=Path))
-@click.option("--identities", default=50, show_default=True)
-@click.option("--per-identity", default=20, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--identities", default=50, show_default=True, type=_t(Range(1, 100_000, integer=True)))
+@click.option("--per-identity", default=20, show_default=True, type=_t(Range(1, 1000, integer=True)))
+@click.option("--seed", default=0, show_default=True, type=_t(SEED))
 def data_synth(dst, identities, per_identity, seed) -> None:
     """Write built-in SYNTHETIC faces as an ImageFolder (aligned 112x112 PNGs)."""
     from .data.synthetic import write_image_folder
@@ -632,7 +639,7 @@ def data_fetch_mtcnn(force) -> None:
 @click.option("--haar", "haar_policy", type=click.Choice(["flag", "drop"]), default="flag", show_default=True,
               help="crops the Haar cascade sees no face in: keep and list them, or drop (and list) them")
 @click.option("--no-cache", is_flag=True, help="do not read or write the aligned-crop cache")
-@click.option("--batch-size", default=16, show_default=True)
+@click.option("--batch-size", default=16, show_default=True, type=_t(Range(1, 1024, integer=True)))
 def data_align(src, dst, haar_policy, no_cache, batch_size) -> None:
     """Detect (MTCNN) and 5-point align every image under SRC to 112x112 crops in DST (same tree)."""
     from .data.align import align_tree

@@ -57,6 +57,27 @@ def _taylor_loss(reference: FaceMobileNet, faces, batch_size: int = 64):
     return (lambda model, b: head(model(b[0]), b[1])[0]), batch
 
 
+def _ratio_target(src: Any, ratio: float, round_to: int | None) -> Any:
+    """ratio_schedule of `src`, or, when the ratio leaves layers too narrow for the network's structure, one
+    line saying so and the smallest ratio that works (found by bisection over the cheap schedule plan)."""
+    def problem(r: float) -> str | None:
+        try:
+            plan_pruning(src, ratio_schedule(src, r, round_to), layers=False)
+            return None
+        except UserError as e:
+            return str(e).split("; ")[0]
+
+    why = problem(ratio)
+    if why is None:
+        return ratio_schedule(src, ratio, round_to)
+    lo, hi = ratio, 1.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if problem(mid) is None else (mid, hi)
+    raise UserError(f"--ratio {ratio:g} leaves layers of {src.name} too narrow for its block structure ({why}); "
+                    f"pass --ratio {hi:.3g} or larger")
+
+
 _P = PruneConfig  # the defaults ([prune] in a recipe)
 
 
@@ -87,7 +108,7 @@ def prune_artifact(model_path: str | Path, out: str | Path, schedule: str | None
     check_out(out, "prune", overwrite)  # before minutes of work, not after
     model = load_model(model_path)
     src = model.schedule
-    target = ratio_schedule(src, ratio, round_to) if ratio is not None else plan_pruning(src, schedule, layers=False).target
+    target = _ratio_target(src, ratio, round_to) if ratio is not None else plan_pruning(src, schedule, layers=False).target
     if round_to and ratio is None:
         exact_macs = count_macs(FaceMobileNet(target).eval(), (3, target.input_size, target.input_size))
         target = round_schedule(target, round_to, limit=src)
