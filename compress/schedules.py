@@ -18,6 +18,14 @@ from .errors import UserError
 RESIDUAL_KINDS = ("a", "b")
 _TOP_KEYS = {"name", "description", "input_size", "embedding_size", "prune_from", "stem", "stages", "head"}
 _STAGE_KEYS = {"t", "c", "n", "s", "residual", "source", "hidden"}
+# Caps on a schedule's numbers: the paper's networks have at most 1280 channels, 6x expansion, 4 repeats and
+# about 1M parameters; a stored or hand-written schedule far beyond that (c = 400000, n = 1e8) would allocate
+# until the machine runs out of memory. MAX_PARAMS (200 MB of float32 weights) is checked on the whole network.
+MAX_CHANNELS = 8192
+MAX_REPEATS = 64
+MAX_EXPANSION = 32
+MAX_INPUT_SIZE = 1024
+MAX_PARAMS = 50_000_000
 
 
 def profiles_dir() -> Path:
@@ -62,11 +70,14 @@ class Schedule:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Schedule":
+    def from_dict(cls, d: dict[str, Any], origin: str = "<stored schedule>") -> "Schedule":
+        """The schedule stored in a model file, re-checked: a damaged or hostile file names what is wrong."""
         d = dict(d)
         d["stages"] = tuple(Stage(**{**s, "hidden": None if s.get("hidden") is None else tuple(s["hidden"])})
                             for s in d["stages"])
-        return cls(**d)
+        out = cls(**d)
+        check_size(out, origin)
+        return out
 
 
 def list_schedules() -> list[Schedule]:
@@ -97,14 +108,46 @@ def load_schedule(name_or_path: str | Path) -> Schedule:
     return parse_schedule(raw, str(p))
 
 
-def _int(where: str, v: Any, lo: int = 1, choices: tuple[int, ...] | None = None) -> int:
+def _int(where: str, v: Any, lo: int = 1, choices: tuple[int, ...] | None = None, hi: int = MAX_CHANNELS) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         raise UserError(f"{where} must be an integer, got {v!r}")
     if choices and v not in choices:
         raise UserError(f"{where} must be one of {list(choices)}, got {v}")
     if v < lo:
         raise UserError(f"{where} must be >= {lo}, got {v}")
+    if v > hi:
+        raise UserError(f"{where} must be <= {hi} (a cap that keeps a schedule within memory), got {v}")
     return v
+
+
+def param_bound(s: Schedule) -> int:
+    """An upper bound on the network's parameter count, from the schedule alone (no tensors allocated)."""
+    total, cin = 27 * s.stem_c, s.stem_c
+    for st in s.stages:
+        for i in range(st.n):
+            h = st.hidden_of(i) or st.t * cin
+            total += cin * h + 9 * h + h * st.c + 9 * cin + cin * st.c + 4 * (h + st.c)
+            cin = st.c
+    return total + cin * s.head_c + s.head_c * s.embedding_size
+
+
+def check_size(s: Schedule, origin: str) -> None:
+    """Every number of a schedule (parsed or stored in a model file) within its cap, and the network too."""
+    for k in ("stem_c", "head_c", "embedding_size"):
+        _int(f"{origin}: {k}", getattr(s, k))
+    _int(f"{origin}: input_size", s.input_size, lo=16, hi=MAX_INPUT_SIZE)
+    if not 1 <= len(s.stages) <= MAX_REPEATS:
+        raise UserError(f"{origin}: {len(s.stages)} stages; a schedule has 1..{MAX_REPEATS}")
+    for i, st in enumerate(s.stages, 1):
+        _int(f"{origin}: stage {i}.c", st.c)
+        _int(f"{origin}: stage {i}.n", st.n, hi=MAX_REPEATS)
+        _int(f"{origin}: stage {i}.t", st.t, hi=MAX_EXPANSION)
+        for h in st.hidden or ():
+            _int(f"{origin}: stage {i}.hidden", h, hi=MAX_CHANNELS * MAX_EXPANSION)
+    n = param_bound(s)
+    if n > MAX_PARAMS:
+        raise UserError(f"{origin}: the network would have about {n:,} parameters ({4 * n / 2**30:.1f} GiB), more "
+                        f"than the cap of {MAX_PARAMS:,}; the paper's networks have about 1M: narrow the schedule")
 
 
 def _hidden(where: str, v: Any, t: int, n: int) -> tuple[int, ...] | None:
@@ -154,16 +197,16 @@ def parse_schedule(raw: dict[str, Any], origin: str = "<schedule>") -> Schedule:
         if residual == "b" and c % 2:
             raise UserError(f"{where}.c must be even for residual 'b' (it splits channels in half), got {c}")
         source = st.get("source")
-        t = _int(f"{where}.t", st["t"])
-        n = _int(f"{where}.n", st["n"])
+        t = _int(f"{where}.t", st["t"], hi=MAX_EXPANSION)
+        n = _int(f"{where}.n", st["n"], hi=MAX_REPEATS)
         stages.append(Stage(
             t=t, c=c, n=n,
             s=_int(f"{where}.s", st["s"], choices=(1, 2)), residual=residual,
             source=None if source is None else _int(f"{where}.source", source),
             hidden=_hidden(where, st.get("hidden"), t, n),
         ))
-    size = _int(f"{origin}: input_size", raw.get("input_size", 112), lo=16)
-    return Schedule(
+    size = _int(f"{origin}: input_size", raw.get("input_size", 112), lo=16, hi=MAX_INPUT_SIZE)
+    out = Schedule(
         name=str(raw.get("name") or Path(origin).stem),
         description=str(raw.get("description", "")),
         input_size=size,
@@ -175,3 +218,5 @@ def parse_schedule(raw: dict[str, Any], origin: str = "<schedule>") -> Schedule:
         prune_from=raw.get("prune_from"),
         path=origin,
     )
+    check_size(out, origin)
+    return out

@@ -53,7 +53,7 @@ def load_model(path: str | Path) -> FaceMobileNet:
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise UserError(f"{p} is not a compress model file (expected format {MODEL_FORMAT})")
     try:
-        model = FaceMobileNet(Schedule.from_dict(payload["schedule"]))
+        model = FaceMobileNet(Schedule.from_dict(payload["schedule"], f"{p}: stored schedule"))
         if payload.get("batchnorm") == "folded":
             model = fold_batchnorms(model.eval())
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:

@@ -119,11 +119,13 @@ def load_quantized(path: str | Path) -> QuantizedArtifact:
                         "re-run `compress quantize`")
     float_model = load_model(p / MODEL_FILE)
     try:
-        base = FaceMobileNet(Schedule.from_dict(payload["schedule"])).eval()
+        base = FaceMobileNet(Schedule.from_dict(payload["schedule"], f"{qfile}: stored schedule")).eval()
         if payload.get("batchnorm") == "folded":
             base = fold_batchnorms(base)
         qmodel = nncf.torch.load_from_config(base, payload["nncf_config"])
         qmodel.load_state_dict(payload["state_dict"])
+    except UserError:
+        raise
     except Exception as e:  # mismatched schedule/config/state: a foreign or damaged file, not a bug here
         raise UserError(f"{qfile} does not rebuild a quantized model ({type(e).__name__}); re-run "
                         "`compress quantize` (written by nncf " f"{payload.get('nncf_version', '?')})") from None
