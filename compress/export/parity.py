@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import UserError
 from ..evaluate.embed import Embedder, TorchEmbedder, execution_notes
 
 MIN_FACES = 200
@@ -42,6 +43,13 @@ def parity_record(reference: torch.nn.Module | Embedder, runner: Embedder, image
     ref = reference if isinstance(reference, Embedder) else TorchEmbedder(reference, name=reference_desc or "reference")
     e_ref = reference_embeddings if reference_embeddings is not None else ref.embed(images)
     e_run = runner.embed(images)
+    for emb, who in ((e_ref, reference_desc or getattr(ref, "name", "the reference")),
+                     (e_run, getattr(runner, "name", "the exported model"))):
+        bad = int((~np.isfinite(np.asarray(emb, np.float64))).any(axis=1).sum())
+        if bad:  # NaN cosines compare false against every tolerance: fail here, never record them as parity
+            raise UserError(f"parity check failed: {who} gives NaN or inf embeddings for {bad} of {len(images)} "
+                            "faces; the model's weights are damaged or diverged (re-train or re-quantize it with a "
+                            "lower learning rate)")
     n = len(images)
     rec = {
         "reference": reference_desc or getattr(ref, "name", "reference"),

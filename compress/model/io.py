@@ -18,6 +18,12 @@ MODEL_FILE = "model.pt"
 
 
 def save_model(model: FaceMobileNet, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write a model artifact file; a network with NaN or inf weights (a diverged optimisation) is refused, so no
+    command leaves a model behind that embeds every face as NaN."""
+    for k, v in model.state_dict().items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise UserError(f"not writing {path}: its weights {k} hold NaN or inf (the optimisation diverged); lower "
+                            "the learning rate (--lr, --finetune-lr or --qat-lr) and run again")
     payload = {
         "format": MODEL_FORMAT,
         "schedule": model.schedule.to_dict(),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -122,6 +123,10 @@ def quantize_artifact(model_path: str | Path, out: str | Path, mode: str = _Q.mo
                        "bn": "eval mode (frozen running statistics)"}
         meta["cosine_qat_vs_tuned_float"] = fake_quant_cosine(float_model, qmodel, held_out)
     cos = fake_quant_cosine(model, qmodel, held_out)
+    if cos["n"] and not all(math.isfinite(cos[k]) for k in ("mean", "min")):  # a NaN model must not be written
+        raise UserError(f"not writing {out}: the quantized model's embeddings are NaN or inf (cosine mean "
+                        f"{cos['mean']}){' after QAT: lower --qat-lr' if mode == 'qat' else ''}; the source model may "
+                        "be damaged")
     meta["cosine"] = {**cos, "versus": "source float model", "faces": cdesc["held_out"],
                       "runtime": "pytorch fake-quant (NNCF), CPU"}
     meta["timings"] = timings
