@@ -166,6 +166,22 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
     raise UserError(f"recipe '{name_or_path}' not found; pass a .toml file or a name from {profiles_dir()}")
 
 
+def _base_path(value: str, recipe: Path) -> Path:
+    """A recipe's `base`: a relative path is relative to the recipe's own folder (not the working directory, so
+    a recipe works from anywhere); a bare name is a recipe in profiles/."""
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return resolve_recipe(p)
+    near = recipe.parent / p
+    if near.is_file():
+        return near
+    q = profiles_dir() / f"{value}.toml"
+    if q.is_file():
+        return q
+    raise UserError(f"{recipe}: base '{value}' is neither a file beside the recipe ({near}) nor a recipe name in "
+                    f"{profiles_dir()}; fix the path")
+
+
 # ---------------------------------------------------------------- loading
 def read_recipe_toml(p: Path) -> dict[str, Any]:
     """A recipe file's TOML, as read (read_sections checks its layout)."""
@@ -212,7 +228,7 @@ def read_sections(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, dict[s
         if "train" not in sections:
             raise UserError(f"{path}: no [train] table; a recipe needs one (or a `base` recipe that has one)")
         return sections
-    base = resolve_recipe(raw["base"])
+    base = _base_path(raw["base"], path)
     if base.resolve() == path.resolve():
         raise UserError(f"{path}: a recipe cannot be its own base; name another recipe or remove `base`")
     chain = _chain + (path.resolve(),)

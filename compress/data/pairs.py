@@ -9,7 +9,8 @@ from ..errors import UserError
 
 def make_pairs(labels: np.ndarray, folds: int = 10, pairs_per_fold: int = 300, seed: int = 0
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return (index_a, index_b, issame, fold) with pairs_per_fold/2 matched and mismatched pairs per fold.
+    """Return (index_a, index_b, issame, fold) with pairs_per_fold/2 matched and mismatched pairs per fold, each
+    pair distinct (drawn without replacement); a fold with fewer distinct pairs gives all it has.
 
     Identities are dealt to folds, so no identity is in two folds (thresholds never see test identities).
     """
@@ -33,11 +34,33 @@ def make_pairs(labels: np.ndarray, folds: int = 10, pairs_per_fold: int = 300, s
             raise UserError(f"fold {k + 1} of {folds}: every identity in it has a single image, so no matched pair "
                             f"can be made ({n_multi} of {len(ids)} identities have 2+ images); add a second image "
                             "of the same person to the identity folders")
-        for _ in range(half):
+        def matched() -> tuple[int, int]:
             i = multi[rng.integers(len(multi))]
             x, y = rng.choice(by_id[i], 2, replace=False)
-            a.append(x), b.append(y), same.append(True), fold.append(k)
-        for _ in range(half):
+            return x, y
+
+        def mismatched() -> tuple[int, int]:
             i, j = rng.choice(fold_ids, 2, replace=False)
-            a.append(rng.choice(by_id[i])), b.append(rng.choice(by_id[j])), same.append(False), fold.append(k)
+            return rng.choice(by_id[i]), rng.choice(by_id[j])
+
+        sizes = np.array([len(by_id[i]) for i in fold_ids])
+        n_matched = int((sizes * (sizes - 1) // 2).sum())
+        n_mismatched = int((sizes.sum() ** 2 - (sizes ** 2).sum()) // 2)
+        for draw, avail, issame in ((matched, n_matched, True), (mismatched, n_mismatched, False)):
+            for x, y in _distinct(draw, min(half, avail)):
+                a.append(x), b.append(y), same.append(issame), fold.append(k)
     return np.array(a), np.array(b), np.array(same), np.array(fold)
+
+
+def _distinct(draw, n: int) -> list[tuple[int, int]]:
+    """n pairs from `draw`, none twice (either order): a small set yields each of its pairs once, not 400 pairs
+    of which most are repeats that would count one face pair many times in the accuracy."""
+    seen: set[tuple[int, int]] = set()
+    out = []
+    while len(out) < n:
+        x, y = draw()
+        key = (min(int(x), int(y)), max(int(x), int(y)))
+        if key not in seen:
+            seen.add(key)
+            out.append((x, y))
+    return out

@@ -42,7 +42,9 @@ def evaluate_pairs(embedder: Embedder, faces: FaceSet, folds: int = 10, pairs_pe
     return {
         "dataset": faces.describe(),
         "protocol": f"{folds}-fold verification, threshold chosen on {folds - 1} folds, identity-disjoint folds, "
-                    f"{len(same)} pairs ({int(same.sum())} matched), cosine score"
+                    f"{len(same)} distinct pairs ({int(same.sum())} matched)"
+                    + (f", every pair the set has (fewer than the {folds * pairs_per_fold} asked)"
+                       if len(same) < folds * (pairs_per_fold // 2) * 2 else "") + ", cosine score"
                     + (", flip fusion" if flip else ""),
         "model": embedder.name,
         "runtime": embedder.runtime,

@@ -44,10 +44,26 @@ def resolve_model_file(path: str | Path) -> Path:
         return verified_model_file(path)
     p = Path(path)
     if p.is_dir():
+        _refuse_export_folder(p)
         p = p / MODEL_FILE
     if not p.is_file():
         raise UserError(f"model {path} not found; pass an artifact folder (from `compress train`) or its model.pt")
     return p
+
+
+def _refuse_export_folder(p: Path) -> None:
+    """An export folder (`compress export` output) holds a runtime file, not the PyTorch model a command needs:
+    say so, and name the model it was exported from."""
+    import json
+
+    try:
+        m = json.loads((p / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(m, dict) and m.get("format") == "compress.export/1" and not (p / MODEL_FILE).is_file():
+        src = (m.get("source") or {}).get("path") if isinstance(m.get("source"), dict) else None
+        raise UserError(f"{p} is an export folder (`compress export` output for a board runtime), not a model "
+                        f"artifact; pass the model it was exported from{f' ({src})' if src else ''}")
 
 
 def load_model(path: str | Path) -> FaceMobileNet:
