@@ -55,13 +55,13 @@ def folder(root: Path, classes: int, per_class: int) -> Path:
 
 # ---------------------------------------------------------------- item 4: prune numbers, no 0-channel layer
 @pytest.mark.parametrize("extra,msg", [
-    (["--ratio", "0.5", "--round-to", "-8"], "round-to must be >= 1"),
-    (["--ratio", "0.5", "--round-to", "0"], "round-to must be >= 1"),
-    (["--ratio", "0"], "ratio must be in (0, 1]"),
-    (["--ratio", "1.5"], "ratio must be in (0, 1]"),
-    (["--ratio", "0.5", "--steps", "0"], "steps must be >= 1"),
-    (["--ratio", "0.5", "--finetune-steps", "-1"], "finetune-steps must be >= 0"),
-    (["--ratio", "0.5", "--finetune-lr", "0"], "finetune-lr must be > 0"),
+    (["--ratio", "0.5", "--round-to", "-8"], "round-to must be an integer >= 1"),
+    (["--ratio", "0.5", "--round-to", "0"], "round-to must be an integer >= 1"),
+    (["--ratio", "0"], "ratio must be a number > 0 and <= 1"),
+    (["--ratio", "1.5"], "ratio must be a number > 0 and <= 1"),
+    (["--ratio", "0.5", "--steps", "0"], "steps must be an integer >= 1"),
+    (["--ratio", "0.5", "--finetune-steps", "-1"], "finetune-steps must be an integer >= 0"),
+    (["--ratio", "0.5", "--finetune-lr", "0"], "finetune-lr must be a number > 0"),
 ])
 def test_item4_prune_rejects_meaningless_numbers(monkeypatch, capsys, tmp_path, model_file, extra, msg):
     line = cli_error(monkeypatch, capsys, "prune", "--model", model_file, "--out", tmp_path / "p", *extra)
@@ -119,7 +119,7 @@ def test_item7_train_device_and_threads(monkeypatch, capsys, tmp_path, extra, ms
 @pytest.mark.parametrize("n", ["0", "1", "3"])
 def test_item7_evaluate_identities(monkeypatch, capsys, model_file, n):
     line = cli_error(monkeypatch, capsys, "evaluate", "--model", model_file, "--data", "synthetic", "--identities", n)
-    assert f"--identities {n}" in line and "at least 4" in line
+    assert "--identities" in line and ">= 4" in line and f"got {n}" in line
 
 
 def test_item7_evaluate_folder_with_one_identity_or_one_image_each(monkeypatch, capsys, tmp_path, model_file):
@@ -256,11 +256,11 @@ def test_item8_three_identities_say_how_many_are_needed(monkeypatch, capsys, tmp
     (["bench", "--artifact", "a.onnx", "--artifact", "b.onnx", "--rounds", "0"], "--rounds must be an integer >= 1"),
     (["bench", "--artifact", "a.onnx", "--seconds", "-5"], "--seconds must be a number > 0"),
     (["bench", "--artifact", "a.onnx", "--threads", "-1"], "--threads must be an integer >= 0"),
-    (["export", "--target", "onnx", "--model", "MODEL", "--threads", "-1", "--out", "OUT"], "--threads must be >= 0"),
-    (["quantize", "--model", "MODEL", "--out", "OUT", "--threads", "-1"], "--threads must be >= 0"),
-    (["quantize", "--model", "MODEL", "--out", "OUT", "--mode", "qat", "--qat-steps", "-5"], "--qat-steps must be >= 1"),
-    (["quantize", "--model", "MODEL", "--out", "OUT", "--qat-lr", "0"], "--qat-lr must be > 0"),
-    (["quantize", "--model", "MODEL", "--out", "OUT", "--calibration-images", "0"], "--calibration-images must be >= 1"),
+    (["export", "--target", "onnx", "--model", "MODEL", "--threads", "-1", "--out", "OUT"], "--threads must be an integer >= 0"),
+    (["quantize", "--model", "MODEL", "--out", "OUT", "--threads", "-1"], "--threads must be an integer >= 0"),
+    (["quantize", "--model", "MODEL", "--out", "OUT", "--mode", "qat", "--qat-steps", "-5"], "--qat-steps must be an integer >= 1"),
+    (["quantize", "--model", "MODEL", "--out", "OUT", "--qat-lr", "0"], "--qat-lr must be a number > 0"),
+    (["quantize", "--model", "MODEL", "--out", "OUT", "--calibration-images", "0"], "--calibration-images must be an integer >= 1"),
     (["train", "--out", "OUT", "--margin", "10"], "margin m is an angle in radians in [0, pi/2)"),
     (["train", "--out", "OUT", "--margin", "-0.1"], "margin m is an angle"),
     (["train", "--out", "OUT", "--scale", "0"], "scale s must be > 0"),
