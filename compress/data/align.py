@@ -34,6 +34,7 @@ import numpy as np
 
 from ..artifacts import atomic_write, atomic_write_text, write_json
 from ..errors import UserError
+from .image_limits import check_bytes
 
 # ArcFace / insightface reference landmarks for a 112x112 crop: left eye, right eye, nose, mouth corners.
 TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
@@ -355,6 +356,11 @@ def iter_align(paths: Sequence[Path], *, cache_dir: Path | None | bool = None, b
             data, err = _read(p)
             if data is None:
                 out.append((None, err, None, None, None))
+                continue
+            try:
+                check_bytes(data, p)  # before decoding: a tiny file can hold a huge image
+            except UserError as e:
+                out.append((None, str(e).split(": ", 1)[-1], None, None, None))
                 continue
             key = cache.key(data) if cache else None
             cached = cache.get(key) if cache else None

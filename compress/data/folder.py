@@ -16,6 +16,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import UserError
+from .image_limits import too_large
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -109,6 +110,8 @@ def read_files(files: list[tuple[Path, int]], classes: list[str], source: str, s
     for p, y in tqdm(files, desc=f"reading {Path(source).name}", unit="img", disable=not progress, leave=False):
         try:
             with Image.open(p) as im:
+                if too_large(*im.size, p):  # checked on the header, before the pixels are decoded
+                    raise ValueError
                 im = im.convert("RGB")
                 if im.size != (size, size):
                     im = im.resize((size, size), Image.BILINEAR)

@@ -38,6 +38,7 @@ import torch
 from PIL import Image
 
 from ..errors import UserError
+from .image_limits import check_bytes
 
 MAGIC = 0xCED7230A
 HEADER_FORMAT = "<IfQQ"  # flag, label, id, id2 (MXNet's _IR_FORMAT 'IfQQ', native = little-endian everywhere)
@@ -74,6 +75,7 @@ def split_payload(payload: bytes, where: str) -> tuple[Header, bytes]:
 
 def decode_image(data: bytes, where: str, size: int = 112) -> np.ndarray:
     """JPEG/PNG bytes -> uint8 [size, size, 3] RGB (resized when the stored image has another size)."""
+    check_bytes(data, where)  # a few KB can hold a 400 MP image: refused before decoding
     try:
         with Image.open(io.BytesIO(data)) as im:
             im = im.convert("RGB")

@@ -57,13 +57,19 @@ def read_image(path: str | Path) -> np.ndarray:
     """RGB uint8 (H, W, 3), or a one-line UserError for a missing or undecodable file."""
     import cv2
 
+    from ..data.image_limits import check_bytes
+
     p = Path(path)
     try:
         data = p.read_bytes()
     except OSError as e:
         raise UserError(f"cannot read image {p} ({e.strerror or type(e).__name__}); pass an existing image file"
                         ) from None
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    check_bytes(data, p)  # a 20000x20000 PNG of 400 KB is refused here, before it decodes to 1.2 GB
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    except cv2.error:  # e.g. OpenCV's own pixel limit on a format PIL cannot read the header of
+        img = None
     if img is None or img.size == 0:
         raise UserError(f"{p} is not a readable image (JPEG, PNG, BMP or WebP expected)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
