@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -45,6 +46,17 @@ HEADER_FORMAT = "<IfQQ"  # flag, label, id, id2 (MXNet's _IR_FORMAT 'IfQQ', nati
 HEADER_SIZE = struct.calcsize(HEADER_FORMAT)
 _LEN_BITS = 29
 MAX_PARTS = 1 << 16  # a record of more parts than this is a corrupt file, not a face image
+# A class count beyond this is a damaged label, not a face set: WebFace42M, the largest public one, has 2.1M
+# identities, and the training head holds one 128-float row per class (5M classes: 2.4 GiB, twice with momentum).
+MAX_CLASSES = 5_000_000
+
+
+def class_label(value: float, where: str) -> int:
+    """A stored float label as a class id: finite, whole, in 0..MAX_CLASSES-1, or one line naming the record."""
+    if not (math.isfinite(value) and value == int(value) and 0 <= value < MAX_CLASSES):
+        raise UserError(f"{where}: label {value!r} is not a class id (a whole number in 0..{MAX_CLASSES - 1}); the "
+                        f"file is damaged, re-create it")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -236,10 +248,12 @@ class RecordFaces(torch.utils.data.Dataset):
         self.dropped: dict[str, list[str]] = {}
         first = self.rec.header(0) if bool((self.rec.keys == 0).any()) else None
         if first is not None and first.flag > 0 and len(first.labels) >= 2:
-            a, b = int(first.labels[0]), int(first.labels[1])
-            if not 1 <= a <= b:
-                raise UserError(f"{self.rec.path} record 0: identity range ({a}, {b}) is not a valid range; the "
-                                f"header record is damaged, re-create the .rec")
+            where = f"{self.rec.path} record 0"
+            a, b = class_label(first.labels[0], where), class_label(first.labels[1], where)
+            top = int(self.rec.keys.max()) + 1  # the range must lie within the indexed records
+            if not 1 <= a <= b <= top:
+                raise UserError(f"{self.rec.path} record 0: identity range ({a}, {b}) is not a valid range within the "
+                                f"{top} indexed records; the header record is damaged, re-create the .rec")
             self.image_keys = np.arange(1, a, dtype=np.int64)
             self.layout = f"insightface layout: image records 1..{a - 1}, identity records {a}..{b - 1}"
             identities = b - a
@@ -257,6 +271,9 @@ class RecordFaces(torch.utils.data.Dataset):
         prop = self.rec.path.parent / "property"
         if prop.is_file():
             n, h, w = read_property(prop)
+            if n > MAX_CLASSES:
+                raise UserError(f"{prop}: {n} classes is more than the {MAX_CLASSES} a face set has; fix or delete "
+                                f"it (without it the classes are counted from the records)")
             return n, f"property {n},{h},{w}"
         if identities is not None:
             return identities, "identity records of record 0"
@@ -268,13 +285,13 @@ class RecordFaces(torch.utils.data.Dataset):
         return int(self.image_keys.size)
 
     def label_of(self, key: int) -> int:
-        return int(self.rec.header(key).labels[0])
+        return class_label(self.rec.header(key).labels[0], f"{self.rec.path} record {key}")
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         key = int(self.image_keys[i])
         where = f"{self.rec.path} record {key}"
         header, data = split_payload(self.rec.read(key), where)
-        label = int(header.labels[0])
+        label = class_label(header.labels[0], where)
         if not 0 <= label < self.num_classes:
             raise UserError(f"{where}: label {label} is outside 0..{self.num_classes - 1} ({self.property}); fix the "
                             f"property file or re-create the .rec")
