@@ -32,10 +32,24 @@ _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray"
             ("numpy._core.multiarray", "scalar"), ("builtins", "bytearray"), ("__builtin__", "bytearray")}
 
 
+# Real sets hold 6,000-7,000 pairs; 2 x 20,000 decoded 112x112 faces are 1.5 GB.
+MAX_PAIRS = 20_000
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """Protocol 2 stores Python 3 bytes as _codecs.encode(str, "latin1"): allowed for that use only."""
+    if not isinstance(text, str) or encoding.replace("-", "").replace("_", "").lower() != "latin1":
+        raise pickle.UnpicklingError("_codecs.encode is allowed in a verification .bin only as protocol 2's "
+                                     "latin1 encoding of bytes")
+    return text.encode("latin1")
+
+
 class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
+        if (module, name) == ("_codecs", "encode"):  # a .bin pickled with protocol 2 by Python 3
+            return _latin1_encode
         raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a verification .bin")
 
 
@@ -54,10 +68,20 @@ def load_bin(path: str | Path, size: int = 112) -> tuple[np.ndarray, np.ndarray]
         raise UserError(f"{p}: expected a pickled (images, issame_list) pair, got {type(obj).__name__}; pass a "
                         f"file like lfw.bin")
     bins, issame = obj
-    n = len(issame)
-    if n == 0 or len(bins) < 2 * n:
-        raise UserError(f"{p}: {len(bins)} images for {n} pairs (2 per pair needed); the file is truncated or "
+    try:
+        n, n_bins = len(issame), len(bins)
+    except TypeError:
+        raise UserError(f"{p}: expected a pickled (images, issame_list) pair of lists; pass a file like lfw.bin"
+                        ) from None
+    if n == 0 or n_bins < 2 * n:
+        raise UserError(f"{p}: {n_bins} images for {n} pairs (2 per pair needed); the file is truncated or "
                         f"damaged, re-download it")
+    file_bytes = p.stat().st_size
+    # checked before the image array is allocated: a 179-byte file of zero-size arrays can claim 1e9 pairs
+    why = (f"a verification set has at most {MAX_PAIRS}" if n > MAX_PAIRS else
+           f"its {file_bytes} bytes cannot hold {2 * n} encoded images" if 2 * n > file_bytes else None)
+    if why:
+        raise UserError(f"{p}: says {n} pairs, but {why}; the file is damaged, re-download it")
     images = np.empty((2 * n, size, size, 3), np.uint8)
     for i in range(2 * n):
         b = bins[i]
