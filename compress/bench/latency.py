@@ -95,12 +95,11 @@ def _prepared(path: Path, threads: int) -> tuple[dict[str, Any], Path, Any, Call
 
 def _check_numbers(threads: int, seconds: float, rounds: int = 1) -> None:
     """Meaningless timing settings fail before any model is loaded."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise UserError(f"--threads must be an integer >= 0 (0 = the runtime's default), got {threads!r}")
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < float("inf"):
-        raise UserError(f"--seconds must be a number > 0 (the minimum timed seconds), got {seconds!r}")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise UserError(f"--rounds must be an integer >= 1, got {rounds!r}")
+    from ..limits import SECONDS, THREADS, Range
+
+    THREADS.check(threads, "--threads")
+    SECONDS.check(seconds, "--seconds")
+    Range(1, 100, integer=True).check(rounds, "--rounds")
 
 
 def bench_artifact(path: str | Path, threads: int = 0, warmup: int = 20, min_runs: int = 100,

@@ -14,6 +14,7 @@ import numpy as np
 from ..data.sources import EVAL_IDENTITY_OFFSET, LFW_UNPAIRED, synthetic_faces
 from ..artifacts import check_out
 from ..errors import UserError
+from ..limits import field_range
 from ..model.io import load_model, resolve_model_file
 from ..quantize.artifact import is_quantized_artifact, load_quantized
 from ..quantize.calibration import calibration_faces
@@ -58,6 +59,8 @@ def export_artifact(model_path: str | Path, target: str, out: str | Path | None 
         raise UserError(f"--threads must be >= 0 (0 = the runtime's default), got {threads}")
     if n_parity < 1:
         raise UserError(f"--parity-images must be at least 1, got {n_parity}")
+    field_range(ExportConfig, "parity_images").check(n_parity, "--parity-images")
+    field_range(ExportConfig, "threads").check(threads, "--threads")
     tgt = load_target(target)  # unknown target: fail before loading anything
     prec = precision or tgt.default_precision
     out = Path(out) if out is not None else default_out(model_path, tgt.name, prec)

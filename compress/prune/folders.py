@@ -17,6 +17,7 @@ import numpy as np
 
 from ..artifacts import artifact_dir, check_out, file_sha256, host_description, now_iso, versions, write_json
 from ..errors import UserError
+from ..limits import field_range
 from ..model.complexity import MAC_SOURCE, count_macs
 from ..model.io import load_model, resolve_model_file, save_model
 from ..model.network import FaceMobileNet
@@ -104,6 +105,10 @@ def prune_artifact(model_path: str | Path, out: str | Path, schedule: str | None
                         "folder of faces (--align for raw photos)")
     if ratio is not None and not 0 < ratio <= 1:
         raise UserError(f"--ratio must be in (0, 1], got {ratio}")
+    for name, v, key in (("--steps", steps, "steps"), ("--finetune-steps", finetune_steps, "finetune_steps"),
+                         ("--finetune-lr", finetune_lr, "finetune_lr"), ("--round-to", round_to, "round_to")):
+        if v is not None:
+            field_range(PruneConfig, key).check(v, name)  # the caps (and finiteness) the checks above leave open
     out = Path(out)
     check_out(out, "prune", overwrite)  # before minutes of work, not after
     model = load_model(model_path)

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 from ..artifacts import check_out
 from ..errors import UserError
+from ..limits import field_range
 from ..recipe import QuantizeConfig
 from .artifact import QuantizedArtifact, save_quantized
 from .calibration import calibration_and_held_out
@@ -67,6 +68,9 @@ def quantize_artifact(model_path: str | Path, out: str | Path, mode: str = _Q.mo
         raise UserError(f"--qat-lr must be > 0, got {qat_lr}")
     if threads < 0:
         raise UserError(f"--threads must be >= 0 (0 = torch's default), got {threads}")
+    for name, v, key in (("--calibration-images", n_calibration, "images"), ("--qat-lr", qat_lr, "qat_lr"),
+                         ("--threads", threads, "threads")):
+        field_range(QuantizeConfig, key).check(v, name)  # the caps (and finiteness) the checks above leave open
     out = Path(out)
     check_out(out, "quantize", overwrite)  # before minutes of work, not after
     if threads:
