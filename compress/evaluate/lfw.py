@@ -217,8 +217,10 @@ def _read_aligned(paths: list[Path], marker: Path) -> tuple[np.ndarray, dict]:
     for i, p in enumerate(paths):
         try:
             with Image.open(p) as im:
+                if im.size != (_SIZE, _SIZE):  # checked on the header: a crop of another size is not decoded
+                    raise ValueError(f"{im.size[0]}x{im.size[1]}")
                 images[i] = np.asarray(im.convert("RGB"))
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise UserError(f"pre-aligned LFW image {p} is unreadable or not {_SIZE}x{_SIZE} ({e}); unpack the "
                             f"snapshot again") from None
     how = json.loads(marker.read_text())
