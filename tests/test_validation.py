@@ -413,3 +413,22 @@ def test_bin_protocol_2_keeps_the_safe_unpickler(tmp_path):
         p.write_bytes(pickle.dumps(([evil, evil], [True]), protocol=2))
         with pytest.raises(UserError, match="not an insightface verification .bin"):
             load_bin(p)
+
+
+def test_quantize_does_not_write_a_nan_model(tmp_path, monkeypatch):
+    import torch
+
+    import compress.quantize.folders as qf
+    from compress.model import build_model
+    from compress.model.io import save_model
+
+    torch.manual_seed(0)
+    src = save_model(build_model("table3"), tmp_path / "m" / "model.pt")
+    faces = np.zeros((8, 112, 112, 3), np.uint8)  # NNCF's work and the faces are not what is tested here
+    monkeypatch.setattr(qf, "calibration_and_held_out", lambda *a, **k: (faces[:4], faces, {"source": "zeros",
+                                                                                          "held_out": "zeros"}))
+    monkeypatch.setattr(qf, "ptq", lambda model, *a, **k: model)
+    monkeypatch.setattr(qf, "fake_quant_cosine", lambda *a: {"mean": math.nan, "min": math.nan, "n": 8})
+    with pytest.raises(UserError, match=r"not writing .*q: the quantized model's embeddings are NaN or inf"):
+        qf.quantize_artifact(src.parent, tmp_path / "q", n_calibration=4, n_held_out=8, progress=False)
+    assert not (tmp_path / "q").exists()
