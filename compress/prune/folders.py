@@ -113,7 +113,8 @@ def prune_artifact(model_path: str | Path, out: str | Path, schedule: str | None
     check_out(out, "prune", overwrite)  # before minutes of work, not after
     model = load_model(model_path)
     src = model.schedule
-    target = _ratio_target(src, ratio, round_to) if ratio is not None else plan_pruning(src, schedule, layers=False).target
+    target = (_ratio_target(src, ratio, round_to) if ratio is not None
+              else plan_pruning(src, schedule, layers=False).target)
     if round_to and ratio is None:
         exact_macs = count_macs(FaceMobileNet(target).eval(), (3, target.input_size, target.input_size))
         target = round_schedule(target, round_to, limit=src)

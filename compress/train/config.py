@@ -13,8 +13,8 @@ from ..errors import UserError
 from ..limits import MAX_FACES_IN_MEMORY, SEED, THREADS, Range, check_fields, num
 from ..data.transforms import AUGMENT_POLICIES
 # Recipes are read by compress/recipe.py; its path helpers stay importable from here.
-from ..recipe import (MAX_EVAL_IDENTITIES, MIN_EVAL_IDENTITIES, read_sections, resolve_path, resolve_recipe, resolve_sources,  # noqa: F401
-                      unknown_key)
+from ..recipe import (MAX_EVAL_IDENTITIES, MIN_EVAL_IDENTITIES, read_sections, resolve_path, resolve_recipe,  # noqa: F401
+                      resolve_sources, unknown_key)
 from .losses import DEFAULT_TERMS, LOSSES
 
 # Fields that may change between a checkpoint and its resumed run without making it another run.
