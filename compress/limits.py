@@ -77,13 +77,14 @@ def field_range(cls: type, name: str) -> Range:
     return next(f.metadata["range"] for f in fields(cls) if f.name == name)
 
 
-def check_fields(cfg: Any, prefix: str = "") -> None:
-    """Every field of dataclass instance `cfg` that has a Range, checked (None means 'not set')."""
+def check_fields(cfg: Any, names: dict[str, str] | None = None) -> None:
+    """Every field of dataclass instance `cfg` that has a Range, checked (None means 'not set'); `names` gives
+    a field the name users know it by (s -> "scale s")."""
     for f in fields(cfg):
         rng = f.metadata.get("range")
         v = getattr(cfg, f.name)
         if rng is not None and v is not None:
-            rng.check(v, prefix + f.name)
+            rng.check(v, (names or {}).get(f.name, f.name))
 
 
 class Bounded(click.ParamType):

@@ -52,7 +52,7 @@ def png_header(width: int, height: int, body: bool = False) -> bytes:
 
 # ---------------------------------------------------------------- numbers (major)
 @pytest.mark.parametrize("opt,value,name", [
-    ("lr", math.inf, "lr"), ("s", math.inf, "s"), ("distill_weight", math.nan, "distill_weight"),
+    ("lr", math.inf, "lr"), ("s", math.inf, "scale s"), ("distill_weight", math.nan, "distill_weight"),
     ("weight_decay", math.nan, "weight_decay"), ("seed", -1, "seed"), ("threads", 100_000, "threads"),
 ])
 def test_train_numbers_finite_and_in_range(opt, value, name):

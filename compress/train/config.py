@@ -22,6 +22,7 @@ RESUMABLE_CHANGES = {"epochs", "device", "threads", "progress", "workers"}
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 MAX_SYNTHETIC_IDENTITIES = 100_000
 MAX_PER_IDENTITY = 1000
+_NAMES = {"s": "scale s", "m": "margin m"}  # fields as messages name them
 
 
 @dataclass
@@ -78,7 +79,7 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         for f in fields(self):  # every float finite (lr = inf trains for hours, then "loss became nan")
             if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name)):
-                raise UserError(f"{f.name} must be a finite number, got {getattr(self, f.name)!r}")
+                raise UserError(f"{_NAMES.get(f.name, f.name)} must be a finite number, got {getattr(self, f.name)!r}")
         if self.loss not in LOSSES:
             raise UserError(f"unknown loss '{self.loss}'; choose one of: {', '.join(LOSSES)}")
         if self.optimizer not in ("sgd", "adamw"):
@@ -126,7 +127,7 @@ class TrainConfig:
         if not 0.5 <= self.leakage_quantile < 1:
             raise UserError(f"leakage_quantile must be in [0.5, 1), got {self.leakage_quantile}; 0.99 drops ~1% "
                             "of unrelated faces")
-        check_fields(self)  # the ranges and caps the checks above leave open (upper caps, negative weights)
+        check_fields(self, _NAMES)  # the ranges and caps the checks above leave open (upper caps, negative weights)
         n = self.synthetic_identities * self.synthetic_images_per_identity
         if self.data == "synthetic" and n > 10 * MAX_FACES_IN_MEMORY:
             raise UserError(f"synthetic_identities x synthetic_images_per_identity = {n} images; at most "
