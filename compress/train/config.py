@@ -13,8 +13,8 @@ from ..errors import UserError
 from ..limits import MAX_FACES_IN_MEMORY, MAX_THREADS, SEED, THREADS, Range, check_fields, num
 from ..data.transforms import AUGMENT_POLICIES
 # Recipes are read by compress/recipe.py; its path helpers stay importable from here.
-from ..recipe import (MAX_EVAL_IDENTITIES, MIN_EVAL_IDENTITIES, read_sections, resolve_path, resolve_recipe,  # noqa: F401
-                      resolve_sources, unknown_key)
+from ..recipe import (MAX_EVAL_IDENTITIES, MIN_EVAL_IDENTITIES, read_sections, resolve_path,  # noqa: F401
+                      resolve_recipe, resolve_sources, unknown_key)
 from .losses import DEFAULT_TERMS, LOSSES
 
 # Fields that may change between a checkpoint and its resumed run without making it another run.
@@ -32,7 +32,8 @@ class TrainConfig:
     # Stream the folder from disk (decoded per batch by DataLoader workers) instead of decoding it into memory
     # first; an insightface .rec is always streamed (compress/data/lazy.py).
     stream: bool = False
-    workers: int = num(2, Range(0, MAX_THREADS, integer=True, why="at most 4 x the CPUs here"))  # DataLoader worker processes per training process when streaming
+    # DataLoader worker processes per training process when streaming
+    workers: int = num(2, Range(0, MAX_THREADS, integer=True, why="at most 4 x the CPUs here"))
     align: bool = False  # data/unlabelled folders hold raw photos: MTCNN-align (cached) and Haar-clean them
     synthetic_identities: int = num(120, Range(1, MAX_SYNTHETIC_IDENTITIES, integer=True))
     synthetic_images_per_identity: int = num(20, Range(1, MAX_PER_IDENTITY, integer=True))
