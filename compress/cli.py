@@ -576,14 +576,17 @@ def identify(db, images, top_k, model_path, aligned, json_out) -> None:
 @click.option("--at", "at", help="when: 2026-12-01T08:10 or 08:10 (today)  [now]")
 @click.option("--margin", default=0.05, show_default=True,
               help="a confirmation needs the best score this far above the threshold and above the runner-up")
+@click.option("--allow-uncalibrated", is_flag=True,
+              help="confirm even with a threshold not set on real faces (unsafe; every audit row records it)")
+@click.option("--aligned", is_flag=True, help="the image is an already aligned 112x112 crop (one face)")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the decision as JSON")
-def check_dose(db, plan_path, image, at, margin, json_out) -> None:
+def check_dose(db, plan_path, image, at, margin, allow_uncalibrated, aligned, json_out) -> None:
     """Confirm the patient in the image and the medication due, or refuse (unknown face, several faces, low
     confidence, nothing due, already given). Exit 0 confirmed, 1 refused; every check is audited."""
     from .artifacts import write_json
     from .identify.dose import check_dose as run
 
-    r = run(db, plan_path, image, at, margin=margin)
+    r = run(db, plan_path, image, at, margin=margin, allow_uncalibrated=allow_uncalibrated, aligned=aligned)
     if r["decision"] == "confirmed":
         doses = ", ".join(f"{d['drug']} (slot {d['slot']})" for d in r["doses"])
         click.echo(f"CONFIRMED {r['person']} (score {r['scores'][0][1]:.4f}): give {doses}")

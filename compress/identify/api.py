@@ -11,8 +11,8 @@ import numpy as np
 
 from ..errors import UserError
 from .embedder import EmbedModel, load_embed_model
-from .enrol import (DEFAULT_CALIBRATION, DEFAULT_FAR, EnrolReport, calibration_faces, face_crops, recalibrate,
-                    scan_gallery)
+from .enrol import (DEFAULT_CALIBRATION, DEFAULT_FAR, REAL, SYNTHETIC, EnrolReport, calibration_faces,
+                    calibration_kind, face_crops, recalibrate, scan_gallery)
 from .gallery import Gallery, Templates
 from .pipeline import AlignedFinder, FaceFinder, Match, embed, match, read_image
 
@@ -41,7 +41,7 @@ def enrol(model_spec: str, gallery_dir: str | Path, db: str | Path, *, far: floa
     if calibration is not None or not enrolled:
         spec = calibration or DEFAULT_CALIBRATION
         images, desc = calibration_faces(spec, n_calibration, set(people) | set(enrolled), aligned, progress)
-        cal = (model.embedder.embed(images, flip=flip), desc)
+        cal = (model.embedder.embed(images, flip=flip), desc, SYNTHETIC if spec == "synthetic" else REAL)
     with Gallery(db, create=True) as g:
         with g.transaction() as c:
             _check_existing(g, model, flip, people, overwrite)  # again: another process may have written since
@@ -52,7 +52,7 @@ def enrol(model_spec: str, gallery_dir: str | Path, db: str | Path, *, far: floa
                 g.add_person(c, name, str(Path(gallery_dir) / name), person_rows, replace=overwrite)
             if cal is not None:
                 g.set_calibration(c, cal[0], cal[1], model.sha256)
-                g.set_meta(c, {"calibration_source": cal[1]})
+                g.set_meta(c, {"calibration_source": cal[1], "calibration_kind": cal[2]})
             report.threshold = recalibrate(g, c, g.templates(model.sha256), model, far, flip)
             g.audit(c, command="enrol", decision="enrolled", scores={}, model_sha256=model.sha256,
                     detail=json.dumps({"enrolled": report.enrolled, "not_enrolled": report.not_enrolled,
@@ -108,11 +108,22 @@ class OpenGallery:
     threshold: float
     threshold_info: dict[str, Any]
     flip: bool
+    calibration_kind: str  # "real" or "synthetic": what the threshold was set on
+
+    @property
+    def calibrated_on_real_faces(self) -> bool:
+        return self.calibration_kind == REAL
 
     def describe_threshold(self) -> str:
         i = self.threshold_info
-        return (f"threshold {self.threshold:.4f} = open-set FAR {i.get('far'):g} on {i.get('impostors')} calibration "
+        line = (f"threshold {self.threshold:.4f} = open-set FAR {i.get('far'):g} on {i.get('impostors')} calibration "
                 f"impostors ({i.get('calibration', '?').split(':')[0]})")
+        return line if self.calibrated_on_real_faces else line + "; " + UNCALIBRATED_WARNING
+
+
+UNCALIBRATED_WARNING = ("WARNING: this threshold was NOT set on real faces, so strangers may be named as enrolled "
+                        "people; re-enrol with --calibration FOLDER (real faces of people not enrolled) or "
+                        "lfw-singletons:LFW_DIR")
 
 
 def open_gallery(db: str | Path, model_spec: str | None = None) -> OpenGallery:
@@ -130,7 +141,8 @@ def open_gallery(db: str | Path, model_spec: str | None = None) -> OpenGallery:
         g.check_model(model.sha256, model.spec)
         t = g.templates(model.sha256)
         info = json.loads(m.get("threshold_info", "{}"))
-        return OpenGallery(g, model, t, float(m["threshold"]), info, json.loads(m.get("flip", "true")))
+        return OpenGallery(g, model, t, float(m["threshold"]), info, json.loads(m.get("flip", "true")),
+                           calibration_kind(m))
     except BaseException:
         g.close()
         raise
@@ -165,6 +177,7 @@ def identify(db: str | Path, images: list[str | Path], *, top_k: int = 3, model_
             out.append({"image": path, "faces": answers})
     return {"format": "compress.identify/1", "results": out, "threshold": og.threshold,
             "threshold_info": og.threshold_info, "threshold_line": og.describe_threshold(),
+            "calibrated_on_real_faces": og.calibrated_on_real_faces,
             "model": og.model.describe(), "model_sha256": og.model.sha256, "people": len(og.templates.names),
             "flip": og.flip}
 
@@ -186,6 +199,8 @@ def format_enrol(report: EnrolReport, db: str | Path) -> tuple[str, str]:
            f"{t['false_accepts']} of {t['impostors']} impostors above it) on {t['calibration']}"]
     if t.get("note"):
         out.append(f"note: {t['note']}")
+    if t.get("calibration_kind") != REAL:
+        out.append(UNCALIBRATED_WARNING + "; check-dose refuses this gallery without --allow-uncalibrated")
     err = [f"NOT ENROLLED {name}: {'; '.join(why)}" for name, why in report.not_enrolled.items()]
     err += [f"photo not used: {p}: {why}" for p, why in report.rejected]
     return "\n".join(out), "\n".join(err)

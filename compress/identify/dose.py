@@ -15,6 +15,7 @@ Plan file (TOML)::
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -27,6 +28,7 @@ DEFAULT_WINDOW_MIN = 60
 # A confirmation needs the best score this far above the threshold and above the runner-up: a face that only
 # just passes, or that two patients match almost equally, is refused as low confidence.
 DEFAULT_MARGIN = 0.05
+MARGIN_RANGE = (0.0, 1.0)  # cosine scores lie in [-1, 1]; a negative margin would confirm below the threshold
 
 
 @dataclass(frozen=True)
@@ -120,20 +122,43 @@ def due(plan: Plan, person: str, at: datetime) -> list[tuple[Dose, datetime]]:
     return sorted(out, key=lambda x: (abs(at - x[1]), x[0].drug))
 
 
-def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str | None = None, *,
-               margin: float = DEFAULT_MARGIN, finder: Any | None = None) -> dict[str, Any]:
-    """Confirm or refuse; every outcome is appended to the audit table with the scores and the model hash."""
-    from .api import identify_faces, open_gallery
-    from .pipeline import FaceFinder, read_image
+def check_margin(margin: float) -> float:
+    lo, hi = MARGIN_RANGE
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and lo <= margin <= hi):
+        raise UserError(f"--margin {margin} must be a number in {lo:g}..{hi:g} (a cosine-score gap), e.g. "
+                        f"{DEFAULT_MARGIN}")
+    return float(margin)
 
+
+def uncalibrated_error(db: str | Path) -> UserError:
+    return UserError(f"gallery {db} has a threshold NOT set on real faces (synthetic calibration), so a stranger "
+                     "could be confirmed for a dose; re-enrol with --calibration FOLDER (real faces of people not "
+                     "enrolled) or lfw-singletons:LFW_DIR, or pass --allow-uncalibrated (recorded in the audit)")
+
+
+def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str | None = None, *,
+               margin: float = DEFAULT_MARGIN, finder: Any | None = None,
+               allow_uncalibrated: bool = False, aligned: bool = False) -> dict[str, Any]:
+    """Confirm or refuse; every outcome is appended to the audit table with the scores and the model hash.
+    A gallery whose threshold was not set on real faces is refused (UserError) unless ``allow_uncalibrated``;
+    then every audit row of this check says so."""
+    from .api import identify_faces, open_gallery
+    from .pipeline import AlignedFinder, FaceFinder, read_image
+
+    margin = check_margin(margin)
     when = parse_at(at)
     img = read_image(image)
     og = open_gallery(db)
     with og.gallery as g:
+        calibration = "real faces" if og.calibrated_on_real_faces else "NOT real faces: allowed by --allow-uncalibrated"
+        if not og.calibrated_on_real_faces and not allow_uncalibrated:
+            raise uncalibrated_error(db)
         plan = load_plan(plan_path, g.people())
-        faces, matches = identify_faces(og, img, finder or FaceFinder(), top_k=3)
+        finder = finder or (AlignedFinder() if aligned else FaceFinder())
+        faces, matches = identify_faces(og, img, finder, top_k=3)
         decision, reason, person, doses = _decide(plan, faces, matches, og.threshold, margin, when)
         out = {"decision": decision, "reason": reason, "person": person, "at": when.isoformat(),
+               "calibration": calibration,
                "threshold": og.threshold, "margin_required": margin, "faces": len(faces),
                "scores": matches[0].ranked if len(matches) == 1 else [m.ranked for m in matches], "doses": []}
         with g.transaction() as c:  # the "already given" check and the confirmation are one atomic step
@@ -147,12 +172,14 @@ def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str
                 for d, s in doses:
                     g.audit(c, command="check-dose", decision="confirmed", person=person, drug=d.drug,
                             slot=s.isoformat(), image=str(image), scores=out["scores"], threshold=og.threshold,
-                            model_sha256=og.model.sha256, detail=f"at {when.isoformat()}")
+                            model_sha256=og.model.sha256,
+                            detail=json.dumps({"at": when.isoformat(), "calibration": calibration}))
                     out["doses"].append({"drug": d.drug, "slot": s.isoformat(timespec="minutes")})
             else:
                 g.audit(c, command="check-dose", decision="refused", person=person, image=str(image),
                         scores=out["scores"], threshold=og.threshold, model_sha256=og.model.sha256,
-                        detail=json.dumps({"reason": out["reason"], "at": when.isoformat()}))
+                        detail=json.dumps({"reason": out["reason"], "at": when.isoformat(),
+                                           "calibration": calibration}))
     out["model"] = og.model.describe()
     out["threshold_note"] = og.describe_threshold()
     return out

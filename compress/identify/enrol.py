@@ -23,6 +23,9 @@ from .gallery import Gallery, Templates
 
 DEFAULT_FAR = 1e-3
 DEFAULT_CALIBRATION = "synthetic"
+# What the threshold was set on (gallery meta "calibration_kind"): only "real" faces of people who are not
+# enrolled measure a real ward's false-accept rate; check-dose refuses any other gallery unless told.
+REAL, SYNTHETIC = "real", "synthetic"
 LFW_SINGLETONS = "lfw-singletons:"
 # Synthetic impostors come from an identity range no other part of the project uses.
 CALIBRATION_IDENTITY_OFFSET = 3_000_000
@@ -69,6 +72,15 @@ def face_crops(paths: list[Path], finder: Any) -> tuple[list[np.ndarray], list[f
         scores.append(faces[0].score)
         used.append(str(p))
     return crops, scores, used, rejected
+
+
+def calibration_kind(meta: dict[str, str]) -> str:
+    """"real" or "synthetic"; galleries from before the kind was recorded are judged by their source line."""
+    kind = meta.get("calibration_kind")
+    if kind in (REAL, SYNTHETIC):
+        return kind
+    source = meta.get("calibration_source", "")
+    return REAL if source and "SYNTHETIC" not in source else SYNTHETIC
 
 
 def calibration_faces(spec: str, n: int, exclude: set[str], aligned: bool, progress: bool
@@ -150,5 +162,6 @@ def recalibrate(g: Gallery, c: Any, t: Templates, model: EmbedModel, far: float,
     best = (cal @ t.vectors.T).max(axis=1)
     info = threshold_at_far(best, far)
     info["calibration"] = g.meta().get("calibration_source", "")
+    info["calibration_kind"] = calibration_kind(g.meta())
     g.set_meta(c, {"threshold": info["threshold"], "threshold_info": info})
     return info
