@@ -99,3 +99,100 @@ def test_margin_is_checked_by_the_api_too(real_db, faces, plan, margin):
 
     with pytest.raises(UserError, match="--margin"):
         check_dose(real_db, plan, faces / "stranger.png", "2026-12-01T08:10", margin=margin, aligned=True)
+
+
+# ------------------------------------------------------------------------------------------------ times and doses
+
+@pytest.fixture()
+def local_tz_plus_5_30(monkeypatch):
+    """A local zone that is not UTC, so reading an offset as local time would be visible."""
+    import time as _time
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    _time.tzset()
+    yield
+    monkeypatch.undo()
+    _time.tzset()
+
+
+@pytest.mark.parametrize("value, local", [("2026-12-01T02:40Z", "2026-12-01T08:10"),
+                                          ("2026-12-01T02:40+00:00", "2026-12-01T08:10"),
+                                          ("2026-12-01T08:10+05:30", "2026-12-01T08:10"),
+                                          ("2026-12-01T08:10", "2026-12-01T08:10")])
+def test_at_with_an_offset_is_converted_to_local_time(local_tz_plus_5_30, value, local):
+    from datetime import datetime
+
+    from compress.identify.dose import parse_at
+
+    assert parse_at(value) == datetime.fromisoformat(local)
+
+
+@pytest.mark.parametrize("value", ["9999-12-31T23:59", "0001-01-01T00:00", "9999-12-31T23:59+14:00", "tomorrow",
+                                   "", "Z", "2026-13-01T08:00", "nan"])
+def test_odd_at_values_are_one_line(value):
+    from compress.errors import UserError
+    from compress.identify.dose import parse_at
+
+    with pytest.raises(UserError, match="--at"):
+        parse_at(value)
+
+
+def test_at_out_of_range_is_exit_2_on_the_cli(real_db, faces, plan):
+    rc, out, err = dose(real_db, plan, faces / "gallery" / "P1" / "0.png", "--at", "9999-12-31T23:59")
+    assert rc == 2 and "out of range" in err and "CONFIRMED" not in out
+
+
+@pytest.mark.parametrize("times, ok", [('["08:00+05:00"]', False), ('["08:00Z"]', False), ('["25:00"]', False),
+                                       ('["8 am"]', False), ('[""]', False), ("[800]", False), ('["08:00", "08:00"]', False),
+                                       ('["08:00:00.123"]', True), ('["23:59"]', True), ('["00:00", "12:00"]', True)])
+def test_odd_plan_times_load_or_are_one_line(tmp_path, times, ok):
+    from compress.errors import UserError
+    from compress.identify.dose import load_plan
+
+    p = tmp_path / "plan.toml"
+    p.write_text(PLAN.replace('["08:00", "20:00"]', times))
+    if ok:
+        assert load_plan(p, ["P1"]).patients["P1"]
+    else:
+        with pytest.raises(UserError) as e:
+            load_plan(p, ["P1"])
+        assert "\n" not in str(e.value)
+
+
+def test_a_plan_time_with_an_offset_is_refused_with_one_line(real_db, faces, plan):
+    plan.write_text(PLAN.replace('"08:00"', '"08:00+05:00"'))
+    rc, out, err = dose(real_db, plan, faces / "gallery" / "P1" / "0.png", "--at", "2026-12-01T08:10")
+    assert rc == 2 and "UTC offset" in err and '"08:00"' in err
+
+
+def test_a_drug_listed_twice_in_other_spelling_is_refused(tmp_path):
+    from compress.errors import UserError
+    from compress.identify.dose import load_plan
+
+    p = tmp_path / "plan.toml"
+    p.write_text(PLAN + '[[patient.medication]]\ndrug = "metformin  500 MG"\ntimes = ["12:00"]\n')
+    with pytest.raises(UserError, match="listed twice"):
+        load_plan(p, ["P1"])
+
+
+@pytest.mark.parametrize("edit", ["time", "spacing", "case", "nfd"])
+def test_editing_the_plan_after_a_dose_does_not_give_it_again(real_db, faces, plan, edit):
+    import unicodedata
+
+    day = {"time": "2027-01-05", "spacing": "2027-01-07", "case": "2027-01-09", "nfd": "2027-01-11"}[edit]
+    p1 = faces / "gallery" / "P1" / "0.png"
+    if edit == "nfd":
+        plan.write_text(PLAN.replace("Metformin", unicodedata.normalize("NFC", "Métformin")))
+    rc, out, err = dose(real_db, plan, p1, "--at", f"{day}T08:10")
+    assert rc == 0 and out.startswith("CONFIRMED P1"), (out, err)
+    edited = {"time": PLAN.replace('"08:00"', '"08:45"'),
+              "spacing": PLAN.replace("Metformin 500 mg", "Metformin  500\tmg "),
+              "case": PLAN.replace("Metformin 500 mg", "METFORMIN 500 MG"),
+              "nfd": PLAN.replace("Metformin", unicodedata.normalize("NFD", "Métformin"))}[edit]
+    plan.write_text(edited)
+    rows = len(audit(real_db))
+    rc, out, _ = dose(real_db, plan, p1, "--at", f"{day}T08:40" if edit == "time" else f"{day}T08:25")
+    assert rc == 1 and out.startswith("REFUSED: already given"), out
+    assert audit(real_db)[-1]["decision"] == "refused" and len(audit(real_db)) == rows + 1  # the refusal is audited
+    rc, out, _ = dose(real_db, plan, p1, "--at", f"{day}T20:05")  # the evening dose is another dose
+    assert rc == 0 and out.startswith("CONFIRMED P1"), out

@@ -8,8 +8,13 @@ Plan file (TOML)::
     name = "Alice_Smith"            # as enrolled: the person's folder name
     [[patient.medication]]
     drug = "Metformin 500 mg"
-    times = ["08:00", "20:00"]      # local clock times, every day
+    times = ["08:00", "20:00"]      # local clock times, every day (no UTC offset)
     window_minutes = 60             # due from 60 min before to 60 min after each time (default 60)
+
+"Already given" does not trust the plan's current wording: drugs are compared by a normalised name (NFC,
+case-folded, whitespace collapsed), and a drug is not confirmed again for a patient within half the shortest
+gap between its times (12 h for a once-daily drug) of an earlier confirmation's slot or time, so editing a
+plan's time or spelling after a dose cannot give it twice.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -31,11 +37,31 @@ DEFAULT_MARGIN = 0.05
 MARGIN_RANGE = (0.0, 1.0)  # cosine scores lie in [-1, 1]; a negative margin would confirm below the threshold
 
 
+# --at outside this range is refused: the dose check looks one day either side, and far dates overflow.
+AT_RANGE = (datetime(1970, 1, 2), datetime(9999, 12, 30))
+
+
+def drug_key(drug: str) -> str:
+    """The name "already given" compares: NFC, case-folded, whitespace collapsed ("metformin 500 mg")."""
+    return unicodedata.normalize("NFC", " ".join(unicodedata.normalize("NFC", drug).casefold().split()))
+
+
 @dataclass(frozen=True)
 class Dose:
     drug: str
     times: tuple[time, ...]
     window: timedelta
+
+    @property
+    def key(self) -> str:
+        return drug_key(self.drug)
+
+    def min_gap(self) -> timedelta:
+        """Half the shortest gap between consecutive daily times (12 h for one time a day): two confirmations
+        of this drug closer than this are one dose given twice."""
+        minutes = sorted(t.hour * 60 + t.minute for t in self.times)
+        gaps = [b - a for a, b in zip(minutes, minutes[1:])] + [minutes[0] + 24 * 60 - minutes[-1]]
+        return timedelta(minutes=min(gaps) / 2)
 
 
 @dataclass(frozen=True)
@@ -46,9 +72,13 @@ class Plan:
 
 def _time(value: Any, where: str) -> time:
     try:
-        return time.fromisoformat(str(value))
+        t = time.fromisoformat(str(value))
     except ValueError:
         raise UserError(f"{where}: time {value!r} is not HH:MM; write times like \"08:00\"") from None
+    if t.tzinfo is not None:
+        raise UserError(f"{where}: time {value!r} has a UTC offset; plan times are the ward's local clock times, "
+                        f"write \"{t.replace(tzinfo=None).isoformat(timespec='minutes')}\" as the clock shows it")
+    return t
 
 
 def _dose(d: Any, where: str) -> Dose:
@@ -63,7 +93,10 @@ def _dose(d: Any, where: str) -> Dose:
     window = d.get("window_minutes", DEFAULT_WINDOW_MIN)
     if not isinstance(window, int) or isinstance(window, bool) or not 0 < window <= 720:
         raise UserError(f"{where} ({d['drug']}): window_minutes must be a whole number of minutes in 1..720")
-    return Dose(d["drug"].strip(), tuple(_time(t, where) for t in times), timedelta(minutes=window))
+    parsed = tuple(_time(t, where) for t in times)
+    if len({(t.hour, t.minute) for t in parsed}) != len(parsed):
+        raise UserError(f"{where} ({d['drug']}): a time is listed twice (to the minute); list each time once")
+    return Dose(d["drug"].strip(), parsed, timedelta(minutes=window))
 
 
 def load_plan(path: str | Path, enrolled: list[str]) -> Plan:
@@ -92,22 +125,36 @@ def load_plan(path: str | Path, enrolled: list[str]) -> Plan:
         meds = pt.get("medication", [])
         if not isinstance(meds, list):
             raise UserError(f"{where}: medication must be [[patient.medication]] tables")
-        patients[name] = tuple(_dose(d, f"{where} medication {j}") for j, d in enumerate(meds, 1))
+        doses = tuple(_dose(d, f"{where} medication {j}") for j, d in enumerate(meds, 1))
+        keys = [d.key for d in doses]
+        if len(set(keys)) != len(keys):
+            twice = next(d.drug for d in doses if keys.count(d.key) > 1)
+            raise UserError(f"{where}: {twice!r} is listed twice (names are compared ignoring case and spacing); "
+                            "put all its times in one [[patient.medication]]")
+        patients[name] = doses
     return Plan(p, patients)
 
 
 def parse_at(value: str | None) -> datetime:
-    """--at: an ISO date-time ("2026-12-01T08:10") or a clock time today ("08:10"); default: now (local)."""
+    """--at: an ISO date-time ("2026-12-01T08:10") or a clock time today ("08:10"); default: now (local).
+    One with a UTC offset or Z is converted to local time, the clock the plan's times are on."""
     if value is None:
         return datetime.now().replace(microsecond=0)
     try:
-        return datetime.fromisoformat(value).replace(tzinfo=None)
+        at = datetime.fromisoformat(value)
     except ValueError:
-        pass
+        try:
+            at = datetime.combine(datetime.now().date(), time.fromisoformat(value))
+        except ValueError:
+            raise UserError(f"--at {value!r} is neither a date-time (2026-12-01T08:10) nor a time (08:10)") from None
+    lo, hi = AT_RANGE
     try:
-        return datetime.combine(datetime.now().date(), time.fromisoformat(value))
-    except ValueError:
-        raise UserError(f"--at {value!r} is neither a date-time (2026-12-01T08:10) nor a time (08:10)") from None
+        local = at.astimezone().replace(tzinfo=None) if at.tzinfo is not None else at
+    except (OverflowError, ValueError, OSError):
+        local = None
+    if local is None or not lo <= local <= hi:
+        raise UserError(f"--at {value!r} is out of range; pass a date-time between {lo:%Y-%m-%d} and {hi:%Y-%m-%d}")
+    return local
 
 
 def due(plan: Plan, person: str, at: datetime) -> list[tuple[Dose, datetime]]:
@@ -163,7 +210,7 @@ def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str
                "scores": matches[0].ranked if len(matches) == 1 else [m.ranked for m in matches], "doses": []}
         with g.transaction() as c:  # the "already given" check and the confirmation are one atomic step
             if decision == "confirmed":
-                doses, given = _pending(g, c, person, doses)
+                doses, given = _pending(c, person, doses, when)
                 out["already_given"] = given
                 if not doses:
                     out.update(decision="refused", reason="already given: " + "; ".join(
@@ -185,17 +232,51 @@ def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str
     return out
 
 
-def _pending(g: Any, c: Any, person: str, doses: list[tuple[Dose, datetime]]):
-    """Per drug, the nearest due slot unless one of its due slots was confirmed already (overlapping windows
-    must not let one drug be given twice)."""
+def _confirmed(c: Any, person: str) -> list[tuple[str, datetime, datetime, str]]:
+    """(drug key, slot, time given, audit time) of every confirmation for ``person`` (names compared in NFC)."""
+    who = unicodedata.normalize("NFC", person)
+    out = []
+    for rid, name, drug, slot, detail, t in c.execute(
+            "SELECT id, person, drug, slot, detail, time FROM audit WHERE decision = 'confirmed' "
+            "AND command = 'check-dose'").fetchall():
+        if not isinstance(name, str) or unicodedata.normalize("NFC", name) != who:
+            continue
+        try:
+            slot_at = datetime.fromisoformat(slot)
+            given_at = _detail_at(detail) or slot_at
+            out.append((drug_key(drug), slot_at, given_at, str(t)))
+        except (TypeError, ValueError):
+            raise UserError(f"gallery damaged: audit row {rid} (a confirmed dose) has an unreadable drug, slot or "
+                            "time; the administration log cannot be checked: re-enrol into a new --db and keep "
+                            "this file for the record") from None
+    return out
+
+
+def _detail_at(detail: Any) -> datetime | None:
+    """When a confirmed dose was given: detail is {"at": ...} (JSON) or, in older galleries, "at ISO"."""
+    text = str(detail or "")
+    try:
+        value = json.loads(text).get("at")
+    except (ValueError, AttributeError):
+        value = text[3:] if text.startswith("at ") else None
+    return datetime.fromisoformat(value) if value else None
+
+
+def _pending(c: Any, person: str, doses: list[tuple[Dose, datetime]], when: datetime):
+    """Per drug, the nearest due slot unless this drug was confirmed already for a due slot or within its
+    minimum gap (overlapping windows, an edited plan time or spelling must not let one drug be given twice)."""
     by_drug: dict[str, list[tuple[Dose, datetime]]] = {}
     for d, s in doses:  # nearest first
-        by_drug.setdefault(d.drug, []).append((d, s))
+        by_drug.setdefault(d.key, []).append((d, s))
+    history = _confirmed(c, person)
     pending, given = [], []
-    for drug, slots in by_drug.items():
-        done = [(s, t) for _, s in slots if (t := g.given(c, person, drug, s.isoformat())) is not None]
+    for key, slots in by_drug.items():
+        gap = slots[0][0].min_gap()
+        done = [(prev_slot, t) for k, prev_slot, prev_at, t in history if k == key
+                and (abs(when - prev_at) < gap or any(abs(s - prev_slot) < gap for _, s in slots))]
         if done:
-            given.append({"drug": drug, "slot": done[0][0].isoformat(timespec="minutes"), "confirmed_at": done[0][1]})
+            given.append({"drug": slots[0][0].drug, "slot": done[0][0].isoformat(timespec="minutes"),
+                          "confirmed_at": done[0][1]})
         else:
             pending.append(slots[0])
     return pending, given

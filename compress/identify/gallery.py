@@ -228,12 +228,6 @@ class Gallery:
             (now_iso(), command, decision, person, drug, slot, image, json.dumps(scores), threshold, model_sha256,
              detail)).lastrowid
 
-    def given(self, c: sqlite3.Connection, person: str, drug: str, slot: str) -> str | None:
-        """When this dose was confirmed before (the audit row's time), or None."""
-        r = c.execute("SELECT time FROM audit WHERE person = ? AND drug = ? AND slot = ? AND decision = 'confirmed' "
-                      "ORDER BY id LIMIT 1", (person, drug, slot)).fetchone()
-        return r[0] if r else None
-
     def audit_rows(self) -> list[dict[str, Any]]:
         cur = self.conn.execute("SELECT * FROM audit ORDER BY id")
         cols = [d[0] for d in cur.description]
