@@ -13,7 +13,8 @@ from ..errors import UserError
 from .embedder import EmbedModel, load_embed_model
 from .enrol import (DEFAULT_CALIBRATION, DEFAULT_FAR, REAL, SYNTHETIC, EnrolReport, calibration_faces,
                     calibration_kind, face_crops, recalibrate, scan_gallery)
-from .gallery import Gallery, Templates
+from .gallery import Gallery, Templates, is_empty_database
+from .gallery_check import check_gallery
 from .pipeline import AlignedFinder, FaceFinder, Match, embed, match, read_image
 
 
@@ -27,8 +28,9 @@ def enrol(model_spec: str, gallery_dir: str | Path, db: str | Path, *, far: floa
     people = scan_gallery(gallery_dir)
     model = load_embed_model(model_spec)
     enrolled: list[str] = []
-    if Path(db).exists():  # refuse before minutes of embedding, not after
+    if Path(db).exists() and not is_empty_database(db):  # refuse before minutes of embedding, not after
         with Gallery(db) as g:
+            check_gallery(g)
             _check_existing(g, model, flip, people, overwrite)
             enrolled = g.people()
     report = EnrolReport(model=model.describe())
@@ -130,8 +132,9 @@ def open_gallery(db: str | Path, model_spec: str | None = None) -> OpenGallery:
     """The gallery, its model (the one it was enrolled with, hash-checked) and templates."""
     g = Gallery(db)
     try:
+        checked = check_gallery(g)  # before the model loads: a damaged gallery is one line, at once
         m = g.meta()
-        if "model_sha256" not in m:
+        if checked is None:
             raise UserError(f"gallery {db} has nobody enrolled; enrol people first with `compress enrol --db {db}`")
         model = load_embed_model(model_spec or m["model_spec"])
         if model_spec is None and model.sha256 != m["model_sha256"]:
@@ -139,9 +142,7 @@ def open_gallery(db: str | Path, model_spec: str | None = None) -> OpenGallery:
                             f"{model.sha256[:12]} != {m['model_sha256'][:12]}); re-enrol with `compress enrol "
                             f"--model {m['model_spec']} --gallery DIR --db NEW.db`")
         g.check_model(model.sha256, model.spec)
-        t = g.templates(model.sha256)
-        info = json.loads(m.get("threshold_info", "{}"))
-        return OpenGallery(g, model, t, float(m["threshold"]), info, json.loads(m.get("flip", "true")),
+        return OpenGallery(g, model, checked.templates, checked.threshold, checked.threshold_info, checked.flip,
                            calibration_kind(m))
     except BaseException:
         g.close()
@@ -153,6 +154,9 @@ def identify_faces(og: OpenGallery, img: np.ndarray, finder: Any, top_k: int) ->
     if not faces:
         return [], []
     emb = embed(og.model, [f.crop for f in faces], og.flip)
+    if not np.isfinite(emb).all():  # NaN scores would read as a silent "unknown", or worse
+        raise UserError(f"the model {og.model.describe()} gave a NaN or infinite embedding; the model file is "
+                        "broken: re-export it and re-enrol")
     return faces, match(emb, og.templates.names, og.templates.vectors, og.threshold, top_k)
 
 
