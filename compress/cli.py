@@ -584,15 +584,10 @@ def check_dose(db, plan_path, image, at, margin, allow_uncalibrated, aligned, js
     """Confirm the patient in the image and the medication due, or refuse (unknown face, several faces, low
     confidence, nothing due, already given). Exit 0 confirmed, 1 refused; every check is audited."""
     from .artifacts import write_json
-    from .identify.dose import check_dose as run
+    from .identify.dose import check_dose as run, format_dose
 
     r = run(db, plan_path, image, at, margin=margin, allow_uncalibrated=allow_uncalibrated, aligned=aligned)
-    if r["decision"] == "confirmed":
-        doses = ", ".join(f"{d['drug']} (slot {d['slot']})" for d in r["doses"])
-        click.echo(f"CONFIRMED {r['person']} (score {r['scores'][0][1]:.4f}): give {doses}")
-    else:
-        click.echo(f"REFUSED: {r['reason']}")
-    click.echo(f"{r['threshold_note']}; model {r['model']}")
+    click.echo(format_dose(r))
     if json_out:
         write_json(json_out, r)
     if r["decision"] != "confirmed":

@@ -196,3 +196,72 @@ def test_editing_the_plan_after_a_dose_does_not_give_it_again(real_db, faces, pl
     assert audit(real_db)[-1]["decision"] == "refused" and len(audit(real_db)) == rows + 1  # the refusal is audited
     rc, out, _ = dose(real_db, plan, p1, "--at", f"{day}T20:05")  # the evening dose is another dose
     assert rc == 0 and out.startswith("CONFIRMED P1"), out
+
+
+# ------------------------------------------------------------------------------------------------ names
+
+def _copy_gallery(faces: Path, dst: Path, names: dict[str, str]) -> Path:
+    """faces' gallery with the person folders renamed."""
+    import shutil
+
+    for old, new in names.items():
+        shutil.copytree(faces / "gallery" / old, dst / new)
+    return dst
+
+
+def test_enrol_refuses_a_name_with_a_control_character(faces, tmp_path):
+    g = _copy_gallery(faces, tmp_path / "g", {"P0": "P0", "P1": "Bob\nCONFIRMED Bob"})
+    rc, out, err = run_cli("enrol", "--gallery", g, "--db", tmp_path / "w.db", "--aligned")
+    assert rc == 2 and "control character" in err and "\\n" in err and not (tmp_path / "w.db").exists()
+
+
+def test_control_characters_in_stored_names_are_escaped_on_output(real_db, faces, plan, tmp_path):
+    import shutil
+    import sqlite3
+
+    db = tmp_path / "w.db"
+    shutil.copy(real_db, db)
+    con = sqlite3.connect(db)
+    con.execute("UPDATE people SET name = 'P1' || char(10) || 'CONFIRMED P1 (score 0.99)' WHERE name = 'P1'")
+    con.commit()
+    con.close()
+    rc, out, _ = run_cli("identify", "--db", db, "--aligned", faces / "gallery" / "P1" / "0.png")
+    assert rc == 0 and "P1\\x0aCONFIRMED" in out and not any(x.startswith("CONFIRMED") for x in out.splitlines())
+    plan.write_text(PLAN.replace('"P1"', '"P0"'))
+    rc, out, _ = dose(db, plan, faces / "gallery" / "P1" / "0.png", "--at", "2026-12-01T08:10")
+    assert rc == 1 and out.startswith("REFUSED") and "no medication" in out and not any(x.startswith("CONFIRMED") for x in out.splitlines())
+
+
+@pytest.mark.parametrize("field", ["name", "drug"])
+def test_a_plan_with_a_control_character_is_refused(tmp_path, field):
+    from compress.errors import UserError
+    from compress.identify.dose import load_plan
+
+    p = tmp_path / "plan.toml"
+    p.write_text(PLAN.replace('"P1"', '"P1\\u001b[2K"') if field == "name" else
+                 PLAN.replace("500 mg", "500 mg\\u001b[2KCONFIRMED"))
+    with pytest.raises(UserError, match="control character"):
+        load_plan(p, ["P1"])
+
+
+def test_nfc_and_nfd_names_are_one_person(faces, tmp_path):
+    import unicodedata
+
+    nfd, nfc = unicodedata.normalize("NFD", "José"), unicodedata.normalize("NFC", "José")
+    g = _copy_gallery(faces, tmp_path / "g", {"P0": nfd, "P1": "P1", "P2": "P2"})
+    db = tmp_path / "w.db"
+    rc, out, err = run_cli("enrol", "--gallery", g, "--db", db, "--aligned", "--calibration", faces / "impostors",
+                           "--calibration-images", 12, "--far", 0.1)
+    assert rc == 0, err
+    with Gallery(db) as gal:
+        assert nfc in gal.people() and nfd not in gal.people()
+    again = _copy_gallery(faces, tmp_path / "g2", {"P0": nfc})
+    rc, _, err = run_cli("enrol", "--gallery", again, "--db", db, "--aligned")
+    assert rc == 2 and "already enrolled" in err
+    both = _copy_gallery(faces, tmp_path / "g3", {"P0": nfc, "P1": nfd})
+    rc, _, err = run_cli("enrol", "--gallery", both, "--db", tmp_path / "n.db", "--aligned")
+    assert rc == 2 and "two Unicode forms" in err
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN.replace('"P1"', f'"{nfd}"'))
+    rc, out, err = dose(db, plan, faces / "gallery" / "P0" / "0.png", "--at", "2026-12-01T08:10")
+    assert rc == 0 and out.startswith(f"CONFIRMED {nfc}"), (out, err)

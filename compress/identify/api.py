@@ -13,7 +13,7 @@ from ..errors import UserError
 from .embedder import EmbedModel, load_embed_model
 from .enrol import (DEFAULT_CALIBRATION, DEFAULT_FAR, REAL, SYNTHETIC, EnrolReport, calibration_faces,
                     calibration_kind, face_crops, recalibrate, scan_gallery)
-from .gallery import Gallery, Templates, is_empty_database
+from .gallery import Gallery, Templates, is_empty_database, shown
 from .gallery_check import check_gallery
 from .pipeline import AlignedFinder, FaceFinder, Match, embed, match, read_image
 
@@ -51,7 +51,7 @@ def enrol(model_spec: str, gallery_dir: str | Path, db: str | Path, *, far: floa
                            "runtime": model.runtime, "precision": model.precision, "flip": flip, "far": far,
                            "embedding_dim": int(next(iter(rows.values()))[0]["vector"].size)})
             for name, person_rows in rows.items():
-                g.add_person(c, name, str(Path(gallery_dir) / name), person_rows, replace=overwrite)
+                g.add_person(c, name, str(Path(person_rows[0]["image"]).parent), person_rows, replace=overwrite)
             if cal is not None:
                 g.set_calibration(c, cal[0], cal[1], model.sha256)
                 g.set_meta(c, {"calibration_source": cal[1], "calibration_kind": cal[2]})
@@ -207,7 +207,7 @@ def format_enrol(report: EnrolReport, db: str | Path) -> tuple[str, str]:
         out.append(UNCALIBRATED_WARNING + "; check-dose refuses this gallery without --allow-uncalibrated")
     err = [f"NOT ENROLLED {name}: {'; '.join(why)}" for name, why in report.not_enrolled.items()]
     err += [f"photo not used: {p}: {why}" for p, why in report.rejected]
-    return "\n".join(out), "\n".join(err)
+    return "\n".join(map(shown, out)), "\n".join(map(shown, err))
 
 
 def format_identify(res: dict[str, Any]) -> str:
@@ -221,4 +221,4 @@ def format_identify(res: dict[str, Any]) -> str:
             where = f" face {i}/{len(r['faces'])} at {[round(v) for v in f['box']]}" if len(r["faces"]) > 1 else ""
             lines.append(f"{r['image']}{where}: {f['decision']}  (top: {top})")
     lines.append(f"{res['threshold_line']}; {res['people']} people enrolled; model {res['model']}")
-    return "\n".join(lines)
+    return "\n".join(map(shown, lines))

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from .gallery import has_control, nfc, shown
 
 DEFAULT_WINDOW_MIN = 60
 # A confirmation needs the best score this far above the threshold and above the runner-up: a face that only
@@ -87,6 +88,8 @@ def _dose(d: Any, where: str) -> Dose:
         raise UserError(f"{where}: unknown key(s) {extra}; a medication has drug, times, window_minutes")
     if not isinstance(d.get("drug"), str) or not d["drug"].strip():
         raise UserError(f"{where}: every medication needs drug = \"NAME DOSE\"")
+    if has_control(" ".join(d["drug"].split())):  # tabs and runs of spaces are spacing, not names
+        raise UserError(f"{where}: drug {d['drug']!r} has a control character; write the name as printed on the pack")
     times = d.get("times")
     if not isinstance(times, list) or not times:
         raise UserError(f"{where} ({d['drug']}): times must be a non-empty list like [\"08:00\", \"20:00\"]")
@@ -96,7 +99,7 @@ def _dose(d: Any, where: str) -> Dose:
     parsed = tuple(_time(t, where) for t in times)
     if len({(t.hour, t.minute) for t in parsed}) != len(parsed):
         raise UserError(f"{where} ({d['drug']}): a time is listed twice (to the minute); list each time once")
-    return Dose(d["drug"].strip(), parsed, timedelta(minutes=window))
+    return Dose(" ".join(d["drug"].split()), parsed, timedelta(minutes=window))  # tabs, newlines: one space
 
 
 def load_plan(path: str | Path, enrolled: list[str]) -> Plan:
@@ -116,10 +119,12 @@ def load_plan(path: str | Path, enrolled: list[str]) -> Plan:
         where = f"plan {p}, patient {i}"
         if not isinstance(pt, dict) or set(pt) - {"name", "medication"} or not isinstance(pt.get("name"), str):
             raise UserError(f"{where}: a [[patient]] has name = \"...\" and [[patient.medication]] tables only")
-        name = pt["name"]
-        if name not in enrolled:
-            raise UserError(f"{where}: {name!r} is not enrolled in the gallery; enrol them or fix the name "
-                            f"(enrolled: {', '.join(enrolled[:5])}{' ...' if len(enrolled) > 5 else ''})")
+        name = nfc(pt["name"])
+        if has_control(name):
+            raise UserError(f"{where}: name {name!r} has a control character; write it as enrolled")
+        if name not in {nfc(e) for e in enrolled}:
+            raise UserError(shown(f"{where}: {name!r} is not enrolled in the gallery; enrol them or fix the name "
+                                  f"(enrolled: {', '.join(enrolled[:5])}{' ...' if len(enrolled) > 5 else ''})"))
         if name in patients:
             raise UserError(f"{where}: {name!r} appears twice; list each patient once")
         meds = pt.get("medication", [])
@@ -230,6 +235,16 @@ def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str
     out["model"] = og.model.describe()
     out["threshold_note"] = og.describe_threshold()
     return out
+
+
+def format_dose(r: dict[str, Any]) -> str:
+    """The decision line (CONFIRMED ... or REFUSED: why) and the threshold line, control characters escaped."""
+    if r["decision"] == "confirmed":
+        doses = ", ".join(f"{d['drug']} (slot {d['slot']})" for d in r["doses"])
+        first = f"CONFIRMED {r['person']} (score {r['scores'][0][1]:.4f}): give {doses}"
+    else:
+        first = f"REFUSED: {r['reason']}"
+    return "\n".join(map(shown, (first, f"{r['threshold_note']}; model {r['model']}")))
 
 
 def _confirmed(c: Any, person: str) -> list[tuple[str, datetime, datetime, str]]:

@@ -19,7 +19,7 @@ import numpy as np
 from ..data.align import IMAGE_EXTS
 from ..errors import UserError
 from .embedder import EmbedModel
-from .gallery import Gallery, Templates
+from .gallery import Gallery, Templates, has_control, nfc, shown
 
 DEFAULT_FAR = 1e-3
 DEFAULT_CALIBRATION = "synthetic"
@@ -45,8 +45,16 @@ def scan_gallery(folder: str | Path) -> dict[str, list[Path]]:
     root = Path(folder)
     if not root.is_dir():
         raise UserError(f"gallery folder {root} not found; pass a folder with one sub-folder of photos per person")
-    people = {d.name: sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
-              for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+    folders = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    people: dict[str, list[Path]] = {}
+    for d in folders:
+        if has_control(d.name):
+            raise UserError(f"person folder {shown(repr(d.name))} has a control character in its name; rename "
+                            "the folder to the person's name")
+        name = nfc(d.name)  # one person whatever the Unicode form the file system gave
+        if name in people:
+            raise UserError(f"two person folders in {root} are both {name!r} (in two Unicode forms); merge them")
+        people[name] = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
     if not people:
         raise UserError(f"{root} has no person folders; put each person's photos in {root}/NAME/")
     return people

@@ -180,7 +180,7 @@ class Gallery:
     def add_person(self, c: sqlite3.Connection, name: str, source: str, rows: list[dict[str, Any]],
                    replace: bool) -> None:
         """Insert a person and their embeddings inside the caller's transaction."""
-        old = c.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        old = next(((i,) for i, n in c.execute("SELECT id, name FROM people") if nfc(n) == nfc(name)), None)
         if old and not replace:
             raise UserError(f"{name} is already enrolled in {self.path}; pass --overwrite to replace their photos")
         if old:
@@ -255,6 +255,18 @@ class Gallery:
 def nfc(name: str) -> str:
     """People are compared in Unicode NFC: "José" typed or copied in another form is the same person."""
     return unicodedata.normalize("NFC", name)
+
+
+def has_control(text: str) -> bool:
+    """Control, format (bidi overrides) and unassigned characters: a name with one could print as another line."""
+    return any(unicodedata.category(ch)[0] == "C" for ch in text)
+
+
+def shown(line: str) -> str:
+    """``line`` with every control or format character escaped (\\x1b, \\n, \\u202e): printed names cannot start
+    a line of their own, such as one that reads CONFIRMED."""
+    return "".join(ch if unicodedata.category(ch)[0] != "C" else
+                   (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}") for ch in line)
 
 
 def is_empty_database(path: str | Path) -> bool:
