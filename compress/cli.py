@@ -524,7 +524,8 @@ def ablation(recipe, out, epochs, variants, device, no_progress) -> None:
 @click.option("--db", required=True, type=click.Path(path_type=Path), help="gallery database (created if new)")
 @click.option("--far", default=1e-3, show_default=True, help="open-set false-accept rate the threshold is set at")
 @click.option("--calibration", help="faces of people NOT enrolled, for the threshold: 'synthetic', a folder, or "
-                                    "lfw-singletons:LFW_DIR  [synthetic on a new gallery; then the stored set]")
+                                    "lfw-singletons:LFW_DIR  [synthetic on a new gallery (check-dose then needs "
+                                    "--allow-uncalibrated); then the stored set]")
 @click.option("--calibration-images", default=1000, show_default=True)
 @click.option("--no-flip", is_flag=True, help="no horizontal-flip fusion (about half the embedding time)")
 @click.option("--aligned", is_flag=True, help="the photos are already aligned 112x112 crops (`compress data align`)")

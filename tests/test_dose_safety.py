@@ -143,7 +143,8 @@ def test_at_out_of_range_is_exit_2_on_the_cli(real_db, faces, plan):
 
 
 @pytest.mark.parametrize("times, ok", [('["08:00+05:00"]', False), ('["08:00Z"]', False), ('["25:00"]', False),
-                                       ('["8 am"]', False), ('[""]', False), ("[800]", False), ('["08:00", "08:00"]', False),
+                                       ('["8 am"]', False), ('[""]', False), ("[800]", False),
+                                       ('["08:00", "08:00"]', False),
                                        ('["08:00:00.123"]', True), ('["23:59"]', True), ('["00:00", "12:00"]', True)])
 def test_odd_plan_times_load_or_are_one_line(tmp_path, times, ok):
     from compress.errors import UserError
@@ -229,7 +230,8 @@ def test_control_characters_in_stored_names_are_escaped_on_output(real_db, faces
     assert rc == 0 and "P1\\x0aCONFIRMED" in out and not any(x.startswith("CONFIRMED") for x in out.splitlines())
     plan.write_text(PLAN.replace('"P1"', '"P0"'))
     rc, out, _ = dose(db, plan, faces / "gallery" / "P1" / "0.png", "--at", "2026-12-01T08:10")
-    assert rc == 1 and out.startswith("REFUSED") and "no medication" in out and not any(x.startswith("CONFIRMED") for x in out.splitlines())
+    assert rc == 1 and out.startswith("REFUSED") and "no medication" in out
+    assert not any(x.startswith("CONFIRMED") for x in out.splitlines())
 
 
 @pytest.mark.parametrize("field", ["name", "drug"])
@@ -265,3 +267,9 @@ def test_nfc_and_nfd_names_are_one_person(faces, tmp_path):
     plan.write_text(PLAN.replace('"P1"', f'"{nfd}"'))
     rc, out, err = dose(db, plan, faces / "gallery" / "P0" / "0.png", "--at", "2026-12-01T08:10")
     assert rc == 0 and out.startswith(f"CONFIRMED {nfc}"), (out, err)
+
+
+@pytest.mark.parametrize("far", ["nan", "inf", "0", "1", "-0.1"])
+def test_enrol_far_must_be_finite_and_in_range(faces, tmp_path, far):
+    rc, _, err = run_cli("enrol", "--gallery", faces / "gallery", "--db", tmp_path / "w.db", "--aligned", "--far", far)
+    assert rc == 2 and "--far" in err and not (tmp_path / "w.db").exists()
