@@ -50,7 +50,9 @@ def test_synthetic_calibration_cannot_confirm_a_dose(synthetic_db, faces, plan):
     before = len(audit(synthetic_db))
     rc, out, err = dose(synthetic_db, plan, faces / "gallery" / "P1" / "0.png", "--at", "2026-12-01T08:10")
     assert rc == 2 and "NOT set on real faces" in err and "--allow-uncalibrated" in err and "--calibration" in err
-    assert "CONFIRMED" not in out and len(audit(synthetic_db)) == before
+    assert "CONFIRMED" not in out and len(audit(synthetic_db)) == before + 1  # the refusal is in the audit
+    last = audit(synthetic_db)[-1]
+    assert last["decision"] == "refused" and "NOT set on real faces" in last["detail"]
 
 
 def test_allow_uncalibrated_confirms_and_the_audit_row_says_so(synthetic_db, faces, plan):

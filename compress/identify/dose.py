@@ -204,7 +204,12 @@ def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str
     with og.gallery as g:
         calibration = "real faces" if og.calibrated_on_real_faces else "NOT real faces: allowed by --allow-uncalibrated"
         if not og.calibrated_on_real_faces and not allow_uncalibrated:
-            raise uncalibrated_error(db)
+            error = uncalibrated_error(db)
+            with g.transaction() as c:  # the refused check is in the administration log too
+                g.audit(c, command="check-dose", decision="refused", image=str(image), scores=[],
+                        threshold=og.threshold, model_sha256=og.model.sha256,
+                        detail=json.dumps({"reason": str(error), "at": when.isoformat(), "calibration": "synthetic"}))
+            raise error
         plan = load_plan(plan_path, g.people())
         finder = finder or (AlignedFinder() if aligned else FaceFinder())
         faces, matches = identify_faces(og, img, finder, top_k=3)
