@@ -192,8 +192,8 @@ def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str
                margin: float = DEFAULT_MARGIN, finder: Any | None = None,
                allow_uncalibrated: bool = False, aligned: bool = False) -> dict[str, Any]:
     """Confirm or refuse; every outcome is appended to the audit table with the scores and the model hash.
-    A gallery whose threshold was not set on real faces is refused (UserError) unless ``allow_uncalibrated``;
-    then every audit row of this check says so."""
+    A gallery whose threshold was not set on real faces is refused (UserError, audited) unless
+    ``allow_uncalibrated``; then every audit row of this check says so."""
     from .api import identify_faces, open_gallery
     from .pipeline import AlignedFinder, FaceFinder, read_image
 
@@ -202,7 +202,6 @@ def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str
     img = read_image(image)
     og = open_gallery(db)
     with og.gallery as g:
-        calibration = "real faces" if og.calibrated_on_real_faces else "NOT real faces: allowed by --allow-uncalibrated"
         if not og.calibrated_on_real_faces and not allow_uncalibrated:
             error = uncalibrated_error(db)
             with g.transaction() as c:  # the refused check is in the administration log too
@@ -215,31 +214,36 @@ def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str
         faces, matches = identify_faces(og, img, finder, top_k=3)
         decision, reason, person, doses = _decide(plan, faces, matches, og.threshold, margin, when)
         out = {"decision": decision, "reason": reason, "person": person, "at": when.isoformat(),
-               "calibration": calibration,
+               "calibration": "real faces" if og.calibrated_on_real_faces else
+               "NOT real faces: allowed by --allow-uncalibrated",
                "threshold": og.threshold, "margin_required": margin, "faces": len(faces),
                "scores": matches[0].ranked if len(matches) == 1 else [m.ranked for m in matches], "doses": []}
         with g.transaction() as c:  # the "already given" check and the confirmation are one atomic step
-            if decision == "confirmed":
-                doses, given = _pending(c, person, doses, when)
-                out["already_given"] = given
-                if not doses:
-                    out.update(decision="refused", reason="already given: " + "; ".join(
-                        f"{x['drug']} for {x['slot']} at {x['confirmed_at']}" for x in given))
-            if out["decision"] == "confirmed":
-                for d, s in doses:
-                    g.audit(c, command="check-dose", decision="confirmed", person=person, drug=d.drug,
-                            slot=s.isoformat(), image=str(image), scores=out["scores"], threshold=og.threshold,
-                            model_sha256=og.model.sha256,
-                            detail=json.dumps({"at": when.isoformat(), "calibration": calibration}))
-                    out["doses"].append({"drug": d.drug, "slot": s.isoformat(timespec="minutes")})
-            else:
-                g.audit(c, command="check-dose", decision="refused", person=person, image=str(image),
-                        scores=out["scores"], threshold=og.threshold, model_sha256=og.model.sha256,
-                        detail=json.dumps({"reason": out["reason"], "at": when.isoformat(),
-                                           "calibration": calibration}))
+            _record(g, c, og, out, doses, str(image), when)
     out["model"] = og.model.describe()
     out["threshold_note"] = og.describe_threshold()
     return out
+
+
+def _record(g: Any, c: Any, og: Any, out: dict[str, Any], doses: list[tuple[Dose, datetime]], image: str,
+            when: datetime) -> None:
+    """Refuse doses already given, then append the confirmation (one row per dose) or the refusal."""
+    common = {"command": "check-dose", "image": image, "scores": out["scores"], "threshold": og.threshold,
+              "model_sha256": og.model.sha256, "person": out["person"]}
+    if out["decision"] == "confirmed":
+        doses, given = _pending(c, out["person"], doses, when)
+        out["already_given"] = given
+        if not doses:
+            out.update(decision="refused", reason="already given: " + "; ".join(
+                f"{x['drug']} for {x['slot']} at {x['confirmed_at']}" for x in given))
+    if out["decision"] != "confirmed":
+        g.audit(c, decision="refused", **common, detail=json.dumps(
+            {"reason": out["reason"], "at": when.isoformat(), "calibration": out["calibration"]}))
+        return
+    for d, s in doses:
+        g.audit(c, decision="confirmed", drug=d.drug, slot=s.isoformat(), **common,
+                detail=json.dumps({"at": when.isoformat(), "calibration": out["calibration"]}))
+        out["doses"].append({"drug": d.drug, "slot": s.isoformat(timespec="minutes")})
 
 
 def format_dose(r: dict[str, Any]) -> str:
