@@ -574,9 +574,10 @@ def identify(db, images, top_k, model_path, aligned, json_out) -> None:
 @click.option("--plan", "plan_path", required=True, type=click.Path(path_type=Path),
               help="medication plan (TOML: [[patient]] name, [[patient.medication]] drug, times, window_minutes)")
 @click.option("--image", required=True, type=click.Path(path_type=Path), help="the camera frame")
-@click.option("--at", "at", help="when: 2026-12-01T08:10 or 08:10 (today)  [now]")
+@click.option("--at", "at", help="when, local time: 2026-12-01T08:10 or 08:10 (today); one with an offset or Z "
+                                 "is converted to local  [now]")
 @click.option("--margin", default=0.05, show_default=True,
-              help="a confirmation needs the best score this far above the threshold and above the runner-up")
+              help="a confirmation needs the best score this far (0..1) above the threshold and the runner-up")
 @click.option("--allow-uncalibrated", is_flag=True,
               help="confirm even with a threshold not set on real faces (unsafe; every audit row records it)")
 @click.option("--aligned", is_flag=True, help="the image is an already aligned 112x112 crop (one face)")
