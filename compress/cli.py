@@ -531,7 +531,8 @@ def ablation(recipe, out, epochs, variants, device, no_progress) -> None:
 @click.option("--db", required=True, type=click.Path(path_type=Path), help="gallery database (created if new)")
 @click.option("--far", default=1e-3, show_default=True, help="open-set false-accept rate the threshold is set at")
 @click.option("--calibration", help="faces of people NOT enrolled, for the threshold: 'synthetic', a folder, or "
-                                    "lfw-singletons:LFW_DIR  [synthetic on a new gallery; then the stored set]")
+                                    "lfw-singletons:LFW_DIR  [synthetic on a new gallery (check-dose then needs "
+                                    "--allow-uncalibrated); then the stored set]")
 @click.option("--calibration-images", default=1000, show_default=True, type=_t(FACES))
 @click.option("--no-flip", is_flag=True, help="no horizontal-flip fusion (about half the embedding time)")
 @click.option("--aligned", is_flag=True, help="the photos are already aligned 112x112 crops (`compress data align`)")
@@ -580,23 +581,22 @@ def identify(db, images, top_k, model_path, aligned, json_out) -> None:
 @click.option("--plan", "plan_path", required=True, type=click.Path(path_type=Path),
               help="medication plan (TOML: [[patient]] name, [[patient.medication]] drug, times, window_minutes)")
 @click.option("--image", required=True, type=click.Path(path_type=Path), help="the camera frame")
-@click.option("--at", "at", help="when: 2026-12-01T08:10 or 08:10 (today)  [now]")
+@click.option("--at", "at", help="when, local time: 2026-12-01T08:10 or 08:10 (today); one with an offset or Z "
+                                 "is converted to local  [now]")
 @click.option("--margin", default=0.05, show_default=True,
-              help="a confirmation needs the best score this far above the threshold and above the runner-up")
+              help="a confirmation needs the best score this far (0..1) above the threshold and the runner-up")
+@click.option("--allow-uncalibrated", is_flag=True,
+              help="confirm even with a threshold not set on real faces (unsafe; every audit row records it)")
+@click.option("--aligned", is_flag=True, help="the image is an already aligned 112x112 crop (one face)")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the decision as JSON")
-def check_dose(db, plan_path, image, at, margin, json_out) -> None:
+def check_dose(db, plan_path, image, at, margin, allow_uncalibrated, aligned, json_out) -> None:
     """Confirm the patient in the image and the medication due, or refuse (unknown face, several faces, low
     confidence, nothing due, already given). Exit 0 confirmed, 1 refused; every check is audited."""
     from .artifacts import write_json
-    from .identify.dose import check_dose as run
+    from .identify.dose import check_dose as run, format_dose
 
-    r = run(db, plan_path, image, at, margin=margin)
-    if r["decision"] == "confirmed":
-        doses = ", ".join(f"{d['drug']} (slot {d['slot']})" for d in r["doses"])
-        click.echo(f"CONFIRMED {r['person']} (score {r['scores'][0][1]:.4f}): give {doses}")
-    else:
-        click.echo(f"REFUSED: {r['reason']}")
-    click.echo(f"{r['threshold_note']}; model {r['model']}")
+    r = run(db, plan_path, image, at, margin=margin, allow_uncalibrated=allow_uncalibrated, aligned=aligned)
+    click.echo(format_dose(r))
     if json_out:
         write_json(json_out, r)
     if r["decision"] != "confirmed":

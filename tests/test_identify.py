@@ -248,7 +248,7 @@ def test_check_dose_confirms_once_and_refuses_otherwise(ward, crops, tmp_path):
     aligned = AlignedFinder()
 
     def check(image, at, **kw):
-        return check_dose(ward, plan, image, at, finder=aligned, **kw)
+        return check_dose(ward, plan, image, at, finder=aligned, allow_uncalibrated=True, **kw)  # synthetic ward
 
     ok = check(p1, "2026-12-01T08:10")
     assert ok["decision"] == "confirmed" and ok["person"] == "P1"
@@ -271,12 +271,14 @@ def test_check_dose_confirms_once_and_refuses_otherwise(ward, crops, tmp_path):
 def test_check_dose_cli_exit_codes(ward, crops, tmp_path):
     plan = tmp_path / "plan.toml"
     plan.write_text(PLAN.replace('"P3"', '"Zed"'))
-    rc, _, err = run_cli("check-dose", "--db", ward, "--plan", plan, "--image", crops / "probes" / "P1.png")
+    rc, _, err = run_cli("check-dose", "--db", ward, "--plan", plan, "--image", crops / "probes" / "P1.png",
+                         "--allow-uncalibrated")
     assert rc == 2 and "'Zed' is not enrolled" in err
     plan.write_text(PLAN)
     blank = _save(tmp_path / "blank.png", np.full((112, 112, 3), 128, np.uint8))
     if weights_present():  # a detector run on a face-free image: refused, exit 1
-        rc, out, _ = run_cli("check-dose", "--db", ward, "--plan", plan, "--image", blank, "--at", "08:00")
+        rc, out, _ = run_cli("check-dose", "--db", ward, "--plan", plan, "--image", blank, "--at", "08:00",
+                             "--allow-uncalibrated")
         assert rc == 1 and "REFUSED: no face found" in out
 
 
@@ -321,7 +323,8 @@ def test_frames_detect_align_identify_and_refuse_several_faces(crops, tmp_path):
     assert res[2]["faces"] == [] and "blank.jpg: no face found" in out
     plan = tmp_path / "plan.toml"
     plan.write_text('[[patient]]\nname = "P0"\n[[patient.medication]]\ndrug = "A"\ntimes = ["08:00"]\n')
-    rc, out, _ = run_cli("check-dose", "--db", db, "--plan", plan, "--image", two, "--at", "08:00")
+    rc, out, _ = run_cli("check-dose", "--db", db, "--plan", plan, "--image", two, "--at", "08:00",
+                         "--allow-uncalibrated")
     assert rc == 1 and "REFUSED: 2 faces" in out
 
 

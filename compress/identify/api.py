@@ -11,9 +11,10 @@ import numpy as np
 
 from ..errors import UserError
 from .embedder import EmbedModel, load_embed_model
-from .enrol import (DEFAULT_CALIBRATION, DEFAULT_FAR, EnrolReport, calibration_faces, face_crops, recalibrate,
-                    scan_gallery)
-from .gallery import Gallery, Templates
+from .enrol import (DEFAULT_CALIBRATION, DEFAULT_FAR, REAL, SYNTHETIC, EnrolReport, calibration_faces,
+                    calibration_kind, face_crops, recalibrate, scan_gallery)
+from .gallery import Gallery, Templates, is_empty_database, shown
+from .gallery_check import check_gallery
 from .pipeline import AlignedFinder, FaceFinder, Match, embed, match, read_image
 
 
@@ -27,8 +28,9 @@ def enrol(model_spec: str, gallery_dir: str | Path, db: str | Path, *, far: floa
     people = scan_gallery(gallery_dir)
     model = load_embed_model(model_spec)
     enrolled: list[str] = []
-    if Path(db).exists():  # refuse before minutes of embedding, not after
+    if Path(db).exists() and not is_empty_database(db):  # refuse before minutes of embedding, not after
         with Gallery(db) as g:
+            check_gallery(g)
             _check_existing(g, model, flip, people, overwrite)
             enrolled = g.people()
     report = EnrolReport(model=model.describe())
@@ -41,7 +43,7 @@ def enrol(model_spec: str, gallery_dir: str | Path, db: str | Path, *, far: floa
     if calibration is not None or not enrolled:
         spec = calibration or DEFAULT_CALIBRATION
         images, desc = calibration_faces(spec, n_calibration, set(people) | set(enrolled), aligned, progress)
-        cal = (model.embedder.embed(images, flip=flip), desc)
+        cal = (model.embedder.embed(images, flip=flip), desc, SYNTHETIC if spec == "synthetic" else REAL)
     with Gallery(db, create=True) as g:
         with g.transaction() as c:
             _check_existing(g, model, flip, people, overwrite)  # again: another process may have written since
@@ -49,10 +51,10 @@ def enrol(model_spec: str, gallery_dir: str | Path, db: str | Path, *, far: floa
                            "runtime": model.runtime, "precision": model.precision, "flip": flip, "far": far,
                            "embedding_dim": int(next(iter(rows.values()))[0]["vector"].size)})
             for name, person_rows in rows.items():
-                g.add_person(c, name, str(Path(gallery_dir) / name), person_rows, replace=overwrite)
+                g.add_person(c, name, str(Path(person_rows[0]["image"]).parent), person_rows, replace=overwrite)
             if cal is not None:
                 g.set_calibration(c, cal[0], cal[1], model.sha256)
-                g.set_meta(c, {"calibration_source": cal[1]})
+                g.set_meta(c, {"calibration_source": cal[1], "calibration_kind": cal[2]})
             report.threshold = recalibrate(g, c, g.templates(model.sha256), model, far, flip)
             g.audit(c, command="enrol", decision="enrolled", scores={}, model_sha256=model.sha256,
                     detail=json.dumps({"enrolled": report.enrolled, "not_enrolled": report.not_enrolled,
@@ -108,19 +110,31 @@ class OpenGallery:
     threshold: float
     threshold_info: dict[str, Any]
     flip: bool
+    calibration_kind: str  # "real" or "synthetic": what the threshold was set on
+
+    @property
+    def calibrated_on_real_faces(self) -> bool:
+        return self.calibration_kind == REAL
 
     def describe_threshold(self) -> str:
         i = self.threshold_info
-        return (f"threshold {self.threshold:.4f} = open-set FAR {i.get('far'):g} on {i.get('impostors')} calibration "
+        line = (f"threshold {self.threshold:.4f} = open-set FAR {i.get('far'):g} on {i.get('impostors')} calibration "
                 f"impostors ({i.get('calibration', '?').split(':')[0]})")
+        return line if self.calibrated_on_real_faces else line + "; " + UNCALIBRATED_WARNING
+
+
+UNCALIBRATED_WARNING = ("WARNING: this threshold was NOT set on real faces, so strangers may be named as enrolled "
+                        "people; re-enrol with --calibration FOLDER (real faces of people not enrolled) or "
+                        "lfw-singletons:LFW_DIR")
 
 
 def open_gallery(db: str | Path, model_spec: str | None = None) -> OpenGallery:
     """The gallery, its model (the one it was enrolled with, hash-checked) and templates."""
     g = Gallery(db)
     try:
+        checked = check_gallery(g)  # before the model loads: a damaged gallery is one line, at once
         m = g.meta()
-        if "model_sha256" not in m:
+        if checked is None:
             raise UserError(f"gallery {db} has nobody enrolled; enrol people first with `compress enrol --db {db}`")
         model = load_embed_model(model_spec or m["model_spec"])
         if model_spec is None and model.sha256 != m["model_sha256"]:
@@ -128,9 +142,8 @@ def open_gallery(db: str | Path, model_spec: str | None = None) -> OpenGallery:
                             f"{model.sha256[:12]} != {m['model_sha256'][:12]}); re-enrol with `compress enrol "
                             f"--model {m['model_spec']} --gallery DIR --db NEW.db`")
         g.check_model(model.sha256, model.spec)
-        t = g.templates(model.sha256)
-        info = json.loads(m.get("threshold_info", "{}"))
-        return OpenGallery(g, model, t, float(m["threshold"]), info, json.loads(m.get("flip", "true")))
+        return OpenGallery(g, model, checked.templates, checked.threshold, checked.threshold_info, checked.flip,
+                           calibration_kind(m))
     except BaseException:
         g.close()
         raise
@@ -141,6 +154,9 @@ def identify_faces(og: OpenGallery, img: np.ndarray, finder: Any, top_k: int) ->
     if not faces:
         return [], []
     emb = embed(og.model, [f.crop for f in faces], og.flip)
+    if not np.isfinite(emb).all():  # NaN scores would read as a silent "unknown", or worse
+        raise UserError(f"the model {og.model.describe()} gave a NaN or infinite embedding; the model file is "
+                        "broken: re-export it and re-enrol")
     return faces, match(emb, og.templates.names, og.templates.vectors, og.threshold, top_k)
 
 
@@ -165,6 +181,7 @@ def identify(db: str | Path, images: list[str | Path], *, top_k: int = 3, model_
             out.append({"image": path, "faces": answers})
     return {"format": "compress.identify/1", "results": out, "threshold": og.threshold,
             "threshold_info": og.threshold_info, "threshold_line": og.describe_threshold(),
+            "calibrated_on_real_faces": og.calibrated_on_real_faces,
             "model": og.model.describe(), "model_sha256": og.model.sha256, "people": len(og.templates.names),
             "flip": og.flip}
 
@@ -186,9 +203,11 @@ def format_enrol(report: EnrolReport, db: str | Path) -> tuple[str, str]:
            f"{t['false_accepts']} of {t['impostors']} impostors above it) on {t['calibration']}"]
     if t.get("note"):
         out.append(f"note: {t['note']}")
+    if t.get("calibration_kind") != REAL:
+        out.append(UNCALIBRATED_WARNING + "; check-dose refuses this gallery without --allow-uncalibrated")
     err = [f"NOT ENROLLED {name}: {'; '.join(why)}" for name, why in report.not_enrolled.items()]
     err += [f"photo not used: {p}: {why}" for p, why in report.rejected]
-    return "\n".join(out), "\n".join(err)
+    return "\n".join(map(shown, out)), "\n".join(map(shown, err))
 
 
 def format_identify(res: dict[str, Any]) -> str:
@@ -202,4 +221,4 @@ def format_identify(res: dict[str, Any]) -> str:
             where = f" face {i}/{len(r['faces'])} at {[round(v) for v in f['box']]}" if len(r["faces"]) > 1 else ""
             lines.append(f"{r['image']}{where}: {f['decision']}  (top: {top})")
     lines.append(f"{res['threshold_line']}; {res['people']} people enrolled; model {res['model']}")
-    return "\n".join(lines)
+    return "\n".join(map(shown, lines))

@@ -8,25 +8,43 @@ Plan file (TOML)::
     name = "Alice_Smith"            # as enrolled: the person's folder name
     [[patient.medication]]
     drug = "Metformin 500 mg"
-    times = ["08:00", "20:00"]      # local clock times, every day
+    times = ["08:00", "20:00"]      # local clock times, every day (no UTC offset)
     window_minutes = 60             # due from 60 min before to 60 min after each time (default 60)
+
+"Already given" does not trust the plan's current wording: drugs are compared by a normalised name (NFC,
+case-folded, whitespace collapsed), and a drug is not confirmed again for a patient within half the shortest
+gap between its times (12 h for a once-daily drug) of an earlier confirmation's slot or time, so editing a
+plan's time or spelling after a dose cannot give it twice.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tomllib
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from .gallery import has_control, nfc, shown
 
 DEFAULT_WINDOW_MIN = 60
 # A confirmation needs the best score this far above the threshold and above the runner-up: a face that only
 # just passes, or that two patients match almost equally, is refused as low confidence.
 DEFAULT_MARGIN = 0.05
+MARGIN_RANGE = (0.0, 1.0)  # cosine scores lie in [-1, 1]; a negative margin would confirm below the threshold
+
+
+# --at outside this range is refused: the dose check looks one day either side, and far dates overflow.
+AT_RANGE = (datetime(1970, 1, 2), datetime(9999, 12, 30))
+
+
+def drug_key(drug: str) -> str:
+    """The name "already given" compares: NFC, case-folded, whitespace collapsed ("metformin 500 mg")."""
+    return unicodedata.normalize("NFC", " ".join(unicodedata.normalize("NFC", drug).casefold().split()))
 
 
 @dataclass(frozen=True)
@@ -34,6 +52,17 @@ class Dose:
     drug: str
     times: tuple[time, ...]
     window: timedelta
+
+    @property
+    def key(self) -> str:
+        return drug_key(self.drug)
+
+    def min_gap(self) -> timedelta:
+        """Half the shortest gap between consecutive daily times (12 h for one time a day): two confirmations
+        of this drug closer than this are one dose given twice."""
+        minutes = sorted(t.hour * 60 + t.minute for t in self.times)
+        gaps = [b - a for a, b in zip(minutes, minutes[1:])] + [minutes[0] + 24 * 60 - minutes[-1]]
+        return timedelta(minutes=min(gaps) / 2)
 
 
 @dataclass(frozen=True)
@@ -44,9 +73,13 @@ class Plan:
 
 def _time(value: Any, where: str) -> time:
     try:
-        return time.fromisoformat(str(value))
+        t = time.fromisoformat(str(value))
     except ValueError:
         raise UserError(f"{where}: time {value!r} is not HH:MM; write times like \"08:00\"") from None
+    if t.tzinfo is not None:
+        raise UserError(f"{where}: time {value!r} has a UTC offset; plan times are the ward's local clock times, "
+                        f"write \"{t.replace(tzinfo=None).isoformat(timespec='minutes')}\" as the clock shows it")
+    return t
 
 
 def _dose(d: Any, where: str) -> Dose:
@@ -55,13 +88,18 @@ def _dose(d: Any, where: str) -> Dose:
         raise UserError(f"{where}: unknown key(s) {extra}; a medication has drug, times, window_minutes")
     if not isinstance(d.get("drug"), str) or not d["drug"].strip():
         raise UserError(f"{where}: every medication needs drug = \"NAME DOSE\"")
+    if has_control(" ".join(d["drug"].split())):  # tabs and runs of spaces are spacing, not names
+        raise UserError(f"{where}: drug {d['drug']!r} has a control character; write the name as printed on the pack")
     times = d.get("times")
     if not isinstance(times, list) or not times:
         raise UserError(f"{where} ({d['drug']}): times must be a non-empty list like [\"08:00\", \"20:00\"]")
     window = d.get("window_minutes", DEFAULT_WINDOW_MIN)
     if not isinstance(window, int) or isinstance(window, bool) or not 0 < window <= 720:
         raise UserError(f"{where} ({d['drug']}): window_minutes must be a whole number of minutes in 1..720")
-    return Dose(d["drug"].strip(), tuple(_time(t, where) for t in times), timedelta(minutes=window))
+    parsed = tuple(_time(t, where) for t in times)
+    if len({(t.hour, t.minute) for t in parsed}) != len(parsed):
+        raise UserError(f"{where} ({d['drug']}): a time is listed twice (to the minute); list each time once")
+    return Dose(" ".join(d["drug"].split()), parsed, timedelta(minutes=window))  # tabs, newlines: one space
 
 
 def load_plan(path: str | Path, enrolled: list[str]) -> Plan:
@@ -81,31 +119,47 @@ def load_plan(path: str | Path, enrolled: list[str]) -> Plan:
         where = f"plan {p}, patient {i}"
         if not isinstance(pt, dict) or set(pt) - {"name", "medication"} or not isinstance(pt.get("name"), str):
             raise UserError(f"{where}: a [[patient]] has name = \"...\" and [[patient.medication]] tables only")
-        name = pt["name"]
-        if name not in enrolled:
-            raise UserError(f"{where}: {name!r} is not enrolled in the gallery; enrol them or fix the name "
-                            f"(enrolled: {', '.join(enrolled[:5])}{' ...' if len(enrolled) > 5 else ''})")
+        name = nfc(pt["name"])
+        if has_control(name):
+            raise UserError(f"{where}: name {name!r} has a control character; write it as enrolled")
+        if name not in {nfc(e) for e in enrolled}:
+            raise UserError(shown(f"{where}: {name!r} is not enrolled in the gallery; enrol them or fix the name "
+                                  f"(enrolled: {', '.join(enrolled[:5])}{' ...' if len(enrolled) > 5 else ''})"))
         if name in patients:
             raise UserError(f"{where}: {name!r} appears twice; list each patient once")
         meds = pt.get("medication", [])
         if not isinstance(meds, list):
             raise UserError(f"{where}: medication must be [[patient.medication]] tables")
-        patients[name] = tuple(_dose(d, f"{where} medication {j}") for j, d in enumerate(meds, 1))
+        doses = tuple(_dose(d, f"{where} medication {j}") for j, d in enumerate(meds, 1))
+        keys = [d.key for d in doses]
+        if len(set(keys)) != len(keys):
+            twice = next(d.drug for d in doses if keys.count(d.key) > 1)
+            raise UserError(f"{where}: {twice!r} is listed twice (names are compared ignoring case and spacing); "
+                            "put all its times in one [[patient.medication]]")
+        patients[name] = doses
     return Plan(p, patients)
 
 
 def parse_at(value: str | None) -> datetime:
-    """--at: an ISO date-time ("2026-12-01T08:10") or a clock time today ("08:10"); default: now (local)."""
+    """--at: an ISO date-time ("2026-12-01T08:10") or a clock time today ("08:10"); default: now (local).
+    One with a UTC offset or Z is converted to local time, the clock the plan's times are on."""
     if value is None:
         return datetime.now().replace(microsecond=0)
     try:
-        return datetime.fromisoformat(value).replace(tzinfo=None)
+        at = datetime.fromisoformat(value)
     except ValueError:
-        pass
+        try:
+            at = datetime.combine(datetime.now().date(), time.fromisoformat(value))
+        except ValueError:
+            raise UserError(f"--at {value!r} is neither a date-time (2026-12-01T08:10) nor a time (08:10)") from None
+    lo, hi = AT_RANGE
     try:
-        return datetime.combine(datetime.now().date(), time.fromisoformat(value))
-    except ValueError:
-        raise UserError(f"--at {value!r} is neither a date-time (2026-12-01T08:10) nor a time (08:10)") from None
+        local = at.astimezone().replace(tzinfo=None) if at.tzinfo is not None else at
+    except (OverflowError, ValueError, OSError):
+        local = None
+    if local is None or not lo <= local <= hi:
+        raise UserError(f"--at {value!r} is out of range; pass a date-time between {lo:%Y-%m-%d} and {hi:%Y-%m-%d}")
+    return local
 
 
 def due(plan: Plan, person: str, at: datetime) -> list[tuple[Dose, datetime]]:
@@ -120,55 +174,133 @@ def due(plan: Plan, person: str, at: datetime) -> list[tuple[Dose, datetime]]:
     return sorted(out, key=lambda x: (abs(at - x[1]), x[0].drug))
 
 
-def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str | None = None, *,
-               margin: float = DEFAULT_MARGIN, finder: Any | None = None) -> dict[str, Any]:
-    """Confirm or refuse; every outcome is appended to the audit table with the scores and the model hash."""
-    from .api import identify_faces, open_gallery
-    from .pipeline import FaceFinder, read_image
+def check_margin(margin: float) -> float:
+    lo, hi = MARGIN_RANGE
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and lo <= margin <= hi):
+        raise UserError(f"--margin {margin} must be a number in {lo:g}..{hi:g} (a cosine-score gap), e.g. "
+                        f"{DEFAULT_MARGIN}")
+    return float(margin)
 
+
+def uncalibrated_error(db: str | Path) -> UserError:
+    return UserError(f"gallery {db} has a threshold NOT set on real faces (synthetic calibration), so a stranger "
+                     "could be confirmed for a dose; re-enrol with --calibration FOLDER (real faces of people not "
+                     "enrolled) or lfw-singletons:LFW_DIR, or pass --allow-uncalibrated (recorded in the audit)")
+
+
+def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str | None = None, *,
+               margin: float = DEFAULT_MARGIN, finder: Any | None = None,
+               allow_uncalibrated: bool = False, aligned: bool = False) -> dict[str, Any]:
+    """Confirm or refuse; every outcome is appended to the audit table with the scores and the model hash.
+    A gallery whose threshold was not set on real faces is refused (UserError, audited) unless
+    ``allow_uncalibrated``; then every audit row of this check says so."""
+    from .api import identify_faces, open_gallery
+    from .pipeline import AlignedFinder, FaceFinder, read_image
+
+    margin = check_margin(margin)
     when = parse_at(at)
     img = read_image(image)
     og = open_gallery(db)
     with og.gallery as g:
+        if not og.calibrated_on_real_faces and not allow_uncalibrated:
+            error = uncalibrated_error(db)
+            with g.transaction() as c:  # the refused check is in the administration log too
+                g.audit(c, command="check-dose", decision="refused", image=str(image), scores=[],
+                        threshold=og.threshold, model_sha256=og.model.sha256,
+                        detail=json.dumps({"reason": str(error), "at": when.isoformat(), "calibration": "synthetic"}))
+            raise error
         plan = load_plan(plan_path, g.people())
-        faces, matches = identify_faces(og, img, finder or FaceFinder(), top_k=3)
+        finder = finder or (AlignedFinder() if aligned else FaceFinder())
+        faces, matches = identify_faces(og, img, finder, top_k=3)
         decision, reason, person, doses = _decide(plan, faces, matches, og.threshold, margin, when)
         out = {"decision": decision, "reason": reason, "person": person, "at": when.isoformat(),
+               "calibration": "real faces" if og.calibrated_on_real_faces else
+               "NOT real faces: allowed by --allow-uncalibrated",
                "threshold": og.threshold, "margin_required": margin, "faces": len(faces),
                "scores": matches[0].ranked if len(matches) == 1 else [m.ranked for m in matches], "doses": []}
         with g.transaction() as c:  # the "already given" check and the confirmation are one atomic step
-            if decision == "confirmed":
-                doses, given = _pending(g, c, person, doses)
-                out["already_given"] = given
-                if not doses:
-                    out.update(decision="refused", reason="already given: " + "; ".join(
-                        f"{x['drug']} for {x['slot']} at {x['confirmed_at']}" for x in given))
-            if out["decision"] == "confirmed":
-                for d, s in doses:
-                    g.audit(c, command="check-dose", decision="confirmed", person=person, drug=d.drug,
-                            slot=s.isoformat(), image=str(image), scores=out["scores"], threshold=og.threshold,
-                            model_sha256=og.model.sha256, detail=f"at {when.isoformat()}")
-                    out["doses"].append({"drug": d.drug, "slot": s.isoformat(timespec="minutes")})
-            else:
-                g.audit(c, command="check-dose", decision="refused", person=person, image=str(image),
-                        scores=out["scores"], threshold=og.threshold, model_sha256=og.model.sha256,
-                        detail=json.dumps({"reason": out["reason"], "at": when.isoformat()}))
+            _record(g, c, og, out, doses, str(image), when)
     out["model"] = og.model.describe()
     out["threshold_note"] = og.describe_threshold()
     return out
 
 
-def _pending(g: Any, c: Any, person: str, doses: list[tuple[Dose, datetime]]):
-    """Per drug, the nearest due slot unless one of its due slots was confirmed already (overlapping windows
-    must not let one drug be given twice)."""
+def _record(g: Any, c: Any, og: Any, out: dict[str, Any], doses: list[tuple[Dose, datetime]], image: str,
+            when: datetime) -> None:
+    """Refuse doses already given, then append the confirmation (one row per dose) or the refusal."""
+    common = {"command": "check-dose", "image": image, "scores": out["scores"], "threshold": og.threshold,
+              "model_sha256": og.model.sha256, "person": out["person"]}
+    if out["decision"] == "confirmed":
+        doses, given = _pending(c, out["person"], doses, when)
+        out["already_given"] = given
+        if not doses:
+            out.update(decision="refused", reason="already given: " + "; ".join(
+                f"{x['drug']} for {x['slot']} at {x['confirmed_at']}" for x in given))
+    if out["decision"] != "confirmed":
+        g.audit(c, decision="refused", **common, detail=json.dumps(
+            {"reason": out["reason"], "at": when.isoformat(), "calibration": out["calibration"]}))
+        return
+    for d, s in doses:
+        g.audit(c, decision="confirmed", drug=d.drug, slot=s.isoformat(), **common,
+                detail=json.dumps({"at": when.isoformat(), "calibration": out["calibration"]}))
+        out["doses"].append({"drug": d.drug, "slot": s.isoformat(timespec="minutes")})
+
+
+def format_dose(r: dict[str, Any]) -> str:
+    """The decision line (CONFIRMED ... or REFUSED: why) and the threshold line, control characters escaped."""
+    if r["decision"] == "confirmed":
+        doses = ", ".join(f"{d['drug']} (slot {d['slot']})" for d in r["doses"])
+        first = f"CONFIRMED {r['person']} (score {r['scores'][0][1]:.4f}): give {doses}"
+    else:
+        first = f"REFUSED: {r['reason']}"
+    return "\n".join(map(shown, (first, f"{r['threshold_note']}; model {r['model']}")))
+
+
+def _confirmed(c: Any, person: str) -> list[tuple[str, datetime, datetime, str]]:
+    """(drug key, slot, time given, audit time) of every confirmation for ``person`` (names compared in NFC)."""
+    who = unicodedata.normalize("NFC", person)
+    out = []
+    for rid, name, drug, slot, detail, t in c.execute(
+            "SELECT id, person, drug, slot, detail, time FROM audit WHERE decision = 'confirmed' "
+            "AND command = 'check-dose'").fetchall():
+        if not isinstance(name, str) or unicodedata.normalize("NFC", name) != who:
+            continue
+        try:
+            slot_at = datetime.fromisoformat(slot)
+            given_at = _detail_at(detail) or slot_at
+            out.append((drug_key(drug), slot_at, given_at, str(t)))
+        except (TypeError, ValueError):
+            raise UserError(f"gallery damaged: audit row {rid} (a confirmed dose) has an unreadable drug, slot or "
+                            "time; the administration log cannot be checked: re-enrol into a new --db and keep "
+                            "this file for the record") from None
+    return out
+
+
+def _detail_at(detail: Any) -> datetime | None:
+    """When a confirmed dose was given: detail is {"at": ...} (JSON) or, in older galleries, "at ISO"."""
+    text = str(detail or "")
+    try:
+        value = json.loads(text).get("at")
+    except (ValueError, AttributeError):
+        value = text[3:] if text.startswith("at ") else None
+    return datetime.fromisoformat(value) if value else None
+
+
+def _pending(c: Any, person: str, doses: list[tuple[Dose, datetime]], when: datetime):
+    """Per drug, the nearest due slot unless this drug was confirmed already for a due slot or within its
+    minimum gap (overlapping windows, an edited plan time or spelling must not let one drug be given twice)."""
     by_drug: dict[str, list[tuple[Dose, datetime]]] = {}
     for d, s in doses:  # nearest first
-        by_drug.setdefault(d.drug, []).append((d, s))
+        by_drug.setdefault(d.key, []).append((d, s))
+    history = _confirmed(c, person)
     pending, given = [], []
-    for drug, slots in by_drug.items():
-        done = [(s, t) for _, s in slots if (t := g.given(c, person, drug, s.isoformat())) is not None]
+    for key, slots in by_drug.items():
+        gap = slots[0][0].min_gap()
+        done = [(prev_slot, t) for k, prev_slot, prev_at, t in history if k == key
+                and (abs(when - prev_at) < gap or any(abs(s - prev_slot) < gap for _, s in slots))]
         if done:
-            given.append({"drug": drug, "slot": done[0][0].isoformat(timespec="minutes"), "confirmed_at": done[0][1]})
+            given.append({"drug": slots[0][0].drug, "slot": done[0][0].isoformat(timespec="minutes"),
+                          "confirmed_at": done[0][1]})
         else:
             pending.append(slots[0])
     return pending, given

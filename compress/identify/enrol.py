@@ -19,10 +19,13 @@ import numpy as np
 from ..data.align import IMAGE_EXTS
 from ..errors import UserError
 from .embedder import EmbedModel
-from .gallery import Gallery, Templates
+from .gallery import Gallery, Templates, has_control, nfc, shown
 
 DEFAULT_FAR = 1e-3
 DEFAULT_CALIBRATION = "synthetic"
+# What the threshold was set on (gallery meta "calibration_kind"): only "real" faces of people who are not
+# enrolled measure a real ward's false-accept rate; check-dose refuses any other gallery unless told.
+REAL, SYNTHETIC = "real", "synthetic"
 LFW_SINGLETONS = "lfw-singletons:"
 # Synthetic impostors come from an identity range no other part of the project uses.
 CALIBRATION_IDENTITY_OFFSET = 3_000_000
@@ -42,8 +45,16 @@ def scan_gallery(folder: str | Path) -> dict[str, list[Path]]:
     root = Path(folder)
     if not root.is_dir():
         raise UserError(f"gallery folder {root} not found; pass a folder with one sub-folder of photos per person")
-    people = {d.name: sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
-              for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+    folders = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    people: dict[str, list[Path]] = {}
+    for d in folders:
+        if has_control(d.name):
+            raise UserError(f"person folder {shown(repr(d.name))} has a control character in its name; rename "
+                            "the folder to the person's name")
+        name = nfc(d.name)  # one person whatever the Unicode form the file system gave
+        if name in people:
+            raise UserError(f"two person folders in {root} are both {name!r} (in two Unicode forms); merge them")
+        people[name] = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
     if not people:
         raise UserError(f"{root} has no person folders; put each person's photos in {root}/NAME/")
     return people
@@ -69,6 +80,15 @@ def face_crops(paths: list[Path], finder: Any) -> tuple[list[np.ndarray], list[f
         scores.append(faces[0].score)
         used.append(str(p))
     return crops, scores, used, rejected
+
+
+def calibration_kind(meta: dict[str, str]) -> str:
+    """"real" or "synthetic"; galleries from before the kind was recorded are judged by their source line."""
+    kind = meta.get("calibration_kind")
+    if kind in (REAL, SYNTHETIC):
+        return kind
+    source = meta.get("calibration_source", "")
+    return REAL if source and "SYNTHETIC" not in source else SYNTHETIC
 
 
 def calibration_faces(spec: str, n: int, exclude: set[str], aligned: bool, progress: bool
@@ -150,5 +170,6 @@ def recalibrate(g: Gallery, c: Any, t: Templates, model: EmbedModel, far: float,
     best = (cal @ t.vectors.T).max(axis=1)
     info = threshold_at_far(best, far)
     info["calibration"] = g.meta().get("calibration_source", "")
+    info["calibration_kind"] = calibration_kind(g.meta())
     g.set_meta(c, {"threshold": info["threshold"], "threshold_info": info})
     return info

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -80,9 +81,14 @@ class Gallery:
 
     def __init__(self, path: str | Path, create: bool = False) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise UserError(f"--db {self.path} is a folder; pass the gallery database file, e.g. {self.path}/ward.db")
         if not create and not self.path.is_file():
             raise UserError(f"gallery {self.path} not found; create it with `compress enrol --gallery DIR --db "
                             f"{self.path}`")
+        if not create and is_empty_database(self.path):  # refused before connecting: that would write to it
+            raise UserError(f"{self.path} is an empty database with nobody enrolled (a first enrolment may have "
+                            f"been interrupted); enrol into it with `compress enrol --gallery DIR --db {self.path}`")
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -93,6 +99,8 @@ class Gallery:
             self.conn.execute("PRAGMA foreign_keys = ON")
             self._init_or_check(create)
         except sqlite3.DatabaseError as e:
+            if _read_only(e):
+                raise read_only_error(self.path, e) from None
             raise UserError(f"{self.path} is not a readable gallery database ({e}); pass the file `compress enrol` "
                             "wrote, or enrol into a new --db") from None
 
@@ -101,8 +109,8 @@ class Gallery:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version == 0 and self._tables() == 0:
             if not create:
-                raise UserError(f"{self.path} is an empty database, not a gallery; enrol into it with "
-                                "`compress enrol --db`")
+                raise UserError(f"{self.path} is an empty database with nobody enrolled; enrol into it with "
+                                f"`compress enrol --gallery DIR --db {self.path}`")
             with self.transaction() as c:
                 if self._tables() == 0:  # another process may have created it while we waited for the lock
                     for statement in _statements(_SCHEMA):
@@ -121,13 +129,20 @@ class Gallery:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE takes the write lock up front, so read-then-write checks cannot race."""
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.DatabaseError as e:  # nothing was written: the transaction rolled back
+            if _read_only(e):
+                raise read_only_error(self.path, e) from None
+            raise UserError(f"gallery {self.path}: the write failed ({e}); nothing was written: check the disk "
+                            "and the file, or re-enrol into a new --db") from None
 
     def close(self) -> None:
         self.conn.close()
@@ -160,12 +175,12 @@ class Gallery:
 
     # ----------------------------------------------------------------------------- people
     def people(self) -> list[str]:
-        return [r[0] for r in self.conn.execute("SELECT name FROM people ORDER BY name")]
+        return sorted(nfc(r[0]) for r in self.conn.execute("SELECT name FROM people"))
 
     def add_person(self, c: sqlite3.Connection, name: str, source: str, rows: list[dict[str, Any]],
                    replace: bool) -> None:
         """Insert a person and their embeddings inside the caller's transaction."""
-        old = c.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        old = next(((i,) for i, n in c.execute("SELECT id, name FROM people") if nfc(n) == nfc(name)), None)
         if old and not replace:
             raise UserError(f"{name} is already enrolled in {self.path}; pass --overwrite to replace their photos")
         if old:
@@ -192,7 +207,7 @@ class Gallery:
                             "re-enrol everyone into a new --db with one model")
         by_name: dict[str, list[np.ndarray]] = {}
         for name, blob, dim, _ in rows:
-            by_name.setdefault(name, []).append(_vec(blob, dim))
+            by_name.setdefault(nfc(name), []).append(_vec(blob, dim))
         names = sorted(by_name)
         vecs = np.stack([np.mean(by_name[n], axis=0) for n in names]).astype(np.float32)
         vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
@@ -228,12 +243,6 @@ class Gallery:
             (now_iso(), command, decision, person, drug, slot, image, json.dumps(scores), threshold, model_sha256,
              detail)).lastrowid
 
-    def given(self, c: sqlite3.Connection, person: str, drug: str, slot: str) -> str | None:
-        """When this dose was confirmed before (the audit row's time), or None."""
-        r = c.execute("SELECT time FROM audit WHERE person = ? AND drug = ? AND slot = ? AND decision = 'confirmed' "
-                      "ORDER BY id LIMIT 1", (person, drug, slot)).fetchone()
-        return r[0] if r else None
-
     def audit_rows(self) -> list[dict[str, Any]]:
         cur = self.conn.execute("SELECT * FROM audit ORDER BY id")
         cols = [d[0] for d in cur.description]
@@ -241,6 +250,51 @@ class Gallery:
 
     def integrity(self) -> str:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def nfc(name: str) -> str:
+    """People are compared in Unicode NFC: "José" typed or copied in another form is the same person."""
+    return unicodedata.normalize("NFC", name)
+
+
+def has_control(text: str) -> bool:
+    """Control, format (bidi overrides) and unassigned characters: a name with one could print as another line."""
+    return any(unicodedata.category(ch)[0] == "C" for ch in text)
+
+
+def shown(line: str) -> str:
+    """``line`` with every control or format character escaped (\\x1b, \\n, \\u202e): printed names cannot start
+    a line of their own, such as one that reads CONFIRMED."""
+    return "".join(ch if unicodedata.category(ch)[0] != "C" else
+                   (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}") for ch in line)
+
+
+def is_empty_database(path: str | Path) -> bool:
+    """A 0-byte file, or an SQLite file with no tables (a first enrolment killed before it wrote any): enrol
+    may create the gallery in it."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    if p.stat().st_size == 0:
+        return True
+    try:
+        con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return (con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+                    and con.execute("PRAGMA user_version").fetchone()[0] == 0)
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return False
+
+
+def _read_only(e: Exception) -> bool:
+    return "readonly" in str(e) or "read-only" in str(e)
+
+
+def read_only_error(path: Path, e: Exception) -> UserError:
+    return UserError(f"gallery {path} cannot be written ({e}): enrol, identify and check-dose record every answer "
+                     "in its audit table; make the file and its folder writable")
 
 
 def _statements(script: str) -> list[str]:
