@@ -392,7 +392,12 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
             if exp["status"] == NOT_RUN:
                 model_entry = {"stage": None, "status": NOT_RUN}
             b_here, b_board = _pick(here, t.name, prec), _pick(on_board, t.name, prec)
-            b_emulated = None if b_board else _pick(emulated, t.name, prec)  # a real board record wins
+            b_emulated = _pick(emulated, t.name, prec)
+            if b_emulated and b_board:  # a record from the board itself wins over its emulation
+                used.add(b_emulated["_file"])
+                warnings.append(f"{b_emulated['_file']}: emulated record not shown; the board's own "
+                                f"{b_board['_file']} is")
+                b_emulated = None
             est = next(((r, f) for r, f in estimates if r.get("target") == t.name and r.get("precision") == prec),
                        (None, None))
             for rec in (b_here, b_board, b_emulated):
