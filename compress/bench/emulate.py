@@ -56,10 +56,17 @@ QEMU_NAMES = ("qemu-aarch64-static", "qemu-aarch64")
 EMULATED_STATUS = "emulated arm64 (QEMU): parity from the Arm kernels, timing not meaningful"
 # The runner's own timing protocol would take minutes under QEMU for a number that means nothing: one warm-up
 # and three timed calls keep the record complete (compress report needs a median) at almost no cost.
-RUNNER_TIMING = ("--warmup", "1", "--min-runs", "3", "--seconds", "0.001", "--max-seconds", "600")
+RUNNER_TIMING = ("--warmup", "1", "--min-runs", "3", "--seconds", "0.001", "--max-seconds", "5")
 RUN_TIMEOUT_S = 3600.0
-HWCAP_BITS = {"fp": 0, "asimd": 1, "aes": 3, "crc32": 7, "atomics": 8, "fphp": 9, "asimdhp": 10,
-              "asimdrdm": 12, "asimddp": 20, "sve": 22, "asimdfhm": 23}
+# AT_HWCAP bit i -> the name Linux prints in /proc/cpuinfo's Features line (arch/arm64/kernel/cpuinfo.c order).
+HWCAP_NAMES = ("fp", "asimd", "evtstrm", "aes", "pmull", "sha1", "sha2", "crc32", "atomics", "fphp", "asimdhp",
+               "cpuid", "asimdrdm", "jscvt", "fcma", "lrcpc", "dcpop", "sha3", "sm3", "sm4", "asimddp", "sha512",
+               "sve", "asimdfhm", "dit", "uscat", "ilrcpc", "flagm", "ssbs", "sb", "paca", "pacg")
+# MIDR_EL1 (implementer, variant, part, revision) of QEMU's CPU models (QEMU 7.2, target/arm/cpu64.c): what the
+# kernel of such a board prints in /proc/cpuinfo, which cpuinfo (XNNPACK's CPU detection) reads to name the core.
+QEMU_MIDR = {"cortex-a35": (0x41, 0x0, 0xd04, 0), "cortex-a53": (0x41, 0x0, 0xd03, 4),
+             "cortex-a57": (0x41, 0x1, 0xd07, 0), "cortex-a72": (0x41, 0x0, 0xd08, 3),
+             "cortex-a76": (0x41, 0x4, 0xd0b, 1), "neoverse-n1": (0x41, 0x4, 0xd0c, 1)}
 
 
 # ---------------------------------------------------------------- tools and places
@@ -249,13 +256,41 @@ def probe(qemu: str, root: Path, cpu: str) -> dict[str, Any]:
     out = _run(guest_command(qemu, root, cpu, ["-c", PROBE]), f"the emulated root's smoke test (-cpu {cpu})",
                f"rebuild the root: `compress emulate --rebuild` (cache in {cache_root()})", timeout=600.0)
     info = json.loads(out.strip().splitlines()[-1])
-    info["cpu_features"] = sorted(k for k, bit in HWCAP_BITS.items() if info["hwcap"] >> bit & 1)
+    info["cpu_features"] = [n for bit, n in enumerate(HWCAP_NAMES) if info["hwcap"] >> bit & 1]
     return info
 
 
-def guest_command(qemu: str, root: Path, cpu: str, args: list[str]) -> list[str]:
-    """The emulated board's `python3 -I ARGS`: -L makes the guest's /usr, /lib and /etc those of the root."""
-    return [qemu, "-cpu", cpu, "-L", str(root), str(root / PYTHON), "-I", *args]
+def proc_cpuinfo(cpu: str, features: list[str], cores: int) -> str:
+    """/proc/cpuinfo as the arm64 kernel prints it for `cores` cores of `cpu` with these hwcaps."""
+    imp, var, part, rev = QEMU_MIDR[cpu]
+    one = (f"BogoMIPS\t: 108.00\nFeatures\t: {' '.join(features)}\nCPU implementer\t: {imp:#x}\n"
+           f"CPU architecture: 8\nCPU variant\t: {var:#x}\nCPU part\t: {part:#05x}\nCPU revision\t: {rev}\n\n")
+    return "".join(f"processor\t: {i}\n{one}" for i in range(cores))
+
+
+def board_view(root: Path, dest: Path, cpu: str, features: list[str], cores: int) -> Path:
+    """The guest's file system for one run: the cached root (linked, never written), plus the /proc/cpuinfo and
+    /sys CPU lists the board's kernel would show. QEMU user mode passes the host's own through otherwise, and
+    LiteRT's XNNPACK (cpuinfo) crashes the guest when /proc/cpuinfo describes an x86 CPU."""
+    dest.mkdir()
+    for top in root.iterdir():
+        if top.name not in ("dev", "proc", "sys", "tmp", "run"):
+            (dest / top.name).symlink_to(top)
+    (dest / "proc").mkdir()
+    (dest / "proc" / "cpuinfo").write_text(proc_cpuinfo(cpu, features, cores))
+    cpus = dest / "sys" / "devices" / "system" / "cpu"
+    cpus.mkdir(parents=True)
+    for name in ("possible", "present", "online"):
+        (cpus / name).write_text(f"0-{cores - 1}\n")
+    return dest
+
+
+def guest_command(qemu: str, root: Path, cpu: str, args: list[str], view: Path | None = None) -> list[str]:
+    """The emulated board's `python3 -I ARGS`: -L makes the guest's /usr, /lib and /etc those of the root (or of
+    `view`, a board_view of it); any other path is the host's."""
+    pycache = root.parent / "pycache"  # bytecode goes beside the root (outside its manifest), never into it
+    return [qemu, "-cpu", cpu, "-L", str(view or root), str(root / PYTHON), "-I", "-X", f"pycache_prefix={pycache}",
+            *args]
 
 
 def build_root(spec: RootSpec, folder: Path, qemu: str, builder: str, log=print) -> dict[str, Any]:
@@ -323,6 +358,9 @@ def bundle_target(cfg: dict[str, Any], where: str) -> Target:
     except (UserError, KeyError):
         raise UserError(f"{where}: bundle.json names target {cfg.get('target')!r}, which is not in targets/; "
                         f"emulate a bundle for one of: {', '.join(emulated_targets())}") from None
+    if target.board_cpu and target.board_cpu not in QEMU_MIDR:
+        raise UserError(f"{target.path}: board_cpu {target.board_cpu!r} is not one compress emulate knows; use one "
+                        f"of {', '.join(QEMU_MIDR)}")
     if not target.board_cpu or target.runtime != "tflite":
         raise UserError(f"{where} is a bundle for {target.name} ({target.runtime}), which has no emulated Arm CPU "
                         f"(no board_cpu in its target file): `compress emulate` runs bundles for "
@@ -377,6 +415,7 @@ def mark_emulated(rec: dict[str, Any], target: Target, info: dict[str, Any], qem
     cpu = target.board_cpu
     board = dict(rec.get("board") or {})
     board.update(model=f"no board: QEMU-emulated {cpu} (target {target.name})", cpu=f"{cpu} (emulated by QEMU)",
+                 kernel=f"this host's ({board.get('kernel')}): QEMU user mode passes system calls through",
                  on_target=None, emulated=True)
     rec.update(
         measured=EMULATED_STATUS,
@@ -408,9 +447,11 @@ def emulate_bundle(bundle: Path, out: Path, overwrite: bool = False, rebuild: bo
         qemu = find_qemu()
         root, manifest = ensure_root(RootSpec(wheels=wheel_pins()), rebuild=rebuild, log=log)
         info = probe(qemu, root, target.board_cpu)
+        cores = target.hardware.cores if target.hardware and target.hardware.cores else 4
+        view = board_view(root, Path(tmp) / "board", target.board_cpu, info["cpu_features"], cores)
         result = folder / "emulated-result.json"
         cmd = guest_command(qemu, root, target.board_cpu, [str(folder / BUNDLE_RUNNER), "--out", str(result),
-                                                            "--threads", str(threads), *RUNNER_TIMING])
+                                                            "--threads", str(threads), *RUNNER_TIMING], view)
         log(f"running {bundle.name}'s run_on_board.py on an emulated {target.board_cpu} ({info['os']}, "
             f"Python {info['python']}, ai-edge-litert {info['ai-edge-litert']}) ...")
         t0 = time.perf_counter()
@@ -430,3 +471,43 @@ def summary(rec: dict[str, Any]) -> str:
     return (f"{rec['model_file']} [{rec['target']} {rec['precision']}] {rec['runtime']} {rec['runtime_version']} on "
             f"{e['machine']} {e['cpu']} (dot product: {'yes' if e['dot_product'] else 'no'}): {par}; "
             f"{EMULATED_STATUS}; model sha256 {rec['model_sha256'][:12]}")
+
+
+# ---------------------------------------------------------------- embeddings computed on the emulated board
+EMBED_SCRIPT = r"""
+import importlib.util, sys
+import numpy as np
+spec = importlib.util.spec_from_file_location("run_on_board", sys.argv[1])
+rob = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(rob)
+folder, faces, out = sys.argv[2], sys.argv[3], sys.argv[4]
+cfg = rob.read_config(folder)
+backend = rob.LiteRtBackend(folder + "/" + cfg["model_file"], int(sys.argv[5]))
+images = np.load(faces)
+np.save(out, np.concatenate([backend.run(rob.prepare(images[i:i + 1], cfg)) for i in range(len(images))]))
+"""
+
+
+def embed_on_board(bundle: Path, images: Any, threads: int = 1, timeout: float = RUN_TIMEOUT_S) -> Any:
+    """Embeddings [N, D] of uint8 faces [N, H, W, 3] computed by the bundle's model and its runner's own input
+    preparation (run_on_board.py's prepare + LiteRtBackend), inside the emulated board of its target."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="compress-emulate-") as tmp:
+        folder = open_bundle(bundle, Path(tmp))
+        target = bundle_target(read_bundle_config(folder, str(bundle)), str(bundle))
+        qemu = find_qemu()
+        root, _ = ensure_root(RootSpec(wheels=wheel_pins()))
+        info = probe(qemu, root, target.board_cpu)
+        cores = target.hardware.cores if target.hardware and target.hardware.cores else 4
+        view = board_view(root, Path(tmp) / "board", target.board_cpu, info["cpu_features"], cores)
+        (Path(tmp) / "embed.py").write_text(EMBED_SCRIPT)
+        np.save(Path(tmp) / "faces.npy", np.ascontiguousarray(images, np.uint8))
+        out = Path(tmp) / "emb.npy"
+        r = run_guest(guest_command(qemu, root, target.board_cpu, [
+            str(Path(tmp) / "embed.py"), str(folder / BUNDLE_RUNNER), str(folder), str(Path(tmp) / "faces.npy"),
+            str(out), str(threads)], view), Path(tmp), timeout)
+        if r.returncode != 0 or not out.is_file():
+            last = (r.stderr.strip() or r.stdout.strip() or "no output").splitlines()[-1]
+            raise UserError(f"embedding on the emulated board failed (exit {r.returncode}): {last}")
+        return np.load(out)
