@@ -2,10 +2,10 @@
 
     .venv/bin/python tools/emulate_measure.py OUT.json BUNDLE... --lfw ../shared/data/lfw [--lfw-pairs N]
 
-Per bundle: (1) `compress emulate` (run_on_board.py on the emulated board: parity vs the PyTorch embeddings in
+Per bundle (LFW for the --lfw-precisions ones only): (1) `compress emulate` (run_on_board.py on the emulated board: parity vs the PyTorch embeddings in
 the bundle); (2) the same run_on_board.py on this host's Python (x86 kernels), same faces; (3) the bundle's model
 on LFW pair images, embedded by the runner's own code (prepare + LiteRtBackend) on the emulated board and here,
-compared face by face; (4) LFW View 2 accuracy (flip fusion, 10-fold) of the x86 embeddings over all 6000 pairs,
+compared face by face (and the bundle's 32 parity faces, every bundle); (4) LFW View 2 accuracy (flip fusion, 10-fold) of the x86 embeddings over all 6000 pairs,
 and of both over the first N pairs of each fold (threshold from the other folds' same subset), so the Arm and x86
 figures come from the same pairs.
 """
@@ -75,7 +75,8 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("bundles", nargs="+", type=Path)
     ap.add_argument("--lfw", type=Path, required=True)
-    ap.add_argument("--lfw-pairs", type=int, default=30, help="pairs per fold (of 300 per class) run emulated")
+    ap.add_argument("--lfw-pairs", type=int, default=10, help="pairs per fold and class (of 300) run emulated")
+    ap.add_argument("--lfw-precisions", nargs="+", default=["int8"], help="bundles that get the LFW figures")
     a = ap.parse_args()
     pairs_path, root = locate_lfw(a.lfw)
     pairs = parse_pairs(pairs_path)
@@ -107,6 +108,13 @@ def main() -> None:
         rec["emulated_runner"]["wall_s"] = round(time.perf_counter() - t0, 1)
         x86 = host_run(b)
         rec["x86_runner"] = {k: x86[k] for k in ("measured_on", "parity", "runtime_version")}
+        with tempfile.TemporaryDirectory() as tmp:
+            faces = np.load(em.open_bundle(b, Path(tmp)) / "parity_faces.npz")["images"]
+        rec["parity_faces_arm_vs_x86"] = compare(em.embed_on_board(b, faces), host_embed(b, faces))
+        if emu["precision"] not in a.lfw_precisions:
+            out["bundles"][b.name] = rec
+            write_json(a.out, out)
+            continue
         t0 = time.perf_counter()
         e_arm = flip_fused(lambda x: em.embed_on_board(b, x), sub_images)
         rec["lfw_subset_emulated_s"] = round(time.perf_counter() - t0, 1)
