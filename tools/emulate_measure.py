@@ -57,9 +57,10 @@ def flip_fused(embed, images: np.ndarray) -> np.ndarray:
 
 
 def compare(a: np.ndarray, b: np.ndarray) -> dict:
-    an = a / np.linalg.norm(a, axis=1, keepdims=True)
-    bn = b / np.linalg.norm(b, axis=1, keepdims=True)
-    cos = np.sum(an.astype(np.float64) * bn, axis=1)
+    # float64 throughout: normalising in float32 alone leaves 1 - cosine ~1e-7 for identical vectors
+    an = a.astype(np.float64) / np.linalg.norm(a.astype(np.float64), axis=1, keepdims=True)
+    bn = b.astype(np.float64) / np.linalg.norm(b.astype(np.float64), axis=1, keepdims=True)
+    cos = np.sum(an * bn, axis=1)
     return {"n": len(a), "identical_rows": int(np.sum(np.all(a == b, axis=1))),
             "max_abs_diff": float(np.max(np.abs(a - b))), "cosine_min": float(cos.min()),
             "one_minus_cosine_max": float(1 - cos.min())}
