@@ -207,3 +207,17 @@ def test_pi5_bundle_on_the_emulated_cortex_a76(tmp_path):
     assert rec["emulated"]["dot_product"] and rec["measured"] == em.EMULATED_STATUS
     assert rec["board"]["os"].startswith("Debian GNU/Linux 12") and rec["board"]["python"].startswith("3.11")
     assert rec["parity"]["n"] == len(images) and rec["parity"]["cosine_min"] > 0.999
+
+
+def test_board_view_shows_the_boards_cpu(tmp_path):
+    """The guest's /proc/cpuinfo names the board's core (MIDR) and the features QEMU gives it; the root itself is
+    linked, never written."""
+    root = _cached_root(tmp_path / "k") / "root"
+    (root / "proc").mkdir()
+    view = em.board_view(root, tmp_path / "view", "cortex-a76", ["fp", "asimd", "asimddp"], 4)
+    info = (view / "proc" / "cpuinfo").read_text()
+    assert info.count("processor\t:") == 4 and "CPU part\t: 0xd0b" in info and "Features\t: fp asimd asimddp" in info
+    assert (view / "sys/devices/system/cpu/online").read_text() == "0-3\n"
+    assert (view / "usr").is_symlink() and not (root / "proc" / "cpuinfo").exists()
+    cmd = em.guest_command("qemu-aarch64-static", root, "cortex-a76", ["x.py"], view)
+    assert cmd[:5] == ["qemu-aarch64-static", "-cpu", "cortex-a76", "-L", str(view)] and "-I" in cmd
