@@ -31,9 +31,9 @@ import zipfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from ..artifacts import host_description, write_json
+from ..artifacts import folder_lock, host_description, write_json
 from ..errors import UserError
 from ..targets import Target, list_targets, load_target
 
@@ -58,6 +58,8 @@ EMULATED_STATUS = "emulated arm64 (QEMU): parity from the Arm kernels, timing no
 # and three timed calls keep the record complete (compress report needs a median) at almost no cost.
 RUNNER_TIMING = ("--warmup", "1", "--min-runs", "3", "--seconds", "0.001", "--max-seconds", "5")
 RUN_TIMEOUT_S = 3600.0
+THREADS = 1  # LiteRT threads in the guest: QEMU's threads are this host's, which other work shares
+Log = Callable[[str], None]
 # AT_HWCAP bit i -> the name Linux prints in /proc/cpuinfo's Features line (arch/arm64/kernel/cpuinfo.c order).
 HWCAP_NAMES = ("fp", "asimd", "evtstrm", "aes", "pmull", "sha1", "sha2", "crc32", "atomics", "fphp", "asimdhp",
                "cpuid", "asimdrdm", "jscvt", "fcma", "lrcpc", "dcpop", "sha3", "sm3", "sm4", "asimddp", "sha512",
@@ -293,7 +295,7 @@ def guest_command(qemu: str, root: Path, cpu: str, args: list[str], view: Path |
             *args]
 
 
-def build_root(spec: RootSpec, folder: Path, qemu: str, builder: str, log=print) -> dict[str, Any]:
+def build_root(spec: RootSpec, folder: Path, qemu: str, builder: str, log: Log = print) -> dict[str, Any]:
     """Build the root into `.<key>.partial` beside `folder`, smoke-test it, seal its manifest, rename it in."""
     stage = folder.parent / f".{folder.name}.partial"
     shutil.rmtree(stage, ignore_errors=True)
@@ -325,10 +327,8 @@ def build_root(spec: RootSpec, folder: Path, qemu: str, builder: str, log=print)
     return manifest
 
 
-def ensure_root(spec: RootSpec, rebuild: bool = False, log=print) -> tuple[Path, dict[str, Any]]:
+def ensure_root(spec: RootSpec, rebuild: bool = False, log: Log = print) -> tuple[Path, dict[str, Any]]:
     """The cached root for `spec` (checked against its manifest), built first when absent or --rebuild."""
-    from ..artifacts import folder_lock
-
     qemu = find_qemu()
     folder = cache_root() / spec.key()
     if folder.is_dir() and not rebuild:
@@ -398,15 +398,43 @@ def read_bundle_config(folder: Path, where: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- running it
-def run_guest(cmd: list[str], home: Path, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
-    """Run the guest with a minimal environment: the root's bin folders on PATH, so a helper the runner calls
-    (dpkg-query, nvpmodel) is the board's or absent, never this host's."""
-    root = Path(cmd[cmd.index("-L") + 1])
-    env = {"PATH": f"{root}/usr/bin:{root}/bin", "LANG": "C.UTF-8", "HOME": str(home)}
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        raise UserError(f"the emulated run took over {timeout:.0f} s; pass a larger --timeout") from None
+@dataclass
+class Board:
+    """One emulated board for one bundle: its copy of the bundle, target, QEMU, root and file-system view."""
+
+    work: Path
+    folder: Path
+    target: Target
+    qemu: str
+    root: Path
+    manifest: dict[str, Any]
+    info: dict[str, Any]
+    view: Path
+
+    @classmethod
+    def open(cls, bundle: Path, work: Path, rebuild: bool = False, log: Log = print) -> "Board":
+        """Bundle checks first (bad input before any work), then QEMU, then the cached (or new) root."""
+        folder = open_bundle(bundle, work)
+        target = bundle_target(read_bundle_config(folder, str(bundle)), str(bundle))
+        qemu = find_qemu()
+        root, manifest = ensure_root(RootSpec(wheels=wheel_pins()), rebuild=rebuild, log=log)
+        info = probe(qemu, root, target.board_cpu)
+        cores = target.hardware.cores if target.hardware and target.hardware.cores else 4
+        view = board_view(root, work / "board", target.board_cpu, info["cpu_features"], cores)
+        return cls(work, folder, target, qemu, root, manifest, info, view)
+
+    def python(self, args: list[str], timeout: float, what: str) -> None:
+        """`python3 -I ARGS` on the board, with a minimal environment: the root's bin folders on PATH, so a
+        helper the runner calls (dpkg-query, nvpmodel) is the board's or absent, never this host's."""
+        env = {"PATH": f"{self.root}/usr/bin:{self.root}/bin", "LANG": "C.UTF-8", "HOME": str(self.work)}
+        cmd = guest_command(self.qemu, self.root, self.target.board_cpu, args, self.view)
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"{what} took over {timeout:.0f} s on the emulated board; pass a larger --timeout") from None
+        if r.returncode != 0:
+            last = (r.stderr.strip() or r.stdout.strip() or "no output").splitlines()[-1]
+            raise UserError(f"{what} failed on the emulated board (exit {r.returncode}): {last}")
 
 
 def mark_emulated(rec: dict[str, Any], target: Target, info: dict[str, Any], qemu: str, root_manifest: dict[str, Any],
@@ -434,32 +462,23 @@ def mark_emulated(rec: dict[str, Any], target: Target, info: dict[str, Any], qem
     return rec
 
 
-def emulate_bundle(bundle: Path, out: Path, overwrite: bool = False, rebuild: bool = False, threads: int = 1,
-                   timeout: float = RUN_TIMEOUT_S, log=print) -> dict[str, Any]:
+def emulate_bundle(bundle: Path, out: Path, overwrite: bool = False, rebuild: bool = False, threads: int = THREADS,
+                   timeout: float = RUN_TIMEOUT_S, log: Log = print) -> dict[str, Any]:
     """Run `bundle`'s run_on_board.py on the emulated board of its target; write the marked record to `out`."""
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --json")
     if threads < 0 or not timeout > 0:
         raise UserError(f"need --threads >= 0 and --timeout > 0, got {threads} and {timeout}")
     with tempfile.TemporaryDirectory(prefix="compress-emulate-") as tmp:
-        folder = open_bundle(bundle, Path(tmp))
-        target = bundle_target(read_bundle_config(folder, str(bundle)), str(bundle))
-        qemu = find_qemu()
-        root, manifest = ensure_root(RootSpec(wheels=wheel_pins()), rebuild=rebuild, log=log)
-        info = probe(qemu, root, target.board_cpu)
-        cores = target.hardware.cores if target.hardware and target.hardware.cores else 4
-        view = board_view(root, Path(tmp) / "board", target.board_cpu, info["cpu_features"], cores)
-        result = folder / "emulated-result.json"
-        cmd = guest_command(qemu, root, target.board_cpu, [str(folder / BUNDLE_RUNNER), "--out", str(result),
-                                                            "--threads", str(threads), *RUNNER_TIMING], view)
-        log(f"running {bundle.name}'s run_on_board.py on an emulated {target.board_cpu} ({info['os']}, "
-            f"Python {info['python']}, ai-edge-litert {info['ai-edge-litert']}) ...")
+        b = Board.open(bundle, Path(tmp), rebuild, log)
+        result = b.folder / "emulated-result.json"
+        log(f"running {bundle.name}'s run_on_board.py on an emulated {b.target.board_cpu} ({b.info['os']}, "
+            f"Python {b.info['python']}, ai-edge-litert {b.info['ai-edge-litert']}) ...")
         t0 = time.perf_counter()
-        r = run_guest(cmd, Path(tmp), timeout)
-        if r.returncode != 0 or not result.is_file():
-            last = (r.stderr.strip() or r.stdout.strip() or "no output").splitlines()[-1]
-            raise UserError(f"run_on_board.py failed on the emulated board (exit {r.returncode}): {last}")
-        rec = mark_emulated(json.loads(result.read_text()), target, info, qemu, manifest, time.perf_counter() - t0)
+        b.python([str(b.folder / BUNDLE_RUNNER), "--out", str(result), "--threads", str(threads), *RUNNER_TIMING],
+                 timeout, "run_on_board.py")
+        rec = mark_emulated(json.loads(result.read_text()), b.target, b.info, b.qemu, b.manifest,
+                            time.perf_counter() - t0)
     write_json(out, rec)
     return rec
 
@@ -488,26 +507,15 @@ np.save(out, np.concatenate([backend.run(rob.prepare(images[i:i + 1], cfg)) for 
 """
 
 
-def embed_on_board(bundle: Path, images: Any, threads: int = 1, timeout: float = RUN_TIMEOUT_S) -> Any:
+def embed_on_board(bundle: Path, images: Any, threads: int = THREADS, timeout: float = RUN_TIMEOUT_S) -> Any:
     """Embeddings [N, D] of uint8 faces [N, H, W, 3] computed by the bundle's model and its runner's own input
     preparation (run_on_board.py's prepare + LiteRtBackend), inside the emulated board of its target."""
     import numpy as np
 
     with tempfile.TemporaryDirectory(prefix="compress-emulate-") as tmp:
-        folder = open_bundle(bundle, Path(tmp))
-        target = bundle_target(read_bundle_config(folder, str(bundle)), str(bundle))
-        qemu = find_qemu()
-        root, _ = ensure_root(RootSpec(wheels=wheel_pins()))
-        info = probe(qemu, root, target.board_cpu)
-        cores = target.hardware.cores if target.hardware and target.hardware.cores else 4
-        view = board_view(root, Path(tmp) / "board", target.board_cpu, info["cpu_features"], cores)
-        (Path(tmp) / "embed.py").write_text(EMBED_SCRIPT)
-        np.save(Path(tmp) / "faces.npy", np.ascontiguousarray(images, np.uint8))
-        out = Path(tmp) / "emb.npy"
-        r = run_guest(guest_command(qemu, root, target.board_cpu, [
-            str(Path(tmp) / "embed.py"), str(folder / BUNDLE_RUNNER), str(folder), str(Path(tmp) / "faces.npy"),
-            str(out), str(threads)], view), Path(tmp), timeout)
-        if r.returncode != 0 or not out.is_file():
-            last = (r.stderr.strip() or r.stdout.strip() or "no output").splitlines()[-1]
-            raise UserError(f"embedding on the emulated board failed (exit {r.returncode}): {last}")
-        return np.load(out)
+        b, work = Board.open(bundle, Path(tmp)), Path(tmp)
+        (work / "embed.py").write_text(EMBED_SCRIPT)
+        np.save(work / "faces.npy", np.ascontiguousarray(images, np.uint8))
+        b.python([str(work / "embed.py"), str(b.folder / BUNDLE_RUNNER), str(b.folder), str(work / "faces.npy"),
+                  str(work / "emb.npy"), str(threads)], timeout, "embedding")
+        return np.load(work / "emb.npy")
