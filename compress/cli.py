@@ -364,6 +364,26 @@ def _default_bench_artifact() -> Path:
     return out
 
 
+# ---------------------------------------------------------------- emulate
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--json", "json_out", required=True, type=click.Path(path_type=Path), help="write the runner's record here")
+@click.option("--threads", type=int, help="LiteRT threads inside the emulated board  [1]")
+@click.option("--rebuild", is_flag=True, help="build the cached arm64 root again (after a damaged-cache error)")
+@click.option("--timeout", type=float, help="seconds the emulated run may take  [3600]")
+@click.option("--overwrite", is_flag=True, help="replace an existing --json file")
+def emulate(bundle, json_out, threads, rebuild, timeout, overwrite) -> None:
+    """Run a Raspberry Pi bundle's run_on_board.py on an emulated arm64 Debian (QEMU, the board's CPU): parity
+    from LiteRT's Arm kernels. Its timing is not the board's."""
+    from .bench.emulate import emulate_bundle, summary
+
+    given = {k: v for k, v in {"threads": threads, "timeout": timeout}.items() if v is not None}
+    rec = emulate_bundle(bundle, json_out, overwrite=overwrite, rebuild=rebuild, log=lambda m: click.echo(m, err=True),
+                         **given)
+    click.echo(summary(rec))
+    click.echo(f"wrote {json_out}: copy it into RUN/board/ and `compress report --run RUN` shows it as emulated")
+
+
 # ---------------------------------------------------------------- evaluate
 @cli.command()
 @click.option("--model", "model_path", default=DEFAULT_MODEL, show_default=True,

@@ -20,6 +20,9 @@ targets/ repeat this list in their header comment):
     board_runtime      list of str, optional; the runtime version(s) on the board, with its Python bindings
     board_model        str, optional; text in /proc/device-tree/model (or the DMI product name on x86) that
                        identifies the board, so run_on_board.py can say whether it ran on it
+    board_cpu          str, optional; the board's CPU core as QEMU's `-cpu` names it ("cortex-a72"), so
+                       `compress emulate` runs the bundle with that core's instruction set (and XNNPACK picks
+                       that board's kernels); absent = the bundle cannot be emulated
 
     [hardware]                      optional (a board-less target has none); figures for the latency model
     device                          str, required; the exact board / module / SoC the figures are for
@@ -80,7 +83,8 @@ LAYER_KINDS = ("depthwise", "pointwise", "dense")
 
 _TOP_KEYS = {"name", "description", "runtime", "runtime_version", "precisions", "default_precision",
              "onnx_opset_max", "input_layout", "batch", "notes", "hardware",
-             "board_os", "board_python", "board_runtime", "board_model", "latency_model", "reference"}
+             "board_os", "board_python", "board_runtime", "board_model", "board_cpu", "latency_model",
+             "reference"}
 _HW_KEYS = {"device", "compute_unit", "cores", "clock_ghz", "memory_bandwidth_gbps", "source", "peak"}
 _PEAK_KEYS = {"precision", "ops_per_s", "counted", "source", "notes"}
 _LM_KEYS = {"calibrated", "overhead_us", "source", "efficiency"}
@@ -165,6 +169,7 @@ class Target:
     board_python: tuple[str, ...] = ()
     board_runtime: tuple[str, ...] = ()
     board_model: str = ""
+    board_cpu: str = ""
 
     @property
     def board_python_min(self) -> str | None:
@@ -322,6 +327,12 @@ def _parse_board(origin: str, raw: dict[str, Any]) -> dict[str, Any]:
                             f"{MIN_BOARD_PYTHON[1]} (the bundle scripts need 3.6+), got {v!r}")
     if "board_model" in raw:
         out["board_model"] = _str(f"{origin}: board_model", raw["board_model"])
+    if "board_cpu" in raw:
+        cpu = _str(f"{origin}: board_cpu", raw["board_cpu"])
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", cpu):
+            raise UserError(f"{origin}: board_cpu must be a CPU name as `qemu-aarch64-static -cpu help` lists it "
+                            f"(e.g. \"cortex-a76\"), got {cpu!r}")
+        out["board_cpu"] = cpu
     return out
 
 

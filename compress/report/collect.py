@@ -24,6 +24,9 @@ NOT_RUN = "not run"
 NOT_MEASURED = "not measured"
 MEASURED_HERE = "measured"
 MEASURED_BOARD = "measured on board"
+# `compress emulate`: the bundle's runner on an emulated Arm CPU (QEMU). Its parity is the Arm kernels'; its
+# timing is the emulator's, so it is never shown, gated, plotted or compared as a latency.
+EMULATED = "emulated arm64 (QEMU)"
 ESTIMATED = "estimated"
 _EXCLUDED_FILES = {"manifest.json", "parity.json"}
 
@@ -74,7 +77,8 @@ def _latency(rec: dict[str, Any] | None, status: str) -> dict[str, Any]:
     if rec is None:
         return {"status": NOT_MEASURED}
     host = rec.get("measured_on") or "unknown host"
-    prov = f"measured on board ({host})" if status == MEASURED_BOARD else f"measured on {host}"
+    prov = {MEASURED_BOARD: f"measured on board ({host})", EMULATED: f"{rec.get('measured')} ({host})"}.get(
+        status, f"measured on {host}")
     out = {"status": status, "provenance": prov, "median_ms": float(rec["median_ms"]),
            "p90_ms": None if rec.get("p90_ms") is None else float(rec["p90_ms"]),
            "runtime": rec.get("runtime"), "runtime_version": rec.get("runtime_version"), "host": host,
@@ -84,12 +88,14 @@ def _latency(rec: dict[str, Any] | None, status: str) -> dict[str, Any]:
            "model_sha256": rec.get("model_sha256"), "file": rec["_file"]}
     if rec.get("stable") is False:
         out["warning"] = f"median not settled (halves differ by {rec.get('half_drift')})"
-    if status == MEASURED_BOARD:
-        _board_fields(rec, out)
+    if status == EMULATED:
+        out.update(emulated=rec.get("emulated"), timing="not meaningful (QEMU's translated code on the host)")
+    if status in (MEASURED_BOARD, EMULATED):
+        _board_fields(rec, out, "emulated_arm64" if status == EMULATED else "on_board")
     return out
 
 
-def _board_fields(rec: dict[str, Any], out: dict[str, Any]) -> None:
+def _board_fields(rec: dict[str, Any], out: dict[str, Any], check: str = "on_board") -> None:
     """What run_on_board.py adds to a board record: the board's identity and the parity measured there."""
     board = rec.get("board") if isinstance(rec.get("board"), dict) else {}
     if board:
@@ -99,7 +105,7 @@ def _board_fields(rec: dict[str, Any], out: dict[str, Any]) -> None:
         out["warning"] = f"{rec['_file']}: {out['provenance']}"
     par = rec.get("parity") if isinstance(rec.get("parity"), dict) else {}
     if isinstance(par.get("cosine_mean"), (int, float)) and isinstance(par.get("cosine_min"), (int, float)):
-        out["parity"] = {"check": "on_board", **{k: par.get(k) for k in (
+        out["parity"] = {"check": check, **{k: par.get(k) for k in (
             "cosine_mean", "cosine_min", "n", "reference", "runtime", "images")},
             "provenance": f"{out['provenance']}: {par.get('runtime')} vs the PyTorch float embeddings stored in "
                           f"the bundle (run_on_board.py)"}
@@ -346,6 +352,8 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
 
     here = _bench_records(run / BENCH, run, targets, warnings)
     board = _bench_records(run / BOARD, run, targets, warnings)
+    emulated = [r for r in board if r.get("emulated")]  # written by `compress emulate`, not by a board
+    on_board = [r for r in board if not r.get("emulated")]
     ref_here = _bench_records(run / REFERENCE / BENCH, run, targets, warnings)
     ref_board = _bench_records(run / REFERENCE / BOARD, run, targets, warnings)
     estimates: list[tuple[dict[str, Any], str]] = []
@@ -383,16 +391,22 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
                                  "macs": model["macs"], "provenance": model["provenance"]})
             if exp["status"] == NOT_RUN:
                 model_entry = {"stage": None, "status": NOT_RUN}
-            b_here, b_board = _pick(here, t.name, prec), _pick(board, t.name, prec)
+            b_here, b_board = _pick(here, t.name, prec), _pick(on_board, t.name, prec)
+            b_emulated = _pick(emulated, t.name, prec)
+            if b_emulated and b_board:  # a record from the board itself wins over its emulation
+                used.add(b_emulated["_file"])
+                warnings.append(f"{b_emulated['_file']}: emulated record not shown; the board's own "
+                                f"{b_board['_file']} is")
+                b_emulated = None
             est = next(((r, f) for r, f in estimates if r.get("target") == t.name and r.get("precision") == prec),
                        (None, None))
-            for rec in (b_here, b_board):
+            for rec in (b_here, b_board, b_emulated):
                 if rec is not None:
                     used.add(rec["_file"])
             if est[1]:
                 used.add(est[1])
             lat_here = _latency(b_here, MEASURED_HERE)
-            lat_board = _latency(b_board, MEASURED_BOARD)
+            lat_board = _latency(b_emulated, EMULATED) if b_emulated else _latency(b_board, MEASURED_BOARD)
             if (lat_board.get("board") or {}).get("on_target") is False:
                 warnings.append(lat_board["warning"])
             r_here = _latency(_ref_pick(ref_here, t.name, prec, lat_here.get("runtime")), MEASURED_HERE)
@@ -431,6 +445,8 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
                    ESTIMATED: "estimated by the per-layer latency model, with its leave-one-out error",
                    MEASURED_BOARD: "measured on the board itself (the export bundle's run_on_board.py, or "
                                    "`compress bench`, run there)",
+                   EMULATED: "the export bundle's run_on_board.py on an emulated arm64 board (`compress emulate`, "
+                             "QEMU with the board's CPU): parity from the Arm kernels; timing not meaningful",
                    NOT_MEASURED: "no input for this number in the run folder",
                    NOT_RUN: "the stage/export did not run (no artifact in the run folder)"},
         "stages": stages,

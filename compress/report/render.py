@@ -16,7 +16,7 @@ from typing import Any
 from ..artifacts import atomic_write_text, write_json
 from ..errors import UserError
 from ..run_folder import REPORT, REPORT_FILES, report_file
-from .collect import NOT_MEASURED, NOT_RUN, collect
+from .collect import EMULATED, NOT_MEASURED, NOT_RUN, collect
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}
@@ -54,6 +54,8 @@ def fmt_latency(lat: dict[str, Any], hosts: dict[str, str]) -> str:
     if lat["status"] == "estimated":
         v = lat.get("latency_ms")
         return f"{_ms(v) if isinstance(v, (int, float)) else '?'} ms, {lat['provenance']}"
+    if lat["status"] == EMULATED:  # the emulator's timing is not the board's: no number
+        return f"{EMULATED} [{hosts.get(lat.get('host'), lat.get('host'))}]: parity only, timing not meaningful"
     where = "measured on board" if lat["status"] == "measured on board" else "measured on"
     p90 = f" (p90 {_ms(lat.get('p90_ms'))})" if lat.get("p90_ms") is not None else ""
     extra = f", {lat.get('runtime')}, threads {lat.get('threads')}"
@@ -222,7 +224,8 @@ def tables(report: dict[str, Any]) -> list[tuple[str, str, list[str], list[list[
                                  f"{c['cosine_min']:.6f}", str(c.get("reference")), str(c.get("runtime")),
                                  str(c.get("images")) + (f" ({c['warning']})" if c.get("warning") else "")])
     out.append(("Parity of the exported files", "measured on the export host, in the target's runtime (or its "
-                "emulation) against PyTorch; check on_board: measured on the board by run_on_board.py", ["export", "check", "n", "cos mean", "cos min", "reference",
+                "emulation) against PyTorch; check on_board: measured on the board by run_on_board.py; check emulated_arm64: "
+                "run_on_board.py on an emulated Arm CPU (`compress emulate`, QEMU)", ["export", "check", "n", "cos mean", "cos min", "reference",
                                                "runtime", "faces"], rows or [["no exports", "", "", "", "", "", "", ""]]))
 
     rows = []
