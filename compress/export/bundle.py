@@ -1,7 +1,8 @@
 """The board bundle: what an export folder holds so that a user copies it to the board and runs it there with
 only the board's Python, numpy and runtime (no compress package).
 
-    run_on_board.py    compress/export/board_runner.py, verbatim: verifies SHA256SUMS, times the model, checks
+    run_on_board.py    compress/export/board_runner.py, verbatim: re-runs itself isolated (-I), verifies
+                       SHA256SUMS (every file listed, none outside the bundle), times the model, checks
                        parity, writes a compress.bench/1 JSON for `compress report` (RUN/board/)
     build_engine.py    TensorRT targets (written by formats.export_tensorrt)
     bundle.json        what the runner needs: model file and sha256, input layout and normalisation, timing
@@ -167,8 +168,9 @@ def board_md(target: Target, cfg: dict[str, Any], host_parity: dict[str, Any]) -
 
     python3 run_on_board.py
 
-1. Checks every file against `SHA256SUMS` (`sha256sum -c SHA256SUMS` does the same); a missing or changed file
-   stops it with one line naming the file.
+1. Runs itself isolated (`python3 -I`: nothing is imported from the bundle folder), checks every file against
+   `SHA256SUMS` (`sha256sum -c SHA256SUMS` does the same) and the model against `bundle.json`'s sha256; a
+   missing, changed or unlisted file stops it with one line naming the file.
 2. Times the model as `compress bench` does on the host: {t['warmup']} warm-up calls, then at least
    {t['min_runs']} timed calls over at least {t['min_seconds']} s, until the medians of the two halves agree
    within 3% (at most {t['max_seconds']} s); batch 1, the runtime call only; median and p90 in ms.
