@@ -509,3 +509,13 @@ def test_runner_result_and_engine_may_be_added(bundles, tmp_path):
     assert board_runner.verify_bundle(str(folder), ["onnx-fp32.json"]) == len(
         (folder / SUMS_FILE).read_text().splitlines())
     board_runner.check_model(str(folder), cfg)
+
+
+def test_runner_out_never_replaces_a_users_file(bundles, tmp_path):
+    folder = _copy(bundles("onnx", "fp32"), tmp_path)
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"my": "notes"}')
+    r = run_board(folder, *QUICK, "--out", str(mine), "--overwrite")
+    assert r.returncode == 2 and "not written by run_on_board.py" in r.stderr and mine.read_text() == '{"my": "notes"}'
+    r = run_board(folder, *QUICK, "--out", str(tmp_path))
+    assert r.returncode == 2 and "is a folder" in r.stderr

@@ -48,3 +48,144 @@ def test_unpack_refuses_an_encoding_that_is_a_path(tmp_path):
     _hostile_snapshot(snap, ["A/A_0001.jpg"], encoding="png/../../../x")
     with pytest.raises(UserError, match="encoding"):
         unpack_snapshot(snap, tmp_path / "u")
+
+
+# ---------------------------------------------------------------- single-file outputs
+def run_cli(*args: object) -> tuple[int, str]:
+    """(exit code, one-line error or stdout), as `compress` ends."""
+    from click.testing import CliRunner
+
+    from compress.cli import cli
+
+    r = CliRunner().invoke(cli, [str(a) for a in args])
+    if isinstance(r.exception, UserError):
+        assert "\n" not in str(r.exception)
+        return 2, str(r.exception)
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return r.exit_code, r.stdout
+
+
+def _gallery_db(path):
+    import sqlite3
+
+    with sqlite3.connect(path) as c:
+        c.execute("create table audit (x text)")
+        c.execute("insert into audit values ('a dose was given')")
+    return path
+
+
+# Every command with a single-file output, given that output and inputs that would fail later (nothing exists):
+# the output is checked first, before any work (for identify: before its audit row).
+COMMANDS = {
+    "bench --json": lambda o, t: ["bench", "--artifact", t / "none", "--json", o],
+    "estimate --json": lambda o, t: ["estimate", "--model", t / "none", "--json", o],
+    "evaluate --json": lambda o, t: ["evaluate", "--model", t / "none", "--data", "synthetic", "--json", o],
+    "evaluate --roc": lambda o, t: ["evaluate", "--model", t / "none", "--data", "synthetic", "--roc", o],
+    "gate --out": lambda o, t: ["gate", "--report", t / "none", "--baseline", t / "none.json", "--out", o],
+    "enrol --json": lambda o, t: ["enrol", "--gallery", t / "none", "--db", t / "db.sqlite", "--json", o],
+    "identify --json": lambda o, t: ["identify", "--db", t / "db.sqlite", t / "none.jpg", "--json", o],
+    "check-dose --json": lambda o, t: ["check-dose", "--db", t / "db.sqlite", "--plan", t / "none.toml",
+                                       "--image", t / "none.jpg", "--json", o],
+    "data snapshot --out": lambda o, t: ["data", "snapshot", "--recipe", t / "none.toml", "--out", o, "--overwrite"],
+}
+
+
+def _target(kind: str, t):
+    if kind == "user file":
+        (t / "important.txt").write_text("user data")
+        return t / "important.txt", "not written by compress"
+    if kind == "folder":
+        (t / "adir").mkdir()
+        return t / "adir", "is a folder"
+    if kind == "database":
+        return t / "db.sqlite", "SQLite database|inputs"
+    if kind == "link to the database":
+        (t / "link.json").symlink_to(t / "db.sqlite")
+        return t / "link.json", "symbolic link|inputs"
+    if kind == "user json":
+        (t / "mine.json").write_text('{"my": "notes"}')
+        return t / "mine.json", "not written by compress"
+    return t / "no" / "such" / "out.json", "does not exist"
+
+
+@pytest.mark.parametrize("kind", ["user file", "folder", "database", "link to the database", "user json",
+                                  "missing folder"])
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_outputs_never_replace_what_compress_did_not_write(tmp_path, command, kind):
+    import re
+
+    _gallery_db(tmp_path / "db.sqlite")
+    before = (tmp_path / "db.sqlite").read_bytes()
+    out, why = _target(kind, tmp_path)
+    user = out.read_bytes() if out.is_file() and not out.is_symlink() else None
+    rc, msg = run_cli(*COMMANDS[command](out, tmp_path))
+    assert rc == 2 and re.search(why, msg), msg
+    assert (tmp_path / "db.sqlite").read_bytes() == before
+    if user is not None:
+        assert out.read_bytes() == user
+    assert not (tmp_path / "no").exists()
+
+
+def test_an_output_compress_wrote_may_be_replaced(tmp_path):
+    from compress.outputs import MARKER, check_output, write_output_json
+
+    p = write_output_json(tmp_path / "r.json", {"x": 1})
+    assert json.loads(p.read_text())[MARKER] == "compress"
+    assert check_output(p, "--json") == p
+    (tmp_path / "g.json").write_text('{"format": "compress.gate-result/1"}')
+    assert check_output(tmp_path / "g.json", "--out") == tmp_path / "g.json"
+
+
+def test_roc_png_is_tagged_and_replaceable(tmp_path):
+    from compress.evaluate.verification import VerificationResult, plot_roc, kfold_verification
+    from compress.outputs import check_output
+
+    rng = np.random.default_rng(0)
+    scores, same = np.r_[rng.normal(0.6, 0.1, 200), rng.normal(0.1, 0.1, 200)], np.r_[np.ones(200), np.zeros(200)]
+    res = kfold_verification(scores, same.astype(bool))
+    assert isinstance(res, VerificationResult)
+    p = plot_roc({"x": res}, tmp_path / "roc.png")
+    assert check_output(p, "--roc", "png") == p
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "holiday.png")
+    with pytest.raises(UserError, match="not written by compress"):
+        check_output(tmp_path / "holiday.png", "--roc", "png")
+
+
+# ---------------------------------------------------------------- report folders
+@pytest.mark.parametrize("name", ["report.md", "report.html", "report.json"])
+def test_report_never_replaces_a_users_file(tmp_path, name):
+    (tmp_path / "run" / "accuracy").mkdir(parents=True)
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / name).write_text("my own notes")
+    rc, msg = run_cli("report", "--run", tmp_path / "run", "--out", tmp_path / "rep")
+    assert rc == 2 and "not written by compress" in msg and name in msg
+    assert (tmp_path / "rep" / name).read_text() == "my own notes"
+
+
+def test_report_refuses_home_and_working_folder(tmp_path, monkeypatch):
+    (tmp_path / "run" / "accuracy").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    for out in (tmp_path / "home", tmp_path):
+        monkeypatch.chdir(tmp_path)
+        rc, msg = run_cli("report", "--run", tmp_path / "run", "--out", out)
+        assert rc == 2 and "not a folder an artifact can own" in msg
+    assert not list((tmp_path / "home").iterdir())
+
+
+def test_report_rewrites_its_own_report(tmp_path):
+    from compress.outputs import check_report_folder
+
+    from compress.report.render import write_report
+
+    run = tmp_path / "run"
+    (run / "accuracy").mkdir(parents=True)
+    try:
+        write_report(run, tmp_path / "rep")
+    except UserError:
+        pytest.skip("an empty run folder does not render")
+    (tmp_path / "rep" / "README.md").write_text("kept")  # other files beside a report are left alone
+    assert check_report_folder(tmp_path / "rep") == tmp_path / "rep"

@@ -698,6 +698,27 @@ def record(folder: str, cfg: Dict[str, Any], ident: Dict[str, Any], n_verified: 
     return rec
 
 
+def check_out(path: str, overwrite: bool) -> None:
+    """The result file may be written: new, or (with --overwrite) a result this script wrote; never a folder, a
+    link or someone else's file."""
+    if os.path.islink(path) or os.path.isdir(path):
+        raise BundleError("--out {} is a folder or a link; name a new file".format(path))
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise BundleError("--out {}: its folder does not exist; create it first".format(path))
+    if not os.path.exists(path):
+        return
+    if not overwrite:
+        raise BundleError("{} already exists; pass --overwrite to replace it or --out another file".format(path))
+    try:
+        with open(path) as f:
+            ours = json.load(f).get("format") == BENCH_FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise BundleError("{} was not written by run_on_board.py; --overwrite replaces only its own results: "
+                          "--out another file".format(path))
+
+
 def write_result(path: str, rec: Dict[str, Any], overwrite: bool) -> None:
     """Atomically: a temporary file beside `path`, renamed onto it."""
     if os.path.exists(path) and not overwrite:
@@ -755,8 +776,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         may_add = [os.path.relpath(os.path.abspath(p), folder).replace(os.sep, "/") for p in (out, a.trtexec_log) if p]
         n = verify_bundle(folder, may_add + [str(cfg.get("engine_file", ""))])
         check_model(folder, cfg)
-        if os.path.exists(out) and not a.overwrite:  # before minutes of timing, not after
-            raise BundleError("{} already exists; pass --overwrite to replace it or --out another file".format(out))
+        check_out(out, a.overwrite)  # before minutes of timing, not after
         ident = board_identity(cfg["board"].get("model"))
         rec = record(folder, cfg, ident, n, measure_bundle(folder, cfg, ident, a), a.threads)
         write_result(out, rec, a.overwrite)
