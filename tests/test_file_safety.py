@@ -189,3 +189,93 @@ def test_report_rewrites_its_own_report(tmp_path):
         pytest.skip("an empty run folder does not render")
     (tmp_path / "rep" / "README.md").write_text("kept")  # other files beside a report are left alone
     assert check_report_folder(tmp_path / "rep") == tmp_path / "rep"
+
+
+# ---------------------------------------------------------------- leftovers: only the tool's own
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _user_leftovers(tmp_path):
+    (tmp_path / ".fresh.old").mkdir()
+    (tmp_path / ".fresh.old" / "keep.txt").write_text("user data")
+    (tmp_path / ".fresh.abc.partial").mkdir()
+    (tmp_path / ".fresh.abc.partial" / "keep.txt").write_text("user data")
+    return [tmp_path / ".fresh.old" / "keep.txt", tmp_path / ".fresh.abc.partial" / "keep.txt"]
+
+
+def test_new_artifact_keeps_users_dot_folders(tmp_path):
+    from compress.artifacts import artifact_dir, write_json
+
+    kept = _user_leftovers(tmp_path)
+    with artifact_dir(tmp_path / "fresh", "export") as stage:
+        write_json(stage / "manifest.json", {"kind": "export"})
+    assert all(p.read_text() == "user data" for p in kept)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".fresh.") and p.name.endswith(".partial")
+                and p.name != ".fresh.abc.partial"]
+
+
+def test_train_lock_keeps_users_dot_folders(tmp_path):
+    from compress.artifacts import folder_lock
+
+    kept = _user_leftovers(tmp_path)
+    with folder_lock(tmp_path / "fresh"):
+        pass
+    assert all(p.read_text() == "user data" for p in kept)
+
+
+def test_overwrite_keeps_a_users_tmp_file(tmp_path):
+    from compress.artifacts import artifact_dir, write_json
+
+    for _ in range(2):
+        with artifact_dir(tmp_path / "a", "export", overwrite=True) as stage:
+            write_json(stage / "manifest.json", {"kind": "export"})
+    (tmp_path / "a" / ".x.tmp").write_text("user data")
+    with pytest.raises(UserError, match=r"did not write \(\.x\.tmp\)"):
+        with artifact_dir(tmp_path / "a", "export", overwrite=True) as stage:
+            write_json(stage / "manifest.json", {"kind": "export"})
+    assert (tmp_path / "a" / ".x.tmp").read_text() == "user data"
+    assert not [p for p in tmp_path.iterdir() if p.suffix in (".old", ".partial")]  # swap and stage cleaned up
+
+
+def test_a_dead_writers_marked_leftovers_are_removed(tmp_path, capsys):
+    from compress.artifacts import STAGE_MARKER, folder_lock
+
+    import platform
+
+    pid = _dead_pid()
+    stage = tmp_path / ".fresh.k3j2.partial"
+    stage.mkdir()
+    (stage / STAGE_MARKER).write_text(json.dumps({"pid": pid, "host": platform.node(), "dest": "fresh"}))
+    other = tmp_path / ".fresh.zz.partial"  # marked for another folder: not ours to judge
+    other.mkdir()
+    (other / STAGE_MARKER).write_text(json.dumps({"pid": pid, "host": platform.node(), "dest": "other"}))
+    (tmp_path / "fresh").mkdir()
+    tmp = tmp_path / "fresh" / f".model.pt.{pid}.abcd_123.tmp"
+    tmp.write_text("half")
+    with folder_lock(tmp_path / "fresh"):
+        pass
+    assert not stage.exists() and not tmp.exists() and other.exists()
+    assert "removed 2 leftover(s)" in capsys.readouterr().err
+
+
+def test_a_users_lock_named_file_is_not_deleted(tmp_path):
+    from compress.artifacts import folder_lock
+
+    (tmp_path / ".fresh.lock").write_text("my notes")
+    with pytest.raises(UserError, match="not a compress lock"):
+        with folder_lock(tmp_path / "fresh"):
+            pass
+    assert (tmp_path / ".fresh.lock").read_text() == "my notes"
+
+
+def test_train_out_a_file_is_one_line(tmp_path):
+    (tmp_path / "a_file").write_text("user data")
+    rc, msg = run_cli("train", "--data", "synthetic", "--epochs", "1", "--out", tmp_path / "a_file")
+    assert rc == 2 and "is a file" in msg
+    assert (tmp_path / "a_file").read_text() == "user data"

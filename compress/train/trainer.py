@@ -146,6 +146,8 @@ def check_run_folder(out: Path) -> None:
     why = special.get(o) or ("a folder that holds the working directory" if o in cwd.parents else None)
     if why:
         raise UserError(f"--out {out} is {why}; a run needs a folder of its own, e.g. --out runs/NAME")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out {out} is a file, not a run folder; choose a new folder, e.g. --out runs/NAME")
 
 
 def check_identities(faces: FaceSet) -> None:
