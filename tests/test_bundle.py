@@ -519,3 +519,23 @@ def test_runner_out_never_replaces_a_users_file(bundles, tmp_path):
     assert r.returncode == 2 and "not written by run_on_board.py" in r.stderr and mine.read_text() == '{"my": "notes"}'
     r = run_board(folder, *QUICK, "--out", str(tmp_path))
     assert r.returncode == 2 and "is a folder" in r.stderr
+
+
+@pytest.mark.parametrize("extra", ["exp/mine.txt", "mine.txt", "exp/../mine.txt"])
+def test_tar_with_other_files_is_never_replaced(tmp_path, extra):
+    """A tar that looks like a bundle (manifest, bundle.json) but also holds a user's file (issue 28)."""
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / CONFIG_FILE).write_text("{}")
+    (folder / "manifest.json").write_text(json.dumps({"kind": "export", "artifact_files": [CONFIG_FILE,
+                                                                                           "manifest.json"]}))
+    (tmp_path / "mine.txt").write_text("user data")
+    with tarfile.open(tar_path(folder), "w:gz") as tf:
+        tf.add(folder / CONFIG_FILE, arcname=f"exp/{CONFIG_FILE}")
+        tf.add(folder / "manifest.json", arcname="exp/manifest.json")
+        tf.add(tmp_path / "mine.txt", arcname=extra)
+    with pytest.raises(UserError, match="is not a bundle that compress wrote"):
+        check_tar_out(folder, overwrite=True)
+    (folder / "mine.txt").unlink(missing_ok=True)
+    write_tar(folder)  # the same folder, as compress packs it, may be replaced
+    check_tar_out(folder, overwrite=True)

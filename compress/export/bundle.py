@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import _files_under, atomic_write, atomic_write_text, file_sha256, write_json
+from ..artifacts import _files_under, manifest_kind, atomic_write, atomic_write_text, file_sha256, write_json
 from ..data.transforms import MEAN, NORMALIZATION, STD
 from ..errors import UserError
 from ..targets import Target
@@ -204,14 +204,27 @@ def check_tar_out(folder: str | Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise UserError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
+    name = Path(folder).name
+    if path.is_symlink() or not path.is_file() or not _tar_is_ours(path, name):
+        raise UserError(f"{path} is not a bundle that compress wrote for {name} (or holds other files); move it "
+                        f"away or choose another --out")
+
+
+def _tar_is_ours(path: Path, name: str) -> bool:
+    """The tar holds only `name/` and the files its manifest.json lists (what write_tar packs), nothing else."""
+    import json
+
     try:
         with tarfile.open(path, "r:gz") as tf:
-            names = tf.getnames()
-    except (tarfile.TarError, OSError):
-        names = []
-    name = Path(folder).name
-    if f"{name}/{CONFIG_FILE}" not in names or any(n != name and not n.startswith(name + "/") for n in names):
-        raise UserError(f"{path} is not a bundle that compress wrote for {name}; move it away or choose another --out")
+            members = tf.getmembers()
+            m = tf.extractfile(f"{name}/manifest.json")
+            manifest = json.loads(m.read()) if m is not None else {}
+    except (tarfile.TarError, OSError, KeyError, ValueError):
+        return False
+    listed = set(manifest.get("artifact_files") or []) if isinstance(manifest, dict) else set()
+    files = {t.name[len(name) + 1:] for t in members if t.isfile() and t.name.startswith(name + "/")}
+    return (CONFIG_FILE in listed and manifest_kind(manifest) == "export" and len(files) == len(members)
+            and files <= listed)
 
 
 def write_tar(folder: str | Path) -> Path:
