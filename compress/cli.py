@@ -14,7 +14,7 @@ from .zoo import DEFAULT_MODEL, DEFAULT_PRUNE_SOURCE, is_zoo_spec, safe_name
 
 def _say_model(spec: str | Path) -> None:
     """Every command that takes a model says which one it used (stderr, so JSON on stdout stays clean)."""
-    from .zoo import describe_model
+    from .model.io import describe_model
 
     click.echo(f"model: {describe_model(spec)}", err=True)
 

@@ -32,7 +32,8 @@ from . import run_folder as rf
 from .artifacts import code_fingerprint, file_sha256, tree_sha256, write_json
 from .data.sources import EVAL_IDENTITY_OFFSET, load_faces
 from .errors import UserError
-from .recipe import EvaluateConfig, Recipe, load_recipe, resolve_path
+from .full_recipe import Recipe, load_recipe
+from .recipe import EvaluateConfig, resolve_path
 from .zoo import is_zoo_spec, verified_model_file
 
 # Code behind every stage's measurement (the evaluators, the accuracy record and the run folder's names), part
