@@ -504,16 +504,18 @@ def gate(report_path, baseline, out, update) -> None:
 @cli.command()
 @click.option("--recipe", default="demo", show_default=True, help="recipe name in profiles/ or .toml path")
 @click.option("--out", type=click.Path(path_type=Path), help="run folder  [runs/<recipe>]")
-@click.option("--report-dir", type=click.Path(path_type=Path), help="also copy the report here  [reports/<recipe>]")
+@click.option("--report-dir", type=click.Path(path_type=Path),
+              help="also copy the report here (e.g. reports/<recipe> to refresh the committed reference)  [none]")
 @click.option("--force", is_flag=True, help="recompute stages even when cached")
 @click.option("--no-progress", is_flag=True)
 def pipeline(recipe, out, report_dir, force, no_progress) -> None:
     """train -> [prune] -> quantize -> export every target -> bench -> estimate -> report, from one recipe,
     reusing stages whose inputs, settings and code did not change."""
+    from .outputs import check_report_folder
     from .pipeline import run_pipeline
-    from .recipe import resolve_recipe
 
-    report_dir = report_dir or Path("reports") / resolve_recipe(recipe).stem
+    if report_dir is not None:  # only when asked: a quick start leaves the committed reports/ as they are
+        check_report_folder(report_dir, "--report-dir")
     run_pipeline(recipe, out, force=force, progress=not no_progress, report_dir=report_dir)
 
 

@@ -279,3 +279,26 @@ def test_train_out_a_file_is_one_line(tmp_path):
     rc, msg = run_cli("train", "--data", "synthetic", "--epochs", "1", "--out", tmp_path / "a_file")
     assert rc == 2 and "is a file" in msg
     assert (tmp_path / "a_file").read_text() == "user data"
+
+
+# ---------------------------------------------------------------- a clean tree after the quick start
+def test_pipeline_writes_no_report_copy_unless_asked(monkeypatch, tmp_path):
+    """`make demo` (= `compress pipeline --recipe demo`) must not rewrite the committed reports/demo/."""
+    import compress.pipeline
+
+    seen = {}
+    monkeypatch.setattr(compress.pipeline, "run_pipeline", lambda recipe, out, **k: seen.update(k))
+    assert run_cli("pipeline", "--recipe", "demo")[0] == 0
+    assert seen["report_dir"] is None
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "report.md").write_text("my notes")
+    rc, msg = run_cli("pipeline", "--recipe", "demo", "--report-dir", tmp_path / "rep")
+    assert rc == 2 and "not written by compress" in msg
+
+
+def test_make_demo_runs_the_pipeline_without_a_report_dir():
+    from pathlib import Path
+
+    make = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    demo = make.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    assert "compress pipeline --recipe demo" in demo and "reports/" not in demo
