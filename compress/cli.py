@@ -247,14 +247,23 @@ def quantize(model_path, out, mode, calibration_spec, calibration_images, keep_f
 @click.option("--overwrite", is_flag=True)
 @click.option("--no-progress", is_flag=True)
 @click.option("--bundle", is_flag=True, help="also write <out>.tar.gz (the folder, with SHA256SUMS) to copy to the board")
+@click.option("--calibration", "calibration_spec", help="a float model at int8 is quantized on the way (PTQ) with "
+              "these faces: 'synthetic', an image folder or lfw-unpaired:LFW_DIR  [synthetic]")
+@click.option("--calibration-images", default=QuantizeConfig.images, show_default=True)
 def export(target, model_path, precision, out, lfw, parity_spec, parity_images, threads, overwrite, no_progress,
-           bundle) -> None:
+           bundle, calibration_spec, calibration_images) -> None:
     """Export for a board (TensorRT-ready ONNX, OpenVINO IR, TFLite, ONNX) and prove parity in its runtime here."""
     from .export.folders import export_artifact
 
     m = export_artifact(model_path, target, out=out, precision=precision, parity_spec=parity_spec,
                         n_parity=parity_images, lfw=lfw, threads=threads, overwrite=overwrite,
-                        progress=not no_progress, bundle=bundle)
+                        progress=not no_progress, bundle=bundle, calibration_spec=calibration_spec,
+                        n_calibration=calibration_images)
+    qmeta = m["source"].get("quantize_meta") or {}
+    if qmeta.get("quantized_by", "").startswith("compress export"):
+        c = qmeta["calibration"]
+        click.echo(f"quantized on the way to int8 (NNCF PTQ, {c['n']} {c['source']} calibration faces, float layers "
+                   f"{', '.join(qmeta['keep_float']) or 'none'}); recorded in the manifest (source.quantize_meta)")
     for key, p in m["parity"].items():
         click.echo(f"parity {key}: cosine mean {p['cosine_mean']:.6f}, min {p['cosine_min']:.6f} over {p['n']} faces "
                    f"({p['runtime']} on this host vs {p['reference']})")
