@@ -302,3 +302,15 @@ def test_make_demo_runs_the_pipeline_without_a_report_dir():
     make = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
     demo = make.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
     assert "compress pipeline --recipe demo" in demo and "reports/" not in demo
+
+
+# ---------------------------------------------------------------- minor: messages that name the file
+def test_identify_aligned_error_names_the_file_before_any_answer(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (112, 112)).save(tmp_path / "ok.png")
+    Image.new("RGB", (100, 80)).save(tmp_path / "big.png")
+    rc, msg = run_cli("identify", "--db", tmp_path / "none.sqlite", "--aligned", tmp_path / "ok.png",
+                      tmp_path / "big.png")
+    assert rc == 2 and str(tmp_path / "big.png") in msg and "112x112" in msg
+    assert not (tmp_path / "none.sqlite").exists()
