@@ -138,7 +138,13 @@ def train(recipe, out, resume, overwrite, no_progress, **opts) -> None:
 
         base = load_checkpoint(resume)["config"]
     cfg = make_config(recipe, base=base, progress=False if no_progress else None, **opts)
-    manifest = run(cfg, out, resume=resume, overwrite=overwrite)
+    try:
+        manifest = run(cfg, out, resume=resume, overwrite=overwrite)
+    except KeyboardInterrupt:  # click turns it into Abort ("aborted") before main() could give the hint
+        from .train.trainer import interrupted_hint
+
+        click.echo(interrupted_hint(out, recipe), err=True)
+        sys.exit(130)
     if manifest:
         click.echo(f"wrote {out}/model.pt and {out}/manifest.json (final loss {manifest['metrics']['final_loss']:.3f})")
 

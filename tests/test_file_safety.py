@@ -314,3 +314,23 @@ def test_identify_aligned_error_names_the_file_before_any_answer(tmp_path):
                       tmp_path / "big.png")
     assert rc == 2 and str(tmp_path / "big.png") in msg and "112x112" in msg
     assert not (tmp_path / "none.sqlite").exists()
+
+
+@pytest.mark.parametrize("checkpoint", [True, False])
+def test_train_interrupted_prints_the_resume_hint(tmp_path, monkeypatch, checkpoint):
+    from click.testing import CliRunner
+
+    import compress.train.trainer as trainer
+    from compress.cli import cli
+
+    def interrupted(cfg, out, **k):
+        out.mkdir()
+        if checkpoint:
+            (out / trainer.CHECKPOINT_FILE).write_bytes(b"x")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train", interrupted)
+    r = CliRunner().invoke(cli, ["train", "--data", "synthetic", "--out", str(tmp_path / "run")])
+    assert r.exit_code == 130
+    want = f"--resume {tmp_path / 'run'} --out {tmp_path / 'run'}" if checkpoint else "nothing to resume"
+    assert want in r.stderr, r.stderr

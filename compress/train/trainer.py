@@ -150,6 +150,14 @@ def check_run_folder(out: Path) -> None:
         raise UserError(f"--out {out} is a file, not a run folder; choose a new folder, e.g. --out runs/NAME")
 
 
+def interrupted_hint(out: Path, recipe: str | None = None) -> str:
+    """What to say when training is interrupted: how to continue, or that nothing was saved yet."""
+    if (Path(out) / CHECKPOINT_FILE).is_file():
+        again = f" --recipe {recipe}" if recipe else ""
+        return f"interrupted; continue the run with: compress train{again} --resume {out} --out {out}"
+    return f"interrupted before the first epoch's checkpoint; nothing to resume in {out}: start it again"
+
+
 def check_identities(faces: FaceSet) -> None:
     """Training a face recognizer needs labelled faces of at least 2 people, and some person with 2 images."""
     labels = faces.labels[faces.labels >= 0]
