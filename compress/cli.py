@@ -505,7 +505,8 @@ def gate(report_path, baseline, out, update) -> None:
     from .outputs import check_output
 
     check_output(out, "--out", inputs=[report_path, baseline])
-    if update:
+    if update:  # the baseline becomes an output: only a baseline compress wrote is replaced
+        check_output(baseline, "--baseline", inputs=[report_path])
         b = update_baseline(report_path, baseline)
         click.echo(f"wrote {baseline} ({len(b['metrics'])} metrics)")
         return

@@ -83,6 +83,7 @@ COMMANDS = {
     "evaluate --json": lambda o, t: ["evaluate", "--model", t / "none", "--data", "synthetic", "--json", o],
     "evaluate --roc": lambda o, t: ["evaluate", "--model", t / "none", "--data", "synthetic", "--roc", o],
     "gate --out": lambda o, t: ["gate", "--report", t / "none", "--baseline", t / "none.json", "--out", o],
+    "gate --update --baseline": lambda o, t: ["gate", "--report", t / "none", "--baseline", o, "--update"],
     "enrol --json": lambda o, t: ["enrol", "--gallery", t / "none", "--db", t / "db.sqlite", "--json", o],
     "identify --json": lambda o, t: ["identify", "--db", t / "db.sqlite", t / "none.jpg", "--json", o],
     "check-dose --json": lambda o, t: ["check-dose", "--db", t / "db.sqlite", "--plan", t / "none.toml",
