@@ -105,7 +105,8 @@ def check_output(path: str | Path | None, option: str, kind: str = "json",
         if is_sqlite(p):
             raise UserError(f"{option} {p} is a SQLite database (a gallery?); it is never replaced: name a new file")
         if not p.is_file() or not OWNERS[kind](p):
-            raise UserError(f"{option} {p} exists and was not written by compress; move it away or name a new file")
+            raise UserError(f"{option} {p} exists and was not written by compress (or has no compress marker); "
+                            f"move it away or name a new file")
     parent = p.parent
     if not parent.is_dir():
         raise UserError(f"{option} {p}: folder {parent} does not exist; create it first (compress creates no folders "
