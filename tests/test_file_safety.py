@@ -335,3 +335,21 @@ def test_train_interrupted_prints_the_resume_hint(tmp_path, monkeypatch, checkpo
     assert r.exit_code == 130
     want = f"--resume {tmp_path / 'run'} --out {tmp_path / 'run'}" if checkpoint else "nothing to resume"
     assert want in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("name", ["ablation.md", "ablation.json", "ablation.png"])
+def test_ablation_never_replaces_a_users_file(tmp_path, name):
+    out = tmp_path / "abl"
+    out.mkdir()
+    (out / name).write_text("my own notes")
+    rc, msg = run_cli("ablation", "--recipe", "demo", "--out", out, "--epochs", "1")
+    assert rc == 2 and name in msg and "not written by compress" in msg
+    assert (out / name).read_text() == "my own notes" and not (out / "arcface").exists()
+
+
+def test_ablation_table_is_recognised_as_its_own(tmp_path):
+    from compress.train.ablation import check_table_out, write_table
+
+    write_table([{"variant": "softmax", "loss": "softmax", "epochs": 1, "lfw_no_flip": None, "lfw_no_flip_std": None,
+                  "lfw_flip": None, "lfw_flip_std": None, "tar_at_far_1e-3": None}], tmp_path / "abl")
+    check_table_out(tmp_path / "abl")
