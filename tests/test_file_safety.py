@@ -353,3 +353,14 @@ def test_ablation_table_is_recognised_as_its_own(tmp_path):
     write_table([{"variant": "softmax", "loss": "softmax", "epochs": 1, "lfw_no_flip": None, "lfw_no_flip_std": None,
                   "lfw_flip": None, "lfw_flip_std": None, "tar_at_far_1e-3": None}], tmp_path / "abl")
     check_table_out(tmp_path / "abl")
+
+
+def test_data_align_never_writes_into_a_users_folder(tmp_path):
+    from compress.data.align import align_tree
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "dst").mkdir()
+    (tmp_path / "dst" / "no_face.txt").write_text("my own list")
+    with pytest.raises(UserError, match="not an empty folder or an earlier"):
+        align_tree(tmp_path / "src", tmp_path / "dst", progress=False)
+    assert (tmp_path / "dst" / "no_face.txt").read_text() == "my own list"
