@@ -94,7 +94,8 @@ def verify_bundle(folder: str, may_add: Optional[List[str]] = None) -> int:
                 continue
             digest, sep, name = line.rstrip("\n").partition("  ")
             if not sep or not re.match(r"^[0-9a-f]{64}$", digest):
-                raise BundleError("{} has a malformed line ({!r}): copy the export folder again".format(SUMS, line[:80]))
+                raise BundleError("{} has a malformed line ({!r}): copy the export folder again".format(
+                    SUMS, line[:80]))
             path = os.path.join(folder, bundle_name(name, SUMS))
             if not os.path.isfile(path):
                 raise BundleError("{} is missing from the bundle: copy the export folder again".format(name))
