@@ -261,3 +261,13 @@ def section_config(name: str, values: dict[str, Any], where: str | Path = "recip
     if hasattr(cfg, "check"):
         cfg.check(str(where))
     return cfg
+
+
+def __getattr__(name: str) -> Any:
+    """`compress.recipe.load_recipe` / `Recipe` moved to compress.full_recipe (above train.config, so that the two
+    modules no longer import each other); the old names still resolve, on first use, for existing callers."""
+    if name in ("load_recipe", "Recipe"):
+        import importlib
+
+        return getattr(importlib.import_module("compress.full_recipe"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
