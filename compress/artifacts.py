@@ -22,11 +22,16 @@ from typing import Any, Callable, Iterator
 from .errors import UserError
 
 
+STAGE_MARKER = ".compress-stage"  # in every staging / swap folder compress makes: {"pid", "host", "dest"}
+# atomic_write's temporary files: .NAME.<pid>.<8 random>.tmp; the pid proves a leftover is a dead writer's
+_TMP_RE = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]{8}\.tmp$")
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call write(tmp_path), then rename tmp_path onto path (same directory, so the rename is atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -70,9 +75,10 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
 
 
 def _files_under(folder: Path) -> set[str]:
-    """Relative paths of the files under folder; `.NAME.XXXX.tmp` leftovers of atomic_write do not count."""
+    """Relative paths of the files under folder; atomic_write's `.NAME.<pid>.XXXX.tmp` leftovers and the
+    staging marker do not count (a user's own `.x.tmp` does)."""
     return {str(f.relative_to(folder)) for f in folder.rglob("*")
-            if (f.is_file() or f.is_symlink()) and not (f.name.startswith(".") and f.name.endswith(".tmp"))}
+            if (f.is_file() or f.is_symlink()) and not _TMP_RE.match(f.name) and f.name != STAGE_MARKER}
 
 
 def check_replaceable(dest: Path, kind: str) -> None:
@@ -117,10 +123,11 @@ def folder_lock(dest: str | Path) -> Iterator[None]:
             break
         except FileExistsError:
             try:
-                pid = int(lock.read_text().strip() or 0)
+                pid = int(lock.read_text().strip())
             except (OSError, ValueError):
-                pid = 0
-            if pid and _pid_alive(pid) and pid != os.getpid():
+                raise UserError(f"{lock} exists and is not a compress lock (no process id in it); move it away or "
+                                f"choose another --out") from None
+            if _pid_alive(pid) and pid != os.getpid():
                 raise UserError(f"another compress process (pid {pid}) is writing {dest}; wait for it to finish "
                                 f"or choose another --out") from None
             lock.unlink(missing_ok=True)  # stale: its process is gone
@@ -135,11 +142,33 @@ def folder_lock(dest: str | Path) -> Iterator[None]:
         lock.unlink(missing_ok=True)
 
 
+def mark_stage(folder: Path, dest: Path) -> None:
+    """Write the marker that proves `folder` is a staging / swap folder this process made for `dest`."""
+    (folder / STAGE_MARKER).write_text(json.dumps({"pid": os.getpid(), "host": platform.node(), "dest": dest.name}))
+
+
+def _dead_stage(folder: Path, dest: Path) -> bool:
+    """`folder` holds the marker of a compress process on this host, now dead, that staged `dest`."""
+    try:
+        m = json.loads((folder / STAGE_MARKER).read_text())
+        return (m["dest"] == dest.name and m["host"] == platform.node() and isinstance(m["pid"], int)
+                and not _pid_alive(m["pid"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _dead_tmp(f: Path) -> bool:
+    m = _TMP_RE.match(f.name)
+    return bool(m) and f.is_file() and not f.is_symlink() and not _pid_alive(int(m.group(1)))
+
+
 def _clean_leftovers(dest: Path) -> None:
-    """Remove what dead writers of `dest` left (only called while holding its lock)."""
-    gone = [p for p in dest.parent.glob(f".{glob_escape(dest.name)}.*") if p.suffix in (".partial", ".old")]
+    """Remove what dead writers of `dest` left (only called while holding its lock): only folders holding a
+    dead compress process's marker and temporary files named with a dead pid; anything else is the user's."""
+    gone = [p for p in dest.parent.glob(f".{glob_escape(dest.name)}.*")
+            if p.suffix in (".partial", ".old") and p.is_dir() and not p.is_symlink() and _dead_stage(p, dest)]
     if dest.is_dir():
-        gone += [p for p in dest.glob(".*.tmp") if p.is_file()]
+        gone += [p for p in dest.glob(".*.tmp") if _dead_tmp(p)]
     for p in gone:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     if gone:
@@ -172,14 +201,18 @@ def artifact_dir(dest: str | Path, kind: str, overwrite: bool = False) -> Iterat
         stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
         try:
             os.chmod(stage, _umask_mode())  # mkdtemp makes 0700; artifacts get the mode every folder gets
+            mark_stage(stage, dest)
             yield stage
+            (stage / STAGE_MARKER).unlink()
             _seal_manifest(stage, kind)
             if dest.exists():
                 if not overwrite:  # appeared while we worked (a writer that ignores the lock)
                     raise UserError(f"{dest} appeared while this command ran; nothing was replaced. "
                                     f"Pass --overwrite or choose another --out")
                 check_replaceable(dest, kind)
-                trash = dest.with_name(f".{dest.name}.old")
+                # a fresh, empty swap folder (never a user's `.NAME.old`); the old artifact carries the marker
+                trash = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+                mark_stage(dest, dest)
                 os.replace(dest, trash)
                 os.replace(stage, dest)
                 shutil.rmtree(trash, ignore_errors=True)

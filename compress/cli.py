@@ -15,7 +15,7 @@ from .zoo import DEFAULT_MODEL, DEFAULT_PRUNE_SOURCE, is_zoo_spec, safe_name
 
 def _say_model(spec: str | Path) -> None:
     """Every command that takes a model says which one it used (stderr, so JSON on stdout stays clean)."""
-    from .zoo import describe_model
+    from .model.io import describe_model
 
     click.echo(f"model: {describe_model(spec)}", err=True)
 
@@ -139,7 +139,13 @@ def train(recipe, out, resume, overwrite, no_progress, **opts) -> None:
 
         base = load_checkpoint(resume)["config"]
     cfg = make_config(recipe, base=base, progress=False if no_progress else None, **opts)
-    manifest = run(cfg, out, resume=resume, overwrite=overwrite)
+    try:
+        manifest = run(cfg, out, resume=resume, overwrite=overwrite)
+    except KeyboardInterrupt:  # click turns it into Abort ("aborted") before main() could give the hint
+        from .train.trainer import interrupted_hint
+
+        click.echo(interrupted_hint(out, recipe), err=True)
+        sys.exit(130)
     if manifest:
         click.echo(f"wrote {out}/model.pt and {out}/manifest.json (final loss {manifest['metrics']['final_loss']:.3f})")
 
@@ -251,14 +257,23 @@ def quantize(model_path, out, mode, calibration_spec, calibration_images, keep_f
 @click.option("--overwrite", is_flag=True)
 @click.option("--no-progress", is_flag=True)
 @click.option("--bundle", is_flag=True, help="also write <out>.tar.gz (the folder, with SHA256SUMS) to copy to the board")
+@click.option("--calibration", "calibration_spec", help="a float model at int8 is quantized on the way (PTQ) with "
+              "these faces: 'synthetic', an image folder or lfw-unpaired:LFW_DIR  [synthetic]")
+@click.option("--calibration-images", default=QuantizeConfig.images, show_default=True)
 def export(target, model_path, precision, out, lfw, parity_spec, parity_images, threads, overwrite, no_progress,
-           bundle) -> None:
+           bundle, calibration_spec, calibration_images) -> None:
     """Export for a board (TensorRT-ready ONNX, OpenVINO IR, TFLite, ONNX) and prove parity in its runtime here."""
     from .export.folders import export_artifact
 
     m = export_artifact(model_path, target, out=out, precision=precision, parity_spec=parity_spec,
                         n_parity=parity_images, lfw=lfw, threads=threads, overwrite=overwrite,
-                        progress=not no_progress, bundle=bundle)
+                        progress=not no_progress, bundle=bundle, calibration_spec=calibration_spec,
+                        n_calibration=calibration_images)
+    qmeta = m["source"].get("quantize_meta") or {}
+    if qmeta.get("quantized_by", "").startswith("compress export"):
+        c = qmeta["calibration"]
+        click.echo(f"quantized on the way to int8 (NNCF PTQ, {c['n']} {c['source']} calibration faces, float layers "
+                   f"{', '.join(qmeta['keep_float']) or 'none'}); recorded in the manifest (source.quantize_meta)")
     for key, p in m["parity"].items():
         click.echo(f"parity {key}: cosine mean {p['cosine_mean']:.6f}, min {p['cosine_min']:.6f} over {p['n']} faces "
                    f"({p['runtime']} on this host vs {p['reference']})")
@@ -286,9 +301,10 @@ def export(target, model_path, precision, out, lfw, parity_spec, parity_images, 
 def bench(artifacts, threads, seconds, rounds, json_out) -> None:
     """Latency (median, p90; batch 1) of exported models in their runtimes on this machine. Several
     --artifact: measured in one run, interleaved, with ratios to the first."""
-    from .artifacts import write_json
     from .bench.latency import _check_numbers, bench_artifact, bench_compare, format_bench, format_compare
+    from .outputs import check_output, write_output_json as write_json
 
+    check_output(json_out, "--json")
     _check_numbers(threads=threads, seconds=seconds, rounds=rounds)
     if not artifacts:
         artifacts = (_default_bench_artifact(),)
@@ -311,9 +327,11 @@ def bench(artifacts, threads, seconds, rounds, json_out) -> None:
 def estimate(model_path, target_names, precision, json_out) -> None:
     """Per-board latency estimate (per-layer model calibrated on published reference latencies), with its
     leave-one-out error on those references; boards without calibration data get no number."""
-    from .artifacts import write_json
     from .bench.estimate import estimate_latency, format_estimate, reference_estimate
+    from .outputs import check_output, write_output_json as write_json
     from .targets import list_targets, load_target
+
+    check_output(json_out, "--json")
 
     targets = [load_target(t) for t in target_names] if target_names else list_targets()
     if precision and target_names:  # a named board that does not offer the precision is an error, like export's
@@ -399,9 +417,12 @@ def emulate(bundle, json_out, threads, rebuild, timeout, overwrite) -> None:
               help="insightface verification .bin (lfw.bin, cfp_fp.bin, ...), 10-fold; repeatable")
 def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc, bins) -> None:
     """Face-verification accuracy of a model (PyTorch artifact or ONNX) on pairs."""
-    from .artifacts import write_json
     from .evaluate.embed import load_embedder
+    from .outputs import check_output, write_output_json as write_json
 
+    check_output(json_out, "--json", inputs=[model_path, *bins])
+    for r in _roc_paths(roc, bins):
+        check_output(r, "--roc", "png", inputs=[model_path, *bins])
     if not data and not lfw and not bins:
         raise UserError("nothing to evaluate on; pass --data synthetic, --data DIR, --lfw DIR or --bin FILE")
     if bins and (data or lfw):
@@ -447,6 +468,13 @@ def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc, bins) ->
         write_json(json_out, res)
 
 
+def _roc_paths(roc: Path | None, bins: tuple[Path, ...]) -> list[Path | None]:
+    """The ROC file of each --bin (ROC-NAME.png beside --roc with several), or [roc] without --bin."""
+    if roc is None or len(bins) <= 1:
+        return [roc] * max(1, len(bins))
+    return [roc.with_name(f"{roc.stem}-{b.stem}{roc.suffix or '.png'}") for b in bins]
+
+
 def _evaluate_bins(emb, bins: tuple[Path, ...], flip: bool, roc: Path | None) -> dict:
     """Each .bin through the LFW protocol; printed as each finishes, returned as {file name: result}."""
     from .evaluate.binset import evaluate_bin
@@ -456,8 +484,7 @@ def _evaluate_bins(emb, bins: tuple[Path, ...], flip: bool, roc: Path | None) ->
     if twice:
         raise UserError(f"two --bin files share the name {twice[0]!r}; their results would collide, rename one")
     out = {}
-    for b in bins:
-        roc_path = roc.with_name(f"{roc.stem}-{b.stem}{roc.suffix or '.png'}") if roc and len(bins) > 1 else roc
+    for b, roc_path in zip(bins, _roc_paths(roc, bins)):
         res = evaluate_bin(emb, b, flip="both" if flip else False, progress=True, roc_path=roc_path)
         click.echo(f"{res['model']} [{res['runtime']}, measured on {res['host']}]\n  data: {res['dataset']}\n"
                    f"  protocol: {res['protocol']}")
@@ -483,6 +510,9 @@ def report(run_dir, out) -> None:
     if not any((Path(run_dir) / d).is_dir() for d in PARTS):
         raise UserError(f"{run_dir} is not a pipeline run folder (it holds none of {', '.join(d + '/' for d in PARTS)}); "
                         "pass the folder `compress pipeline` wrote, e.g. --run runs/demo")
+    from .outputs import check_report_folder
+
+    check_report_folder(out if out is not None else Path(run_dir) / "report")
     r = write_report(run_dir, out)
     click.echo(f"wrote {', '.join(str(v) for v in r['written'].values())}")
 
@@ -499,7 +529,11 @@ def gate(report_path, baseline, out, update) -> None:
     """CI gate: exit 1 when a tracked metric (accuracy, parity, size, MACs) regressed past its tolerance."""
     from .report.gate import format_gate, run_gate, update_baseline
 
-    if update:
+    from .outputs import check_output
+
+    check_output(out, "--out", inputs=[report_path, baseline])
+    if update:  # the baseline becomes an output: only a baseline compress wrote is replaced
+        check_output(baseline, "--baseline", inputs=[report_path])
         b = update_baseline(report_path, baseline)
         click.echo(f"wrote {baseline} ({len(b['metrics'])} metrics)")
         return
@@ -513,16 +547,18 @@ def gate(report_path, baseline, out, update) -> None:
 @cli.command()
 @click.option("--recipe", default="demo", show_default=True, help="recipe name in profiles/ or .toml path")
 @click.option("--out", type=click.Path(path_type=Path), help="run folder  [runs/<recipe>]")
-@click.option("--report-dir", type=click.Path(path_type=Path), help="also copy the report here  [reports/<recipe>]")
+@click.option("--report-dir", type=click.Path(path_type=Path),
+              help="also copy the report here (e.g. reports/<recipe> to refresh the committed reference)  [none]")
 @click.option("--force", is_flag=True, help="recompute stages even when cached")
 @click.option("--no-progress", is_flag=True)
 def pipeline(recipe, out, report_dir, force, no_progress) -> None:
     """train -> [prune] -> quantize -> export every target -> bench -> estimate -> report, from one recipe,
     reusing stages whose inputs, settings and code did not change."""
+    from .outputs import check_report_folder
     from .pipeline import run_pipeline
-    from .recipe import resolve_recipe
 
-    report_dir = report_dir or Path("reports") / resolve_recipe(recipe).stem
+    if report_dir is not None:  # only when asked: a quick start leaves the committed reports/ as they are
+        check_report_folder(report_dir, "--report-dir")
     run_pipeline(recipe, out, force=force, progress=not no_progress, report_dir=report_dir)
 
 
@@ -561,8 +597,10 @@ def ablation(recipe, out, epochs, variants, device, no_progress) -> None:
 def enrol(model_path, gallery_dir, db, far, calibration, calibration_images, no_flip, aligned, overwrite,
           json_out) -> None:
     """Enrol people: detect, align and embed their photos into a SQLite gallery, and set the threshold."""
-    from .artifacts import write_json
     from .identify.api import enrol as run, format_enrol
+    from .outputs import check_output, write_output_json as write_json
+
+    check_output(json_out, "--json", inputs=[db])
 
     r = run(model_path, gallery_dir, db, far=far, calibration=calibration, n_calibration=calibration_images,
             flip=not no_flip, aligned=aligned, overwrite=overwrite)
@@ -587,8 +625,10 @@ def enrol(model_path, gallery_dir, db, far, calibration, calibration_images, no_
 def identify(db, images, top_k, model_path, aligned, json_out) -> None:
     """Who is in each image: per face, the top-k enrolled people with cosine scores, or "unknown" when the
     best score is not above the gallery's threshold."""
-    from .artifacts import write_json
     from .identify.api import format_identify, identify as run
+    from .outputs import check_output, write_output_json as write_json
+
+    check_output(json_out, "--json", inputs=[db, *images])
 
     r = run(db, list(images), top_k=top_k, model_spec=model_path, aligned=aligned)
     click.echo(format_identify(r))
@@ -612,8 +652,10 @@ def identify(db, images, top_k, model_path, aligned, json_out) -> None:
 def check_dose(db, plan_path, image, at, margin, allow_uncalibrated, aligned, json_out) -> None:
     """Confirm the patient in the image and the medication due, or refuse (unknown face, several faces, low
     confidence, nothing due, already given). Exit 0 confirmed, 1 refused; every check is audited."""
-    from .artifacts import write_json
     from .identify.dose import check_dose as run, format_dose
+    from .outputs import check_output, write_output_json as write_json
+
+    check_output(json_out, "--json", inputs=[db, plan_path, image])
 
     r = run(db, plan_path, image, at, margin=margin, allow_uncalibrated=allow_uncalibrated, aligned=aligned)
     click.echo(format_dose(r))
@@ -683,8 +725,11 @@ def data_snapshot(recipe, out, encoding, quality, lfw_quality, no_lfw, overwrite
     from .data.snapshot import snapshot_from_recipe
     from .train.config import make_config
 
+    from .outputs import check_output
+
     if out.exists() and not overwrite:
         raise UserError(f"{out} exists; pass --overwrite to replace it or choose another --out")
+    check_output(out, "--out", "snapshot")
     for name, q in (("--quality", quality), ("--lfw-quality", lfw_quality)):
         if not 1 <= q <= 100:
             raise UserError(f"{name} must be in 1..100, got {q}")

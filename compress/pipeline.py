@@ -32,7 +32,8 @@ from . import run_folder as rf
 from .artifacts import code_fingerprint, file_sha256, tree_sha256, write_json
 from .data.sources import EVAL_IDENTITY_OFFSET, load_faces
 from .errors import UserError
-from .recipe import EvaluateConfig, Recipe, load_recipe, resolve_path
+from .full_recipe import Recipe, load_recipe
+from .recipe import EvaluateConfig, resolve_path
 from .zoo import is_zoo_spec, verified_model_file
 
 # Code behind every stage's measurement (the evaluators, the accuracy record and the run folder's names), part
@@ -341,7 +342,8 @@ def _stages(p: _Plan, targets: list[tuple[str, str]], report_dir: Path | None) -
 def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, force: bool = False,
                  progress: bool = True, report_dir: str | Path | None = None) -> dict[str, Any]:
     """Run every stage of `recipe` into `out` (default runs/<recipe>) and write the report into OUT/report and,
-    when report_dir is given, a copy there (the CLI's default: reports/<recipe>/); return a summary."""
+    when report_dir is given, a copy there (none by default: the committed reports/<recipe>/ change only when asked);
+    return a summary."""
     rec = load_recipe(recipe)
     out = Path(out) if out else Path("runs") / rec.path.stem
     out.mkdir(parents=True, exist_ok=True)

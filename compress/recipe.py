@@ -1,6 +1,7 @@
 """A recipe (profiles/*.toml, or any .toml file): loading, `base` inheritance, paths, one typed config per section.
 
-A recipe holds `base = "other"` (optional: inherit that recipe's sections, then override them key by key) and
+The whole recipe, [train] typed as TrainConfig, is compress.full_recipe.load_recipe (above train.config, which
+reads recipes through this module). A recipe holds `base = "other"` (optional: inherit that recipe's sections, then override them key by key) and
 sections: [train] (compress.train.config.TrainConfig) and the pipeline's [evaluate], [prune], [quantize],
 [export], [bench], [reference], [pipeline] (the dataclasses below). Each setting's default is written once, in
 its dataclass; the library functions, the pipeline and the CLI take it from there. A key that no dataclass
@@ -15,14 +16,12 @@ import types
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .data.prefixes import PREFIXES
 from .errors import UserError
 from .limits import FACES, LR, SECONDS, THREADS, Range, num
 from .schedules import profiles_dir
-
-if TYPE_CHECKING:
-    from .train.config import TrainConfig
 
 # Pair verification deals identities to identity-disjoint folds: 2 folds of 2 identities at the least.
 MIN_EVAL_IDENTITIES = 4
@@ -120,19 +119,6 @@ SECTIONS: dict[str, type] = {"evaluate": EvaluateConfig, "prune": PruneConfig, "
 RECIPE_SECTIONS = {"train", *SECTIONS}
 
 
-@dataclass(frozen=True)
-class Recipe:
-    path: Path
-    train: TrainConfig
-    evaluate: EvaluateConfig
-    prune: PruneConfig | None  # None: no (or an empty) [prune] section, the pipeline does not prune
-    quantize: QuantizeConfig
-    export: ExportConfig
-    bench: BenchConfig
-    reference: ReferenceConfig
-    pipeline: PipelineConfig
-
-
 # ---------------------------------------------------------------- paths
 def resolve_path(value: str) -> Path:
     """A path from a recipe: absolute, relative to the working directory, or else to the repository root
@@ -146,8 +132,6 @@ def resolve_path(value: str) -> Path:
 def resolve_sources(value: str) -> list[str]:
     """A recipe's comma-separated `data` or `unlabelled` sources with their paths resolved as resolve_path does;
     a source's prefix (`lfw-unpaired:`, `aligned:`) is kept."""
-    from .data.sources import PREFIXES
-
     out = []
     for spec in (u.strip() for u in value.split(",") if u.strip()):
         prefix = next((p for p in PREFIXES if spec.startswith(p)), "")
@@ -299,13 +283,11 @@ def section_config(name: str, values: dict[str, Any], where: str | Path = "recip
     return cfg
 
 
-def load_recipe(name_or_path: str | Path) -> Recipe:
-    """A recipe, every section typed and checked, the [train] section as a validated TrainConfig."""
-    from .train.config import train_config  # train.config reads its recipes through this module
+def __getattr__(name: str) -> Any:
+    """`compress.recipe.load_recipe` / `Recipe` moved to compress.full_recipe (above train.config, so that the two
+    modules no longer import each other); the old names still resolve, on first use, for existing callers."""
+    if name in ("load_recipe", "Recipe"):
+        import importlib
 
-    path = resolve_recipe(name_or_path)
-    sec = read_sections(path)
-    typed = {name: section_config(name, sec.get(name, {}), path) for name in SECTIONS}
-    if not sec.get("prune"):
-        typed["prune"] = None
-    return Recipe(path=path, train=train_config(sec["train"], path), **typed)
+        return getattr(importlib.import_module("compress.full_recipe"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

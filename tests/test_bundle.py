@@ -66,17 +66,18 @@ def bundles(tmp_path_factory, model, images):
 
 def run_board(folder: Path, *args: str, fake_trt_api: str | None = None, path: Path | None = None
               ) -> subprocess.CompletedProcess:
-    """python run_on_board.py ARGS in `folder`, with `import compress` made to fail (it must not need it)."""
-    code = ("import runpy, sys; sys.modules['compress'] = None; sys.argv = ['run_on_board.py'] + sys.argv[1:]; "
-            "runpy.run_path('run_on_board.py', run_name='__main__')")
+    """python run_on_board.py ARGS in `folder`, as a user runs it, with `import compress` made to fail (it must
+    not need it): a `compress` on PYTHONPATH that raises, which the runner's own isolation keeps."""
+    stub = Path(__file__).parent / "data" / "no_compress"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = str(stub)
     if fake_trt_api:
-        env.update(PYTHONPATH=str(FAKE_TRT), FAKE_TRT_API=fake_trt_api)
+        env.update(PYTHONPATH=f"{stub}{os.pathsep}{FAKE_TRT}", FAKE_TRT_API=fake_trt_api)
     if path:
         env["PATH"] = f"{path}{os.pathsep}{env['PATH']}"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=folder, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "run_on_board.py", *args], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=300)
 
 
 def result(folder: Path) -> dict:
@@ -421,3 +422,120 @@ def test_board_fields_are_validated(field, value, message):
         parse_target({**BASE, field: value}, "b.toml")
     t = parse_target({**BASE, "board_python": ["3.10", "3.8"], "board_model": "X"}, "b.toml")
     assert t.board_python_min == "3.8" and t.board_model == "X"
+
+
+# ---------------------------------------------------------------- tampering (issue 28 #3)
+def _resum(folder: Path, drop: str | None = None, add: list[str] = ()) -> None:
+    """Rewrite SHA256SUMS as an attacker would: consistent with the files, leaving out `drop`, adding `add`."""
+    from compress.artifacts import file_sha256
+
+    lines = [ln for ln in (folder / SUMS_FILE).read_text().splitlines() if not ln.endswith("  " + str(drop))]
+    lines = [f"{file_sha256(folder / ln.split('  ', 1)[1])}  {ln.split('  ', 1)[1]}" for ln in lines]
+    (folder / SUMS_FILE).write_text("".join(f"{ln}\n" for ln in lines + list(add)))
+
+
+PLANT = "import pathlib; pathlib.Path({!r}).write_text('planted code ran')\n"
+
+
+@pytest.mark.parametrize("module", ["hashlib.py", "numpy.py", "json.py", "argparse.py", "numpy/__init__.py"])
+def test_planted_module_never_runs(bundles, tmp_path, module):
+    folder = _copy(bundles("onnx", "fp32"), tmp_path)
+    flag = tmp_path / "ran"
+    (folder / module).parent.mkdir(exist_ok=True)
+    (folder / module).write_text(PLANT.format(str(flag)))
+    r = run_board(folder, *QUICK)
+    assert not flag.exists(), "a module planted in the bundle was imported"
+    assert r.returncode == 2 and f"{module} is in the bundle but not in SHA256SUMS" in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "verified" not in r.stdout
+
+
+def test_planted_module_listed_in_sums_still_never_runs(bundles, tmp_path):
+    folder = _copy(bundles("onnx", "fp32"), tmp_path)
+    flag = tmp_path / "ran"
+    (folder / "hashlib.py").write_text(PLANT.format(str(flag)))
+    _resum(folder, add=[])
+    from compress.artifacts import file_sha256
+    with open(folder / SUMS_FILE, "a") as f:
+        f.write(f"{file_sha256(folder / 'hashlib.py')}  hashlib.py\n")
+    r = run_board(folder, *QUICK)
+    assert not flag.exists(), "the runner imported from its own folder"
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("tamper", ["model_line_deleted", "outside_relative", "outside_absolute", "malformed",
+                                    "config_model_outside", "config_unreadable", "extra_file"])
+def test_tampered_bundle_is_refused_in_one_line(bundles, tmp_path, tamper):
+    folder = _copy(bundles("onnx", "fp32"), tmp_path)
+    victim = tmp_path / "victim.onnx"
+    victim.write_bytes(b"x")
+    if tamper == "model_line_deleted":  # a changed model whose SHA256SUMS line was deleted
+        data = bytearray((folder / "model.onnx").read_bytes())
+        data[-1] ^= 1
+        (folder / "model.onnx").write_bytes(bytes(data))
+        _resum(folder, drop="model.onnx")
+        want = "model.onnx"
+    elif tamper == "outside_relative":
+        _resum(folder, add=[f"{'0' * 64}  ../victim.onnx"])
+        want = "outside the bundle"
+    elif tamper == "outside_absolute":
+        _resum(folder, add=[f"{'0' * 64}  {victim}"])
+        want = "outside the bundle"
+    elif tamper == "malformed":
+        _resum(folder, add=["not a sums line"])
+        want = "malformed"
+    elif tamper == "config_model_outside":
+        cfg = json.loads((folder / CONFIG_FILE).read_text())
+        cfg["model_file"] = "../victim.onnx"
+        (folder / CONFIG_FILE).write_text(json.dumps(cfg))
+        _resum(folder)
+        want = "outside the bundle"
+    elif tamper == "config_unreadable":
+        (folder / CONFIG_FILE).write_text("{not json")
+        _resum(folder)
+        want = "bundle.json is unreadable"
+    else:
+        (folder / "notes.txt").write_text("x")
+        want = "notes.txt is in the bundle but not in SHA256SUMS"
+    r = run_board(folder, *QUICK)
+    assert r.returncode == 2 and want in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+    assert not (folder / "onnx-fp32.json").exists()
+
+
+def test_runner_result_and_engine_may_be_added(bundles, tmp_path):
+    folder = _copy(bundles("onnx", "fp32"), tmp_path)
+    cfg = json.loads((folder / CONFIG_FILE).read_text())
+    (folder / "onnx-fp32.json").write_text("{}")  # an earlier run's result
+    assert board_runner.verify_bundle(str(folder), ["onnx-fp32.json"]) == len(
+        (folder / SUMS_FILE).read_text().splitlines())
+    board_runner.check_model(str(folder), cfg)
+
+
+def test_runner_out_never_replaces_a_users_file(bundles, tmp_path):
+    folder = _copy(bundles("onnx", "fp32"), tmp_path)
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"my": "notes"}')
+    r = run_board(folder, *QUICK, "--out", str(mine), "--overwrite")
+    assert r.returncode == 2 and "not written by run_on_board.py" in r.stderr and mine.read_text() == '{"my": "notes"}'
+    r = run_board(folder, *QUICK, "--out", str(tmp_path))
+    assert r.returncode == 2 and "is a folder" in r.stderr
+
+
+@pytest.mark.parametrize("extra", ["exp/mine.txt", "mine.txt", "exp/../mine.txt"])
+def test_tar_with_other_files_is_never_replaced(tmp_path, extra):
+    """A tar that looks like a bundle (manifest, bundle.json) but also holds a user's file (issue 28)."""
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / CONFIG_FILE).write_text("{}")
+    (folder / "manifest.json").write_text(json.dumps({"kind": "export", "artifact_files": [CONFIG_FILE,
+                                                                                           "manifest.json"]}))
+    (tmp_path / "mine.txt").write_text("user data")
+    with tarfile.open(tar_path(folder), "w:gz") as tf:
+        tf.add(folder / CONFIG_FILE, arcname=f"exp/{CONFIG_FILE}")
+        tf.add(folder / "manifest.json", arcname="exp/manifest.json")
+        tf.add(tmp_path / "mine.txt", arcname=extra)
+    with pytest.raises(UserError, match="is not a bundle that compress wrote"):
+        check_tar_out(folder, overwrite=True)
+    (folder / "mine.txt").unlink(missing_ok=True)
+    write_tar(folder)  # the same folder, as compress packs it, may be replaced
+    check_tar_out(folder, overwrite=True)

@@ -94,11 +94,34 @@ def test_deploy_errors_are_one_line(args, msg, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error:") and msg in lines[0], r.stderr
 
 
-def test_int8_export_of_a_float_model_says_to_quantize_first(float_artifact, tmp_path):
+@pytest.mark.slow
+def test_int8_export_of_a_float_model_quantizes_on_the_way(float_artifact, tmp_path):
+    """`compress export --target T` works at T's default precision for every board (issue 28): a float model
+    for an int8 target (Orin Nano) is quantized on the way, which it says and the manifest records."""
+    r = run_process("export", "--target", "jetson-orin-nano", "--model", str(float_artifact), "--out",
+                    str(tmp_path / "x"), "--calibration-images", "16", "--parity-images", "16", "--threads", "1",
+                    "--no-progress")
+    assert "quantized on the way to int8" in r.stdout
+    man = json.loads((tmp_path / "x" / "manifest.json").read_text())
+    assert man["precision"] == "int8" and man["source"]["kind"] == "quantized"
+    q = man["source"]["quantize_meta"]
+    assert q["quantized_by"].startswith("compress export") and q["calibration"]["n"] == 16
+    assert q["source_model"]["path"].endswith("model.pt") and man["parity"]["vs_float"]["cosine_mean"] > 0.9
+
+
+def test_every_boards_default_precision_is_exportable_from_a_float_model():
+    """No target's default precision is refused for a float model any more: int8 ones are quantized on the way."""
+    from compress.export.formats import format_for_target
+    from compress.targets import list_targets
+
+    for t in list_targets():
+        assert t.default_precision in format_for_target(t).precisions, t.name
+
+
+def test_export_calibration_images_is_checked_first(float_artifact, tmp_path):
     r = run("export", "--target", "jetson-orin-nano", "--model", str(float_artifact), "--out", str(tmp_path / "x"),
-            check_rc=2)
-    assert "compress quantize --model" in r.stderr and "--precision fp16" in r.stderr
-    assert not (tmp_path / "x").exists()
+            "--calibration-images", "0", check_rc=2)
+    assert "--calibration-images must be at least 1" in r.stderr and not (tmp_path / "x").exists()
 
 
 def test_bench_refuses_a_folder_that_is_not_an_export(float_artifact):
@@ -119,3 +142,22 @@ def test_estimate_prints_calibrated_figures_and_refuses_uncalibrated_boards(tmp_
     bad = run("estimate", "--target", "raspberry-pi-4", "--target", "intel-nuc", "--precision", "fp32", check_rc=2)
     assert "intel-nuc does not offer fp32" in bad.stderr
 
+
+
+def test_float_model_at_int8_goes_through_in_memory_ptq(float_artifact, tmp_path, monkeypatch):
+    """The wiring, fast: export_artifact hands export_model an in-memory QuantizedArtifact built by
+    compress.quantize's PTQ with the default calibration (PTQ itself stubbed; the slow test above runs it)."""
+    import compress.quantize.in_memory as qim
+    from compress.export import folders
+    from compress.quantize.artifact import QuantizedArtifact
+
+    calls = {}
+    monkeypatch.setattr(qim, "ptq", lambda model, calib, names, **k: calls.setdefault("ptq", (len(calib), names,
+                                                                                              k)) and model)
+    monkeypatch.setattr(folders, "export_model", lambda source, *a, **k: {"source": source, "precision": a[1]})
+    m = folders.export_artifact(float_artifact, "intel-nuc", out=tmp_path / "x", n_parity=2, n_calibration=8,
+                                progress=False)
+    assert isinstance(m["source"], QuantizedArtifact) and m["precision"] == "int8"
+    n, names, k = calls["ptq"]
+    assert n == 8 and names[:2] == ["stem", "embedding"] and k["activations"] == "asymmetric"
+    assert m["source"].meta["quantized_by"].startswith("compress export")

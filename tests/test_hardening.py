@@ -315,7 +315,7 @@ def test_item9_empty_gate_baseline_fails(monkeypatch, capsys, tmp_path):
 
 
 def test_item9_pipeline_sections_are_checked(tmp_path):
-    from compress.recipe import load_recipe
+    from compress.full_recipe import load_recipe
 
     r = tmp_path / "r.toml"
     for body, msg in (("[bench]\nseconds = 0\n", r"\[bench\] seconds must be a number > 0"),

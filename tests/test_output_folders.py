@@ -97,9 +97,16 @@ def test_concurrent_writer_fails_and_stale_lock_is_taken_over(tmp_path):
     # a lock left by a dead process, with its staging folder and a half-written checkpoint
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / ".e.lock").write_text(dead.stdout.strip())
+    import platform
+
+    from compress.artifacts import STAGE_MARKER
+
+    pid = int(dead.stdout.strip())  # the leftovers carry the dead writer's marker (issue 28: only ours are removed)
     (tmp_path / ".e.abc123.partial").mkdir()
+    (tmp_path / ".e.abc123.partial" / STAGE_MARKER).write_text(
+        json.dumps({"pid": pid, "host": platform.node(), "dest": "e"}))
     dest.mkdir()
-    (dest / ".checkpoint.pt.xyz.tmp").write_bytes(b"half")
+    (dest / f".checkpoint.pt.{pid}.xyz12345.tmp").write_bytes(b"half")
     with artifact_dir(dest, "export", overwrite=True) as st:
         _write_artifact(st, "export")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e"]

@@ -5,8 +5,8 @@ import tomllib
 import pytest
 
 from compress.errors import UserError
-from compress.recipe import (SECTIONS, BenchConfig, ExportConfig, QuantizeConfig, load_recipe, read_sections,
-                             section_config)
+from compress.full_recipe import load_recipe
+from compress.recipe import SECTIONS, BenchConfig, ExportConfig, QuantizeConfig, read_sections, section_config
 from compress.schedules import profiles_dir
 
 

@@ -15,7 +15,7 @@ from compress.artifacts import file_sha256
 from compress.errors import UserError
 from compress.model import build_model
 from compress.model.complexity import count_macs
-from compress.model.io import load_model, save_model
+from compress.model.io import describe_model, load_model, save_model
 
 from .conftest import SHARED
 
@@ -40,7 +40,7 @@ def tmp_zoo(tmp_path, monkeypatch):
 
 def test_zoo_names_resolve_and_are_hash_checked(tmp_zoo):
     assert load_model("zoo:tiny").schedule.name == "table3"
-    assert "zoo:tiny (table3, sha256" in zoo.describe_model("zoo:tiny")
+    assert "zoo:tiny (table3, sha256" in describe_model("zoo:tiny")
     with pytest.raises(UserError, match="no zoo model 'nope'; choose one of: tiny"):
         load_model("zoo:nope")
     data = bytearray((tmp_zoo / "model.pt").read_bytes())

@@ -502,6 +502,10 @@ def align_tree(src: str | Path, dst: str | Path, *, batch_size: int = 16, progre
         raise UserError(f"unknown Haar policy {haar_policy!r}; choose one of {', '.join(HAAR_POLICIES)}")
     if dst.resolve() == src.resolve():
         raise UserError(f"the output folder {dst} is the input folder; choose another output folder")
+    if dst.exists() and (not dst.is_dir() or (any(dst.iterdir()) and not (dst / "align_report.json").is_file())):
+        # a new or empty folder, or one an earlier `data align` wrote: its crops and lists are replaced, nothing else
+        raise UserError(f"{dst} exists and is not an empty folder or an earlier `compress data align` output; "
+                        f"choose a new folder")
     paths = find_images(src, exclude=dst)
     rels = [p.relative_to(src) for p in paths]
     outs = _dst_names(rels)

@@ -118,12 +118,29 @@ def part_folder(i: int, part: dict[str, Any]) -> str:
     return f"unlabelled-{i}-{_safe(base)}"
 
 
+def member_name(path: Path, name: Any) -> str:
+    """A file name stored in a snapshot, checked to stay inside its folder: relative, no `..`, no empty or
+    hidden-drive parts (a hostile snapshot must not write outside DST)."""
+    parts = str(name).replace("\\", "/").split("/") if isinstance(name, str) else []
+    if (not parts or name.startswith("/") or any(p in ("", ".", "..") for p in parts)
+            or any(ord(c) < 32 or c == ":" for c in name)):
+        raise UserError(f"{path} names a file {name!r} outside its folder; refusing to unpack it (nothing was "
+                        f"written). Use a snapshot written by `compress data snapshot`")
+    return name
+
+
 def unpack_snapshot(path: Path, dst: Path) -> dict[str, Any]:
     """Unpack into `dst` (must not exist or be empty): one folder per part, labelled parts as ImageFolders,
     `lfw/` with pairs.txt and the aligned-crops marker; returns {part name: folder}."""
     meta, z = read_meta(path)
     if dst.exists() and any(dst.iterdir()):
         raise UserError(f"{dst} is not empty; unpack into a new or empty folder")
+    if meta.get("encoding") not in ENCODINGS:  # it becomes every file's extension
+        raise UserError(f"{path} has an unknown encoding {meta.get('encoding')!r}; refusing to unpack it")
+    for part in meta["parts"]:  # every name first: refuse before writing anything
+        if part.get("kind") == "lfw":
+            for n in part.get("names") or []:
+                member_name(path, n)
     folders: dict[str, str] = {}
     for i, part in enumerate(meta["parts"]):
         blob, offsets, labels = z[f"p{i}_bytes"], z[f"p{i}_offsets"], z[f"p{i}_labels"]

@@ -9,11 +9,7 @@ from typing import Any
 
 from .folder import FaceSet, read_files, read_image_folder
 
-LFW_UNPAIRED = "lfw-unpaired:"
-# An unlabelled folder of crops aligned already (e.g. by `compress data align`): never re-aligned, even when the
-# recipe aligns its raw photos (MTCNN on a 112x112 crop finds a smaller face and warps it again).
-ALIGNED = "aligned:"
-PREFIXES = (LFW_UNPAIRED, ALIGNED)
+from .prefixes import ALIGNED, LFW_UNPAIRED, PREFIXES  # noqa: F401  (their home; importable from here too)
 
 # Evaluation identities start far above any training range, so held-out faces are never trained on.
 EVAL_IDENTITY_OFFSET = 1_000_000

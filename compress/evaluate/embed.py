@@ -114,7 +114,7 @@ class OnnxEmbedder(Embedder):
         """int8 (a QDQ model): "native" lets onnxruntime fuse Q/DQ pairs into its integer kernels (QLinearConv);
         "emulated" keeps the graph unfused, each conv computed in float between its DequantizeLinear and
         QuantizeLinear, which equals exact int32 accumulation; "auto" emulates only on an x86 host without VNNI,
-        where the fused u8 x s8 kernels saturate int16 sums (compress.export.runtimes.host_int8_saturates)."""
+        where the fused u8 x s8 kernels saturate int16 sums (compress.evaluate.int8_host.host_int8_saturates)."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -152,8 +152,8 @@ class OnnxEmbedder(Embedder):
 
 
 def _onnx_int8_execution(path: str | Path, mode: str) -> str:
-    """How a QDQ model's integer part runs here (compress.export.runtimes.int8_execution)."""
-    from ..export.runtimes import int8_execution
+    """How a QDQ model's integer part runs here (compress.evaluate.int8_host.int8_execution)."""
+    from .int8_host import int8_execution
 
     try:
         import onnx

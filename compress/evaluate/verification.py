@@ -310,5 +310,7 @@ def plot_roc(curves: dict[str, VerificationResult], path: str | Path, title: str
         ax.set_title(title)
     fig.tight_layout()
 
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    from ..outputs import PNG_SOFTWARE  # the tag that lets a later run replace this file
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": PNG_SOFTWARE}))
     return path

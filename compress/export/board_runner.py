@@ -12,21 +12,36 @@ The JSON it writes is a "compress.bench/1" record: copy it into RUN/board/ and `
 shows it as "measured on board", with the on-board parity. BOARD.md in the bundle has the exact commands.
 """
 
-import argparse
-import hashlib
-import json
 import os
-import platform
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
-from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional
 
-import numpy as np
+if __name__ == "__main__" and not sys.flags.isolated and sys.executable:
+    # Python puts this script's folder first on sys.path, so a file planted in the bundle (hashlib.py, numpy.py)
+    # would be imported instead of the real module, and run before any check. Run again isolated (-I: neither
+    # the script's folder nor the working directory nor user site-packages on sys.path) before importing more.
+    os.execv(sys.executable, [sys.executable, "-I", os.path.abspath(__file__)] + sys.argv[1:])
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if __name__ == "__main__":
+    # -I also drops PYTHONPATH, where a board's runtime may live (OpenVINO's setupvars.sh puts it there): keep
+    # its entries, never this folder or the working directory.
+    _keep = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+             if p and os.path.abspath(p) not in (_HERE, os.getcwd())]
+    sys.path[:] = _keep + [p for p in sys.path if p and os.path.abspath(p) not in (_HERE, os.getcwd())]
+
+import argparse  # noqa: E402  (after the isolation above, on purpose)
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from typing import Any, Callable, Dict, List, Optional  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 BENCH_FORMAT = "compress.bench/1"
 CONFIG = "bundle.json"
@@ -47,31 +62,76 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def verify_bundle(folder: str) -> int:
-    """Check every file listed in SHA256SUMS; return how many. A missing or changed file is a BundleError."""
+def bundle_name(name: str, what: str) -> str:
+    """A file name the bundle gives (SHA256SUMS line, bundle.json field), checked to stay inside the bundle."""
+    parts = name.replace("\\", "/").split("/")
+    if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts) or any(
+            ord(c) < 32 for c in name):
+        raise BundleError("{} names a file outside the bundle ({!r}): the bundle was tampered with; copy the "
+                          "export folder again".format(what, name))
+    return name
+
+
+def _present(folder: str) -> List[str]:
+    out = []
+    for root, dirs, files in os.walk(folder):
+        out += [os.path.relpath(os.path.join(root, f), folder).replace(os.sep, "/") for f in files]
+    return out
+
+
+def verify_bundle(folder: str, may_add: Optional[List[str]] = None) -> int:
+    """Check every file listed in SHA256SUMS, and that no other file is in the bundle (a planted file) except
+    manifest.json, SHA256SUMS and `may_add` (what the board writes: the engine, the result JSON); return how
+    many were checked. A missing, changed, unlisted or outside name is a BundleError."""
     sums = os.path.join(folder, SUMS)
     if not os.path.isfile(sums):
         raise BundleError("{} has no {}: copy the whole export folder (or its .tar.gz) to the board".format(
             folder, SUMS))
-    n = 0
+    listed = set()
     with open(sums) as f:
         for line in f:
             if not line.strip():
                 continue
-            digest, name = line.rstrip("\n").split("  ", 1)
-            path = os.path.join(folder, name)
+            digest, sep, name = line.rstrip("\n").partition("  ")
+            if not sep or not re.match(r"^[0-9a-f]{64}$", digest):
+                raise BundleError("{} has a malformed line ({!r}): copy the export folder again".format(
+                    SUMS, line[:80]))
+            path = os.path.join(folder, bundle_name(name, SUMS))
             if not os.path.isfile(path):
                 raise BundleError("{} is missing from the bundle: copy the export folder again".format(name))
             if sha256_file(path) != digest:
                 raise BundleError("{} does not match its sha256 in {}: it changed or was copied incompletely; "
                                   "copy the export folder again".format(name, SUMS))
-            n += 1
-    return n
+            listed.add(name)
+    extra = sorted(set(_present(folder)) - listed - {SUMS, "manifest.json"} - set(may_add or []))
+    if extra:
+        raise BundleError("{} is in the bundle but not in {} (a file that was not exported, and could be run by "
+                          "this script): remove it or copy the export folder again".format(extra[0], SUMS))
+    return len(listed)
+
+
+def check_model(folder: str, cfg: Dict[str, Any]) -> None:
+    """The model file named by bundle.json is inside the bundle and has bundle.json's sha256 (a model whose
+    SHA256SUMS line was deleted must not be timed as the export)."""
+    for name in [cfg["model_file"], cfg.get("engine_file"), cfg["parity"]["file"]]:
+        if name is not None:
+            bundle_name(str(name), "a file name in {}".format(CONFIG))
+    path = os.path.join(folder, cfg["model_file"])
+    if not os.path.isfile(path) or sha256_file(path) != cfg["model_sha256"]:
+        raise BundleError("{} does not match the sha256 in {} ({}...): copy the export folder again".format(
+            cfg["model_file"], CONFIG, str(cfg["model_sha256"])[:12]))
 
 
 def read_config(folder: str) -> Dict[str, Any]:
-    with open(os.path.join(folder, CONFIG)) as f:
-        return json.load(f)
+    try:
+        with open(os.path.join(folder, CONFIG)) as f:
+            cfg = json.load(f)
+        for key in ("target", "precision", "model_file", "model_sha256", "parity", "board", "input"):
+            cfg[key]  # noqa: B018  (each must be there)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BundleError("{} is unreadable or incomplete ({}: {}): copy the export folder again".format(
+            CONFIG, type(e).__name__, e))
+    return cfg
 
 
 # ---------------------------------------------------------------- board identity
@@ -639,6 +699,27 @@ def record(folder: str, cfg: Dict[str, Any], ident: Dict[str, Any], n_verified: 
     return rec
 
 
+def check_out(path: str, overwrite: bool) -> None:
+    """The result file may be written: new, or (with --overwrite) a result this script wrote; never a folder, a
+    link or someone else's file."""
+    if os.path.islink(path) or os.path.isdir(path):
+        raise BundleError("--out {} is a folder or a link; name a new file".format(path))
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise BundleError("--out {}: its folder does not exist; create it first".format(path))
+    if not os.path.exists(path):
+        return
+    if not overwrite:
+        raise BundleError("{} already exists; pass --overwrite to replace it or --out another file".format(path))
+    try:
+        with open(path) as f:
+            ours = json.load(f).get("format") == BENCH_FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise BundleError("{} was not written by run_on_board.py; --overwrite replaces only its own results: "
+                          "--out another file".format(path))
+
+
 def write_result(path: str, rec: Dict[str, Any], overwrite: bool) -> None:
     """Atomically: a temporary file beside `path`, renamed onto it."""
     if os.path.exists(path) and not overwrite:
@@ -686,14 +767,17 @@ def parse_args(argv: Optional[List[str]], cfg_defaults: Dict[str, Any]) -> argpa
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    folder = os.path.dirname(os.path.abspath(__file__))
+    folder = _HERE
     try:
-        n = verify_bundle(folder)
+        if not os.path.isfile(os.path.join(folder, CONFIG)):
+            raise BundleError("{} has no {}: copy the whole export folder to the board".format(folder, CONFIG))
         cfg = read_config(folder)
         a = parse_args(argv, cfg.get("timing", {}))
         out = a.out or os.path.join(folder, "{}-{}.json".format(cfg["target"], cfg["precision"]))
-        if os.path.exists(out) and not a.overwrite:  # before minutes of timing, not after
-            raise BundleError("{} already exists; pass --overwrite to replace it or --out another file".format(out))
+        may_add = [os.path.relpath(os.path.abspath(p), folder).replace(os.sep, "/") for p in (out, a.trtexec_log) if p]
+        n = verify_bundle(folder, may_add + [str(cfg.get("engine_file", ""))])
+        check_model(folder, cfg)
+        check_out(out, a.overwrite)  # before minutes of timing, not after
         ident = board_identity(cfg["board"].get("model"))
         rec = record(folder, cfg, ident, n, measure_bundle(folder, cfg, ident, a), a.threads)
         write_result(out, rec, a.overwrite)

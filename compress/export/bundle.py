@@ -1,7 +1,8 @@
 """The board bundle: what an export folder holds so that a user copies it to the board and runs it there with
 only the board's Python, numpy and runtime (no compress package).
 
-    run_on_board.py    compress/export/board_runner.py, verbatim: verifies SHA256SUMS, times the model, checks
+    run_on_board.py    compress/export/board_runner.py, verbatim: re-runs itself isolated (-I), verifies
+                       SHA256SUMS (every file listed, none outside the bundle), times the model, checks
                        parity, writes a compress.bench/1 JSON for `compress report` (RUN/board/)
     build_engine.py    TensorRT targets (written by formats.export_tensorrt)
     bundle.json        what the runner needs: model file and sha256, input layout and normalisation, timing
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import _files_under, atomic_write, atomic_write_text, file_sha256, write_json
+from ..artifacts import _files_under, manifest_kind, atomic_write, atomic_write_text, file_sha256, write_json
 from ..data.transforms import MEAN, NORMALIZATION, STD
 from ..errors import UserError
 from ..targets import Target
@@ -167,8 +168,9 @@ def board_md(target: Target, cfg: dict[str, Any], host_parity: dict[str, Any]) -
 
     python3 run_on_board.py
 
-1. Checks every file against `SHA256SUMS` (`sha256sum -c SHA256SUMS` does the same); a missing or changed file
-   stops it with one line naming the file.
+1. Runs itself isolated (`python3 -I`: nothing is imported from the bundle folder), checks every file against
+   `SHA256SUMS` (`sha256sum -c SHA256SUMS` does the same) and the model against `bundle.json`'s sha256; a
+   missing, changed or unlisted file stops it with one line naming the file.
 2. Times the model as `compress bench` does on the host: {t['warmup']} warm-up calls, then at least
    {t['min_runs']} timed calls over at least {t['min_seconds']} s, until the medians of the two halves agree
    within 3% (at most {t['max_seconds']} s); batch 1, the runtime call only; median and p90 in ms.
@@ -202,14 +204,27 @@ def check_tar_out(folder: str | Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise UserError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
+    name = Path(folder).name
+    if path.is_symlink() or not path.is_file() or not _tar_is_ours(path, name):
+        raise UserError(f"{path} is not a bundle that compress wrote for {name} (or holds other files); move it "
+                        f"away or choose another --out")
+
+
+def _tar_is_ours(path: Path, name: str) -> bool:
+    """The tar holds only `name/` and the files its manifest.json lists (what write_tar packs), nothing else."""
+    import json
+
     try:
         with tarfile.open(path, "r:gz") as tf:
-            names = tf.getnames()
-    except (tarfile.TarError, OSError):
-        names = []
-    name = Path(folder).name
-    if f"{name}/{CONFIG_FILE}" not in names or any(n != name and not n.startswith(name + "/") for n in names):
-        raise UserError(f"{path} is not a bundle that compress wrote for {name}; move it away or choose another --out")
+            members = tf.getmembers()
+            m = tf.extractfile(f"{name}/manifest.json")
+            manifest = json.loads(m.read()) if m is not None else {}
+    except (tarfile.TarError, OSError, KeyError, ValueError):
+        return False
+    listed = set(manifest.get("artifact_files") or []) if isinstance(manifest, dict) else set()
+    files = {t.name[len(name) + 1:] for t in members if t.isfile() and t.name.startswith(name + "/")}
+    return (CONFIG_FILE in listed and manifest_kind(manifest) == "export" and len(files) == len(members)
+            and files <= listed)
 
 
 def write_tar(folder: str | Path) -> Path:

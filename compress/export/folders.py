@@ -16,9 +16,9 @@ from ..artifacts import check_out
 from ..errors import UserError
 from ..limits import field_range
 from ..model.io import load_model, resolve_model_file
-from ..quantize.artifact import is_quantized_artifact, load_quantized
+from ..quantize.artifact import QuantizedArtifact, is_quantized_artifact, load_quantized
 from ..quantize.calibration import calibration_faces
-from ..recipe import ExportConfig
+from ..recipe import ExportConfig, QuantizeConfig
 from ..targets import load_target
 from .in_memory import export_model
 from .bundle import check_tar_out, write_tar
@@ -42,6 +42,33 @@ def parity_faces(spec: str | None, n: int = ExportConfig.parity_images, lfw_dir:
     return images, f"{n} real aligned faces from {spec} ({desc['chosen']})"
 
 
+def quantize_on_the_way(model: Any, source_path: Path, calibration_spec: str | None = None,
+                        n_calibration: int = QuantizeConfig.images, align: bool = False,
+                        progress: bool = True) -> QuantizedArtifact:
+    """A float model exported at int8: post-training quantization in memory, as `compress quantize` does by
+    default (its calibration set, float layers and NNCF settings), recorded in the export's manifest."""
+    from ..artifacts import file_sha256
+    from ..quantize.in_memory import fake_quant_cosine, ptq, resolve_keep_float
+
+    q = QuantizeConfig
+    calib, desc = calibration_faces(calibration_spec, n_calibration, seed=0, align=align)
+    names = resolve_keep_float(model, q.keep_float)
+    if progress:
+        print(f"quantizing on the way: {source_path} is a float model and the target's precision is int8; post-"
+              f"training quantization (NNCF) with {len(calib)} calibration faces ({desc['source']}, "
+              f"{calibration_spec or 'synthetic, the default'}); float layers: {', '.join(names) or 'none'}. "
+              f"`compress quantize` first gives the same with more control (QAT, other calibration)")
+    qmodel = ptq(model, calib, names, overflow_fix=q.overflow_fix, activations=q.activations)
+    meta = {"mode": "ptq", "quantized_by": "compress export (the float model was quantized on the way)",
+            "calibration": desc, "keep_float": names,
+            "nncf": {"overflow_fix": q.overflow_fix, "activations": f"{q.activations}, per tensor",
+                     "batchnorm": "folded into the convs before quantization"},
+            "cosine_calibration": fake_quant_cosine(model, qmodel, calib[:128]),
+            "source_model": {"path": str(source_path), "sha256": file_sha256(source_path)}}
+    return QuantizedArtifact(path=None, float_model=model.eval(), qmodel=qmodel, calibration=calib,
+                             keep_float=names, meta=meta)
+
+
 def default_out(model_path: str | Path, target: str, precision: str) -> Path:
     from ..zoo import safe_name
 
@@ -52,15 +79,19 @@ def export_artifact(model_path: str | Path, target: str, out: str | Path | None 
                     precision: str | None = None, parity_spec: str | None = None,
                     n_parity: int = ExportConfig.parity_images, lfw: str | Path | None = None,
                     threads: int = ExportConfig.threads, overwrite: bool = False,
-                    progress: bool = True, bundle: bool = False) -> dict[str, Any]:
+                    progress: bool = True, bundle: bool = False, calibration_spec: str | None = None,
+                    n_calibration: int = QuantizeConfig.images, align: bool = False) -> dict[str, Any]:
     """Load a float model artifact (train/prune output) or a quantized one (quantize output) and export it.
-    bundle: also pack the folder as <out>.tar.gz beside it, for copying to the board."""
+    A float model at int8 is quantized on the way (quantize_on_the_way; calibration_spec / n_calibration / align
+    as `compress quantize`). bundle: also pack the folder as <out>.tar.gz beside it, for copying to the board."""
     if threads < 0:
         raise UserError(f"--threads must be >= 0 (0 = the runtime's default), got {threads}")
     if n_parity < 1:
         raise UserError(f"--parity-images must be at least 1, got {n_parity}")
     field_range(ExportConfig, "parity_images").check(n_parity, "--parity-images")
     field_range(ExportConfig, "threads").check(threads, "--threads")
+    if n_calibration < 1:
+        raise UserError(f"--calibration-images must be at least 1, got {n_calibration}")
     tgt = load_target(target)  # unknown target: fail before loading anything
     prec = precision or tgt.default_precision
     out = Path(out) if out is not None else default_out(model_path, tgt.name, prec)
@@ -76,6 +107,8 @@ def export_artifact(model_path: str | Path, target: str, out: str | Path | None 
     else:
         source = load_model(p)
         source_path = resolve_model_file(p)
+        if prec == "int8" and prec in tgt.precisions:  # one command to the target's default: quantize here
+            source = quantize_on_the_way(source, source_path, calibration_spec, n_calibration, align, progress)
     images, desc = parity_faces(parity_spec, n_parity, lfw)
     if len(images) < MIN_PARITY_FACES and progress:
         print(f"note: parity on {len(images)} faces (< {MIN_PARITY_FACES}); the record flags it")

@@ -15,7 +15,7 @@ from .enrol import (DEFAULT_CALIBRATION, DEFAULT_FAR, REAL, SYNTHETIC, EnrolRepo
                     calibration_kind, face_crops, recalibrate, scan_gallery)
 from .gallery import Gallery, Templates, is_empty_database, shown
 from .gallery_check import check_gallery
-from .pipeline import AlignedFinder, FaceFinder, Match, embed, match, read_image
+from .pipeline import AlignedFinder, FaceFinder, Match, check_aligned_crop, embed, match, read_image
 
 
 def enrol(model_spec: str, gallery_dir: str | Path, db: str | Path, *, far: float = DEFAULT_FAR,
@@ -167,6 +167,9 @@ def identify(db: str | Path, images: list[str | Path], *, top_k: int = 3, model_
     if top_k < 1:
         raise UserError(f"--top-k {top_k} must be at least 1")
     decoded = [(str(p), read_image(p)) for p in images]  # every image readable before any answer
+    if aligned and finder is None:  # every crop checked, and named, before any answer or audit row
+        for path, img in decoded:
+            check_aligned_crop(img, path)
     og = open_gallery(db, model_spec)
     finder = finder or (AlignedFinder() if aligned else FaceFinder())
     out = []

@@ -111,13 +111,20 @@ class FaceFinder:
 class AlignedFinder:
     """For images that are already aligned 112x112 crops (`compress data align` output): the crop is the face."""
 
-    def faces(self, img: np.ndarray) -> list[Face]:
+    def faces(self, img: np.ndarray, name: str = "") -> list[Face]:
         from ..data.align import CROP_SIZE
 
-        if img.shape[:2] != (CROP_SIZE, CROP_SIZE):
-            raise UserError(f"not a {CROP_SIZE}x{CROP_SIZE} aligned crop ({img.shape[1]}x{img.shape[0]}); "
-                            "leave out --aligned to detect and align faces")
+        check_aligned_crop(img, name)
         return [Face(img, [0.0, 0.0, float(CROP_SIZE), float(CROP_SIZE)], 1.0)]
+
+
+def check_aligned_crop(img: np.ndarray, name: str = "") -> None:
+    """--aligned: the image must be a 112x112 crop; the error names the file when `name` is given."""
+    from ..data.align import CROP_SIZE
+
+    if img.shape[:2] != (CROP_SIZE, CROP_SIZE):
+        raise UserError(f"{name + ': ' if name else ''}not a {CROP_SIZE}x{CROP_SIZE} aligned crop "
+                        f"({img.shape[1]}x{img.shape[0]}); leave out --aligned to detect and align faces")
 
 
 def match(embeddings: np.ndarray, names: list[str], templates: np.ndarray, threshold: float,

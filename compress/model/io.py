@@ -66,6 +66,18 @@ def _refuse_export_folder(p: Path) -> None:
                         f"artifact; pass the model it was exported from{f' ({src})' if src else ''}")
 
 
+def describe_model(spec: str | Path) -> str:
+    """What a command says about the model it used: the zoo entry's line, or the path and its sha256."""
+    from ..artifacts import file_sha256
+    from ..zoo import describe_entry, is_zoo_spec
+
+    if is_zoo_spec(spec):
+        return describe_entry(str(spec))
+    p = Path(spec)
+    f = p if p.suffix.lower() == ".onnx" else resolve_model_file(p)
+    return f"{spec} (sha256 {file_sha256(f)[:12]})" if f.is_file() else str(spec)
+
+
 def load_model(path: str | Path) -> FaceMobileNet:
     p = resolve_model_file(path)
     try:

@@ -27,6 +27,7 @@ def run_ablation(recipe: str | Path, out: str | Path, epochs: int | None = None,
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise UserError(f"unknown ablation variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    check_table_out(out)  # before hours of training, not after
     rows = []
     for name in names:
         cfg = make_config(recipe, epochs=epochs, **VARIANTS[name], **overrides)
@@ -43,6 +44,35 @@ def run_ablation(recipe: str | Path, out: str | Path, epochs: int | None = None,
         rows.append(_row(name, manifest))
         write_table(rows, out)
     return rows
+
+
+TABLE_HEAD = "| variant | loss |"  # how ablation.md starts (write_table)
+
+
+def check_table_out(out: Path) -> None:
+    """OUT may receive the table: not a special folder or a file, and an ablation.md / .json / .png already
+    there is one this command wrote (a user's file of that name is never replaced)."""
+    import json
+
+    from ..artifacts import refuse_special_folder
+    from ..outputs import check_output
+
+    refuse_special_folder(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; choose a folder for the ablation runs")
+    md, js = out / "ablation.md", out / "ablation.json"
+    if md.is_file() and not md.read_text(errors="replace").startswith(TABLE_HEAD):
+        raise UserError(f"{md} exists and was not written by compress ablation; move it away or choose another --out")
+    if js.is_file():
+        try:
+            ok = all(isinstance(r, dict) and "variant" in r for r in json.loads(js.read_text()))
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            raise UserError(f"{js} exists and was not written by compress ablation; move it away or choose another "
+                            f"--out")
+    if out.is_dir():
+        check_output(out / "ablation.png", "--out", "png")
 
 
 def _row(name: str, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +95,7 @@ def write_table(rows: list[dict[str, Any]], out: Path) -> str:
             return "n/a"
         return f"{100 * v:.2f}" + (f" +- {100 * sd:.2f}" if sd is not None else "")
 
-    lines = ["| variant | loss | epochs | LFW acc % (no flip) | LFW acc % (flip) | TAR@FAR=1e-3 % (flip) |",
+    lines = [TABLE_HEAD + " epochs | LFW acc % (no flip) | LFW acc % (flip) | TAR@FAR=1e-3 % (flip) |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['loss']} | {r['epochs']} | {pct(r['lfw_no_flip'], r['lfw_no_flip_std'])} "
@@ -106,5 +136,7 @@ def plot_ablation(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.set_title(f"loss ablation, same recipe, {'/'.join(map(str, epochs))} epochs", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    from ..outputs import PNG_SOFTWARE  # the tag that lets a later run replace this file
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": PNG_SOFTWARE}))
     return path

@@ -146,6 +146,16 @@ def check_run_folder(out: Path) -> None:
     why = special.get(o) or ("a folder that holds the working directory" if o in cwd.parents else None)
     if why:
         raise UserError(f"--out {out} is {why}; a run needs a folder of its own, e.g. --out runs/NAME")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out {out} is a file, not a run folder; choose a new folder, e.g. --out runs/NAME")
+
+
+def interrupted_hint(out: Path, recipe: str | None = None) -> str:
+    """What to say when training is interrupted: how to continue, or that nothing was saved yet."""
+    if (Path(out) / CHECKPOINT_FILE).is_file():
+        again = f" --recipe {recipe}" if recipe else ""
+        return f"interrupted; continue the run with: compress train{again} --resume {out} --out {out}"
+    return f"interrupted before the first epoch's checkpoint; nothing to resume in {out}: start it again"
 
 
 def check_identities(faces: FaceSet) -> None:

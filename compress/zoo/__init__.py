@@ -101,15 +101,9 @@ def verified_model_file(spec: str | Path) -> Path:
     return f
 
 
-def describe_model(spec: str | Path) -> str:
-    """What a command says about the model it used: the zoo entry's line, or the path and its sha256."""
-    if is_zoo_spec(spec):
-        return _entry(spec).describe()
-    from ..model.io import resolve_model_file
-
-    p = Path(spec)
-    f = p if p.suffix.lower() == ".onnx" else resolve_model_file(p)
-    return f"{spec} (sha256 {file_sha256(f)[:12]})" if f.is_file() else str(spec)
+def describe_entry(spec: str) -> str:
+    """The zoo entry's line (compress.model.io.describe_model says it for any model spec)."""
+    return _entry(spec).describe()
 
 
 def safe_name(spec: str | Path) -> str:

@@ -1,0 +1,1 @@
+raise ImportError("run_on_board.py must run without the compress package")
