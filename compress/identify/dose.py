@@ -121,17 +121,20 @@ def due(plan: Plan, person: str, at: datetime) -> list[tuple[Dose, datetime]]:
 
 
 def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str | None = None, *,
-               margin: float = DEFAULT_MARGIN, finder: Any | None = None) -> dict[str, Any]:
+               margin: float = DEFAULT_MARGIN, finder: Any | None = None, detector: str | None = None) -> dict[str, Any]:
     """Confirm or refuse; every outcome is appended to the audit table with the scores and the model hash."""
-    from .api import identify_faces, open_gallery
-    from .pipeline import FaceFinder, read_image
+    from ..data.detectors import check_detector
+    from .api import gallery_finder, identify_faces, open_gallery
+    from .pipeline import read_image
 
     when = parse_at(at)
+    if detector is not None:
+        check_detector(detector)
     img = read_image(image)
     og = open_gallery(db)
     with og.gallery as g:
         plan = load_plan(plan_path, g.people())
-        faces, matches = identify_faces(og, img, finder or FaceFinder(), top_k=3)
+        faces, matches = identify_faces(og, img, finder or gallery_finder(og, detector), top_k=3)
         decision, reason, person, doses = _decide(plan, faces, matches, og.threshold, margin, when)
         out = {"decision": decision, "reason": reason, "person": person, "at": when.isoformat(),
                "threshold": og.threshold, "margin_required": margin, "faces": len(faces),
