@@ -579,16 +579,36 @@ def enrol(model_path, gallery_dir, db, far, calibration, calibration_images, no_
 
 @cli.command()
 @click.option("--db", required=True, type=click.Path(path_type=Path), help="gallery database from `compress enrol`")
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--top-k", default=3, show_default=True, help="people listed per face")
 @click.option("--model", "model_path", help="check that the gallery was enrolled with this model  [its own]")
 @click.option("--aligned", is_flag=True, help="the images are already aligned 112x112 crops (one face each)")
 @click.option("--detector", help="face detector: yunet or mtcnn  [the one the gallery was enrolled with]")
+@click.option("--camera", type=int, help="read frames from this camera index instead of files")
+@click.option("--vote", default="3/5", show_default=True, help="video/camera: confirmed after k of the last n frames")
+@click.option("--max-frames", type=int, help="video/camera: stop after this many frames")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the answers as JSON")
-def identify(db, images, top_k, model_path, aligned, detector, json_out) -> None:
+def identify(db, images, top_k, model_path, aligned, detector, camera, vote, max_frames, json_out) -> None:
     """Who is in each image: per face, the top-k enrolled people with cosine scores, or "unknown" when the
-    best score is not above the gallery's threshold."""
+    best score is not above the gallery's threshold. A video file (.mp4, .avi, ...) or --camera N: every frame,
+    with a k-of-n vote; exit 0 someone confirmed, 1 nobody (docs/identify.md)."""
     from .artifacts import write_json
+    from .identify.video import format_video_summary, identify_video, is_video
+
+    videos = [p for p in images if is_video(p)]
+    if camera is not None or videos:
+        if len(images) + (camera is not None) != 1:
+            raise UserError("identify reads one video or one --camera at a time (and no images with it)")
+        r = identify_video(db, videos[0] if videos else None, camera, vote=vote, detector=detector, top_k=top_k,
+                           model_spec=model_path, max_frames=max_frames, say=click.echo)
+        click.echo(format_video_summary(r))
+        if json_out:
+            write_json(json_out, r)
+        if not r["confirmed"]:
+            sys.exit(1)
+        return
+    if not images:
+        raise UserError("nothing to identify; pass image files, a video file, or --camera N")
     from .identify.api import format_identify, identify as run
 
     r = run(db, list(images), top_k=top_k, model_spec=model_path, aligned=aligned, detector=detector)
@@ -601,19 +621,31 @@ def identify(db, images, top_k, model_path, aligned, detector, json_out) -> None
 @click.option("--db", required=True, type=click.Path(path_type=Path), help="gallery database from `compress enrol`")
 @click.option("--plan", "plan_path", required=True, type=click.Path(path_type=Path),
               help="medication plan (TOML: [[patient]] name, [[patient.medication]] drug, times, window_minutes)")
-@click.option("--image", required=True, type=click.Path(path_type=Path), help="the camera frame")
+@click.option("--image", type=click.Path(path_type=Path), help="the camera frame (or --video / --camera)")
+@click.option("--video", type=click.Path(path_type=Path), help="a clip: confirm on the vote (--vote k/n)")
+@click.option("--camera", type=int, help="a camera index: confirm on the vote (--vote k/n)")
+@click.option("--vote", default="3/5", show_default=True, help="video/camera: confirmed after k of the last n frames")
+@click.option("--max-frames", type=int, help="video/camera: give up after this many frames")
 @click.option("--at", "at", help="when: 2026-12-01T08:10 or 08:10 (today)  [now]")
 @click.option("--margin", default=0.05, show_default=True,
               help="a confirmation needs the best score this far above the threshold and above the runner-up")
 @click.option("--detector", help="face detector: yunet or mtcnn  [the one the gallery was enrolled with]")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the decision as JSON")
-def check_dose(db, plan_path, image, at, margin, detector, json_out) -> None:
+def check_dose(db, plan_path, image, video, camera, vote, max_frames, at, margin, detector, json_out) -> None:
     """Confirm the patient in the image and the medication due, or refuse (unknown face, several faces, low
     confidence, nothing due, already given). Exit 0 confirmed, 1 refused; every check is audited."""
     from .artifacts import write_json
     from .identify.dose import check_dose as run
 
-    r = run(db, plan_path, image, at, margin=margin, detector=detector)
+    if sum(x is not None for x in (image, video, camera)) != 1:
+        raise UserError("pass exactly one of --image FILE, --video FILE, --camera N")
+    if image is not None:
+        r = run(db, plan_path, image, at, margin=margin, detector=detector)
+    else:
+        from .identify.video import check_dose_video
+
+        r = check_dose_video(db, plan_path, video, camera, at, margin=margin, vote=vote, detector=detector,
+                             max_frames=max_frames, say=click.echo)
     if r["decision"] == "confirmed":
         doses = ", ".join(f"{d['drug']} (slot {d['slot']})" for d in r["doses"])
         click.echo(f"CONFIRMED {r['person']} (score {r['scores'][0][1]:.4f}): give {doses}")

@@ -121,8 +121,10 @@ def due(plan: Plan, person: str, at: datetime) -> list[tuple[Dose, datetime]]:
 
 
 def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str | None = None, *,
-               margin: float = DEFAULT_MARGIN, finder: Any | None = None, detector: str | None = None) -> dict[str, Any]:
-    """Confirm or refuse; every outcome is appended to the audit table with the scores and the model hash."""
+               margin: float = DEFAULT_MARGIN, finder: Any | None = None, detector: str | None = None,
+               image_label: str | None = None) -> dict[str, Any]:
+    """Confirm or refuse; every outcome is appended to the audit table with the scores and the model hash.
+    ``image``: a file, or an RGB frame already decoded (video.py) that ``image_label`` names in the audit."""
     from ..data.detectors import check_detector
     from .api import gallery_finder, identify_faces, open_gallery
     from .pipeline import read_image
@@ -130,7 +132,8 @@ def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str
     when = parse_at(at)
     if detector is not None:
         check_detector(detector)
-    img = read_image(image)
+    img = image if hasattr(image, "shape") else read_image(image)
+    label = image_label or str(image)
     og = open_gallery(db)
     with og.gallery as g:
         plan = load_plan(plan_path, g.people())
@@ -149,11 +152,11 @@ def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str
             if out["decision"] == "confirmed":
                 for d, s in doses:
                     g.audit(c, command="check-dose", decision="confirmed", person=person, drug=d.drug,
-                            slot=s.isoformat(), image=str(image), scores=out["scores"], threshold=og.threshold,
+                            slot=s.isoformat(), image=label, scores=out["scores"], threshold=og.threshold,
                             model_sha256=og.model.sha256, detail=f"at {when.isoformat()}")
                     out["doses"].append({"drug": d.drug, "slot": s.isoformat(timespec="minutes")})
             else:
-                g.audit(c, command="check-dose", decision="refused", person=person, image=str(image),
+                g.audit(c, command="check-dose", decision="refused", person=person, image=label,
                         scores=out["scores"], threshold=og.threshold, model_sha256=og.model.sha256,
                         detail=json.dumps({"reason": out["reason"], "at": when.isoformat()}))
     out["model"] = og.model.describe()
