@@ -111,7 +111,12 @@ def frame_crops(paths: list[Path]) -> tuple[np.ndarray, dict]:
 
 
 def embed(model, images: np.ndarray, files: list[Path], variant: str) -> np.ndarray:
-    key = hashlib.sha256("\n".join(str(f) for f in files).encode()).hexdigest()[:12]
+    from compress.data.detectors import frame_config, photo_config
+
+    det = variant.split("-")[0]  # the crops' alignment version is part of the key: new crops, new embeddings
+    tag = (frame_config(det) if "frame" in variant else photo_config(det)).tag()
+    # (MTCNN's crops have had one version: its keys stay as first written, without the tag)
+    key = hashlib.sha256(("\n".join(str(f) for f in files) + ("" if det == "mtcnn" else tag)).encode()).hexdigest()[:12]
     cache = CACHE / f"{variant}-{model.sha256[:16]}-{key}-flip.npy"
     if cache.is_file():
         return np.load(cache)

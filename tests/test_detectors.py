@@ -12,7 +12,7 @@ import pytest
 
 from compress.cli import main
 from compress.data.align import ALIGN_VERSION, TEMPLATE_112, AlignConfig, align_files, align_image
-from compress.data.detectors import DETECTORS, YUNET_FILE, YUNET_SHA256, YunetDetector, frame_config
+from compress.data.detectors import DETECTORS, YUNET_FILE, YUNET_SHA256, YunetDetector, frame_config, template_for
 from compress.errors import UserError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -51,8 +51,9 @@ def test_yunet_finds_and_aligns_real_faces(name):
     assert lm[3, 0] < lm[4, 0] and lm[:2, 1].max() < lm[2, 1] < lm[3:, 1].min()
     res = align_image(img, config=YUNET)
     assert res is not None and res.crop.shape == (112, 112, 3)
-    # the five points land on the template (a similarity fit of five points: a few pixels off at most)
-    assert np.abs(res.landmarks_crop - TEMPLATE_112).max() < 6
+    # the five points land on YuNet's template (a similarity fit of five points: a turned head moves the nose)
+    assert np.abs(res.landmarks_crop - template_for("yunet")).max() < 8
+    assert np.abs(template_for("yunet") - TEMPLATE_112).max() < 3  # near ArcFace's: MTCNN-matched, not another crop
 
 
 def test_yunet_finds_no_face_in_a_face_free_image():

@@ -41,7 +41,7 @@ TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.73
 CROP_SIZE = 112
 ALIGN_VERSION = "mtcnn-facenet2.6/arcface112-umeyama/haar-loose/v1"
 # Per detector (compress.data.detectors): crops of different detectors never share a cache entry.
-ALIGN_VERSIONS = {"mtcnn": ALIGN_VERSION, "yunet": "yunet-ebafce4e-cv2/arcface112-umeyama/haar-loose/v1"}
+ALIGN_VERSIONS = {"mtcnn": ALIGN_VERSION, "yunet": "yunet-ebafce4e-cv2/mtcnn-matched112-umeyama/haar-loose/v2"}
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 HAAR_POLICIES = ("flag", "drop")
 STATUSES = ("ok", "haar_reject", "no_face", "unreadable")
@@ -127,13 +127,14 @@ def apply_transform(M: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 def warp_to_template(img: np.ndarray, landmarks: np.ndarray, size: int = CROP_SIZE,
-                     margin: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                     margin: int = 0, template: np.ndarray = TEMPLATE_112) -> tuple[np.ndarray, np.ndarray]:
     """Warp img so the landmarks land on the 112 template (shifted by margin on a size + 2*margin canvas).
+    ``template``: the detector's (compress.data.detectors.template_for; the ArcFace one for MTCNN).
 
     Outside the image the border is replicated, which equals padding first. Strong downscales are done in
     two steps (area resize, then the warp) to avoid aliasing. Returns (crop, M source->crop).
     """
-    tmpl = TEMPLATE_112 * (size / CROP_SIZE) + margin
+    tmpl = np.asarray(template, np.float64) * (size / CROP_SIZE) + margin
     M = similarity_transform(landmarks, tmpl)
     scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
     src, lm = img, np.asarray(landmarks, dtype=np.float64)
@@ -197,9 +198,10 @@ class Aligner:
     """A detector (MTCNN or YuNet, config.detector) + template warp + Haar check, on batches of RGB uint8 images."""
 
     def __init__(self, config: AlignConfig = AlignConfig(), weights_dir: Path | None = None) -> None:
-        from .detectors import make_detector
+        from .detectors import make_detector, template_for
 
         self.config = config
+        self.template = template_for(config.detector)
         self.detector = make_detector(config.detector, min_face_size=config.min_face_size,
                                       thresholds=config.thresholds, factor=config.factor, weights_dir=weights_dir)
         self._lock = threading.Lock()
@@ -244,7 +246,7 @@ class Aligner:
             h, w = img.shape[:2]
             k = pick_face(boxes, h, w) if len(det) > 1 else 0
             lm = to_src(det.landmarks[k])
-            crop, M = warp_to_template(img, lm)
+            crop, M = warp_to_template(img, lm, template=self.template)
             res = AlignResult(crop=crop, landmarks=lm, landmarks_crop=apply_transform(M, lm), box=boxes[k],
                               score=float(det.scores[k]), n_faces=len(det), picked=k, transform=M)
             if haar:

@@ -33,6 +33,21 @@ YUNET_NMS = 0.3
 YUNET_TOP_K = 50
 
 
+# Where YuNet's five points fall, on average, in MTCNN-aligned 112x112 crops (benchmarks/yunet_template.py, fitted
+# on LFW images outside pairs.txt; reports/detectors/yunet_template.json): warping YuNet's points here gives the
+# crops the models were trained and benchmarked on, instead of ones ~1-2 px off (its eyes sit wider apart and its
+# mouth corners higher than MTCNN's).
+YUNET_TEMPLATE_112 = np.array([[38.2534, 52.1371], [74.9051, 52.4964], [56.0315, 73.2279], [40.7639, 89.7663],
+                               [71.9643, 90.0491]], dtype=np.float64)
+
+
+def template_for(name: str) -> np.ndarray:
+    """The 112x112 template a detector's five points are warped onto."""
+    from .align import TEMPLATE_112
+
+    return YUNET_TEMPLATE_112 if check_detector(name) == "yunet" else TEMPLATE_112
+
+
 class Detector(Protocol):
     """What the aligner needs: faces with five landmarks in each RGB uint8 image."""
 

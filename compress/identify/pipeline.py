@@ -97,11 +97,11 @@ class FaceFinder:
         landmarks = [to_src(det.landmarks[k]) for k in range(len(det))]
         return boxes, landmarks, det.scores
 
-    @staticmethod
-    def align(img: np.ndarray, boxes: np.ndarray, landmarks: list, scores: np.ndarray) -> list[Face]:
+    def align(self, img: np.ndarray, boxes: np.ndarray, landmarks: list, scores: np.ndarray) -> list[Face]:
         from ..data.align import warp_to_template
 
-        return [Face(warp_to_template(img, lm)[0], [round(float(v), 1) for v in b], float(s))
+        return [Face(warp_to_template(img, lm, template=self.aligner.template)[0], [round(float(v), 1) for v in b],
+                     float(s))
                 for b, lm, s in zip(boxes, landmarks, scores)]
 
     def faces(self, img: np.ndarray) -> list[Face]:
