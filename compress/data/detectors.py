@@ -24,7 +24,8 @@ DETECTORS = ("mtcnn", "yunet")
 # Photos that become training or benchmark data keep the reference aligner.
 DATA_DETECTOR = "mtcnn"
 # The robot's path (enrol, identify, check-dose, video, the frame benchmark): chosen by measurement,
-# reports/detectors/ (quality vs MTCNN on LFW and CelebA, frame latency on one thread).
+# reports/detectors/ (quality vs MTCNN on LFW and CelebA, frame latency on one thread); docs/identify.md says
+# why, and what it costs (the teacher's LFW accuracy 0.28 pp below MTCNN-aligned).
 ROBOT_DETECTOR = "yunet"
 YUNET_FILE = Path(__file__).parent / "yunet" / "face_detection_yunet.onnx"
 YUNET_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
