@@ -298,14 +298,36 @@ def export(target, model_path, precision, out, lfw, parity_spec, parity_images, 
 @click.option("--rounds", default=5, show_default=True, type=_t(Range(1, 100, integer=True)),
               help="comparing: interleaved rounds")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="write the result as JSON here")
-def bench(artifacts, threads, seconds, rounds, json_out) -> None:
+@click.option("--frame", "frame_photo", type=click.Path(path_type=Path),
+              help="time the robot's whole frame instead: this photo in a 640x480 frame, detect + align + embed "
+                   "(flip) + match against --templates")
+@click.option("--detector", help="--frame: yunet or mtcnn  [yunet]")
+@click.option("--model", "model_path", help=f"--frame: the embedder (as `compress enrol --model`)  [{DEFAULT_MODEL}]")
+@click.option("--templates", default=1000, show_default=True, help="--frame: enrolled templates matched against")
+@click.option("--detect-side", type=int, help="--frame: longer side the frame is detected at  [yunet 320]")
+def bench(artifacts, threads, seconds, rounds, json_out, frame_photo, detector, model_path, templates,
+          detect_side) -> None:
     """Latency (median, p90; batch 1) of exported models in their runtimes on this machine. Several
-    --artifact: measured in one run, interleaved, with ratios to the first."""
+    --artifact: measured in one run, interleaved, with ratios to the first. --frame PHOTO: the whole frame."""
     from .bench.latency import _check_numbers, bench_artifact, bench_compare, format_bench, format_compare
     from .outputs import check_output, write_output_json as write_json
 
     check_output(json_out, "--json")
     _check_numbers(threads=threads, seconds=seconds, rounds=rounds)
+    if frame_photo is not None:
+        from .bench.frame import bench_frame, format_frame
+        from .data.detectors import ROBOT_DETECTOR
+
+        if artifacts:
+            raise UserError("--frame times one embedder: pass it with --model, not --artifact")
+        r = bench_frame(frame_photo, detector or ROBOT_DETECTOR, model_path or DEFAULT_MODEL, templates=templates,
+                        threads=threads, seconds=seconds, detect_side=detect_side)
+        click.echo(format_frame(r))
+        if json_out:
+            write_json(json_out, r)
+        return
+    if detector or model_path or detect_side:
+        raise UserError("--detector, --model and --detect-side belong to --frame PHOTO; add --frame or leave them out")
     if not artifacts:
         artifacts = (_default_bench_artifact(),)
     if len(artifacts) == 1:
@@ -415,7 +437,9 @@ def emulate(bundle, json_out, threads, rebuild, timeout, overwrite) -> None:
 @click.option("--roc", type=click.Path(path_type=Path), help="LFW: write the ROC curve PNG here")
 @click.option("--bin", "bins", multiple=True, type=click.Path(path_type=Path),
               help="insightface verification .bin (lfw.bin, cfp_fp.bin, ...), 10-fold; repeatable")
-def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc, bins) -> None:
+@click.option("--detector", default="mtcnn", show_default=True, help="--lfw: the face detector that aligns the "
+              "raw images (mtcnn or yunet)")
+def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc, bins, detector) -> None:
     """Face-verification accuracy of a model (PyTorch artifact or ONNX) on pairs."""
     from .evaluate.embed import load_embedder
     from .outputs import check_output, write_output_json as write_json
@@ -425,6 +449,9 @@ def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc, bins) ->
         check_output(r, "--roc", "png", inputs=[model_path, *bins])
     if not data and not lfw and not bins:
         raise UserError("nothing to evaluate on; pass --data synthetic, --data DIR, --lfw DIR or --bin FILE")
+    from .data.detectors import photo_config
+
+    align_config = photo_config(detector)
     if bins and (data or lfw):
         raise UserError("--bin evaluates on its own pairs; run it without --data and --lfw (one data set per "
                         "command)")
@@ -440,7 +467,7 @@ def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc, bins) ->
     elif lfw:
         from .evaluate.lfw import evaluate_lfw
 
-        res = evaluate_lfw(emb, lfw, roc_path=roc)
+        res = evaluate_lfw(emb, lfw, roc_path=roc, align_config=align_config)
         click.echo(f"{res['model']} [{res['runtime']}, measured on {res['host']}]\n  data: {res['dataset']}\n"
                    f"  protocol: {res['protocol']}\n  aligner: {res['aligner']}")
         for key, line in res["summary"].items():
@@ -593,9 +620,10 @@ def ablation(recipe, out, epochs, variants, device, no_progress) -> None:
 @click.option("--no-flip", is_flag=True, help="no horizontal-flip fusion (about half the embedding time)")
 @click.option("--aligned", is_flag=True, help="the photos are already aligned 112x112 crops (`compress data align`)")
 @click.option("--overwrite", is_flag=True, help="replace the photos of people already enrolled")
+@click.option("--detector", help="face detector: yunet or mtcnn  [the gallery's own; yunet for a new gallery]")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the result as JSON")
 def enrol(model_path, gallery_dir, db, far, calibration, calibration_images, no_flip, aligned, overwrite,
-          json_out) -> None:
+          detector, json_out) -> None:
     """Enrol people: detect, align and embed their photos into a SQLite gallery, and set the threshold."""
     from .identify.api import enrol as run, format_enrol
     from .outputs import check_output, write_output_json as write_json
@@ -603,7 +631,7 @@ def enrol(model_path, gallery_dir, db, far, calibration, calibration_images, no_
     check_output(json_out, "--json", inputs=[db])
 
     r = run(model_path, gallery_dir, db, far=far, calibration=calibration, n_calibration=calibration_images,
-            flip=not no_flip, aligned=aligned, overwrite=overwrite)
+            flip=not no_flip, aligned=aligned, overwrite=overwrite, detector=detector)
     out, err = format_enrol(r, db)
     click.echo(out)
     if err:
@@ -617,20 +645,40 @@ def enrol(model_path, gallery_dir, db, far, calibration, calibration_images, no_
 
 @cli.command()
 @click.option("--db", required=True, type=click.Path(path_type=Path), help="gallery database from `compress enrol`")
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--top-k", default=3, show_default=True, help="people listed per face")
 @click.option("--model", "model_path", help="check that the gallery was enrolled with this model  [its own]")
 @click.option("--aligned", is_flag=True, help="the images are already aligned 112x112 crops (one face each)")
+@click.option("--detector", help="face detector: yunet or mtcnn  [the one the gallery was enrolled with]")
+@click.option("--camera", type=int, help="read frames from this camera index instead of files")
+@click.option("--vote", default="3/5", show_default=True, help="video/camera: confirmed after k of the last n frames")
+@click.option("--max-frames", type=int, help="video/camera: stop after this many frames")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the answers as JSON")
-def identify(db, images, top_k, model_path, aligned, json_out) -> None:
+def identify(db, images, top_k, model_path, aligned, detector, camera, vote, max_frames, json_out) -> None:
     """Who is in each image: per face, the top-k enrolled people with cosine scores, or "unknown" when the
-    best score is not above the gallery's threshold."""
-    from .identify.api import format_identify, identify as run
+    best score is not above the gallery's threshold. A video file (.mp4, .avi, ...) or --camera N: every frame,
+    with a k-of-n vote; exit 0 someone confirmed, 1 nobody (docs/identify.md)."""
+    from .identify.video import format_video_summary, identify_video, is_video
     from .outputs import check_output, write_output_json as write_json
 
     check_output(json_out, "--json", inputs=[db, *images])
+    videos = [p for p in images if is_video(p)]
+    if camera is not None or videos:
+        if len(images) + (camera is not None) != 1:
+            raise UserError("identify reads one video or one --camera at a time (and no images with it)")
+        r = identify_video(db, videos[0] if videos else None, camera, vote=vote, detector=detector, top_k=top_k,
+                           model_spec=model_path, max_frames=max_frames, say=click.echo)
+        click.echo(format_video_summary(r))
+        if json_out:
+            write_json(json_out, r)
+        if not r["confirmed"]:
+            sys.exit(1)
+        return
+    if not images:
+        raise UserError("nothing to identify; pass image files, a video file, or --camera N")
+    from .identify.api import format_identify, identify as run
 
-    r = run(db, list(images), top_k=top_k, model_spec=model_path, aligned=aligned)
+    r = run(db, list(images), top_k=top_k, model_spec=model_path, aligned=aligned, detector=detector)
     click.echo(format_identify(r))
     if json_out:
         write_json(json_out, r)
@@ -640,7 +688,11 @@ def identify(db, images, top_k, model_path, aligned, json_out) -> None:
 @click.option("--db", required=True, type=click.Path(path_type=Path), help="gallery database from `compress enrol`")
 @click.option("--plan", "plan_path", required=True, type=click.Path(path_type=Path),
               help="medication plan (TOML: [[patient]] name, [[patient.medication]] drug, times, window_minutes)")
-@click.option("--image", required=True, type=click.Path(path_type=Path), help="the camera frame")
+@click.option("--image", type=click.Path(path_type=Path), help="the camera frame (or --video / --camera)")
+@click.option("--video", type=click.Path(path_type=Path), help="a clip: confirm on the vote (--vote k/n)")
+@click.option("--camera", type=int, help="a camera index: confirm on the vote (--vote k/n)")
+@click.option("--vote", default="3/5", show_default=True, help="video/camera: confirmed after k of the last n frames")
+@click.option("--max-frames", type=int, help="video/camera: give up after this many frames")
 @click.option("--at", "at", help="when, local time: 2026-12-01T08:10 or 08:10 (today); one with an offset or Z "
                                  "is converted to local  [now]")
 @click.option("--margin", default=0.05, show_default=True,
@@ -648,16 +700,28 @@ def identify(db, images, top_k, model_path, aligned, json_out) -> None:
 @click.option("--allow-uncalibrated", is_flag=True,
               help="confirm even with a threshold not set on real faces (unsafe; every audit row records it)")
 @click.option("--aligned", is_flag=True, help="the image is an already aligned 112x112 crop (one face)")
+@click.option("--detector", help="face detector: yunet or mtcnn  [the one the gallery was enrolled with]")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the decision as JSON")
-def check_dose(db, plan_path, image, at, margin, allow_uncalibrated, aligned, json_out) -> None:
+def check_dose(db, plan_path, image, video, camera, vote, max_frames, at, margin, allow_uncalibrated, aligned,
+               detector, json_out) -> None:
     """Confirm the patient in the image and the medication due, or refuse (unknown face, several faces, low
     confidence, nothing due, already given). Exit 0 confirmed, 1 refused; every check is audited."""
     from .identify.dose import check_dose as run, format_dose
     from .outputs import check_output, write_output_json as write_json
 
-    check_output(json_out, "--json", inputs=[db, plan_path, image])
+    if sum(x is not None for x in (image, video, camera)) != 1:
+        raise UserError("pass exactly one of --image FILE, --video FILE, --camera N")
+    check_output(json_out, "--json", inputs=[p for p in (db, plan_path, image, video) if p is not None])
+    if image is not None:
+        r = run(db, plan_path, image, at, margin=margin, allow_uncalibrated=allow_uncalibrated, aligned=aligned,
+                detector=detector)
+    else:
+        from .identify.video import check_dose_video
 
-    r = run(db, plan_path, image, at, margin=margin, allow_uncalibrated=allow_uncalibrated, aligned=aligned)
+        if aligned:
+            raise UserError("--aligned takes one --image crop, not a video or camera")
+        r = check_dose_video(db, plan_path, video, camera, at, margin=margin, vote=vote, detector=detector,
+                             max_frames=max_frames, allow_uncalibrated=allow_uncalibrated, say=click.echo)
     click.echo(format_dose(r))
     if json_out:
         write_json(json_out, r)
@@ -702,11 +766,14 @@ def data_fetch_mtcnn(force) -> None:
               help="crops the Haar cascade sees no face in: keep and list them, or drop (and list) them")
 @click.option("--no-cache", is_flag=True, help="do not read or write the aligned-crop cache")
 @click.option("--batch-size", default=16, show_default=True, type=_t(Range(1, 1024, integer=True)))
-def data_align(src, dst, haar_policy, no_cache, batch_size) -> None:
-    """Detect (MTCNN) and 5-point align every image under SRC to 112x112 crops in DST (same tree)."""
+@click.option("--detector", default="mtcnn", show_default=True, help="face detector: mtcnn (the reference) or yunet")
+def data_align(src, dst, haar_policy, no_cache, batch_size, detector) -> None:
+    """Detect (MTCNN, or --detector) and 5-point align every image under SRC to 112x112 crops in DST (same tree)."""
     from .data.align import align_tree
+    from .data.detectors import photo_config
 
-    r = align_tree(src, dst, haar_policy=haar_policy, cache_dir=False if no_cache else None, batch_size=batch_size)
+    r = align_tree(src, dst, haar_policy=haar_policy, cache_dir=False if no_cache else None, batch_size=batch_size,
+                   config=photo_config(detector))
     click.echo(f"{r.total} images: {r.aligned} aligned, {r.no_face} no face, {r.unreadable} unreadable, "
                f"{r.haar_rejected} Haar-rejected ({r.haar_policy}), {r.multi_face} multi-face, "
                f"{r.cache_hits} from cache; {r.images_per_s:.1f} img/s. Lists and report in {dst}")

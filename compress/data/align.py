@@ -1,4 +1,4 @@
-"""Face detection (MTCNN), 5-point similarity alignment to 112x112, Haar-cascade cleaning, and a cache.
+"""Face detection (MTCNN; or YuNet, see detectors.py), 5-point similarity alignment to 112x112, Haar-cascade cleaning, and a cache.
 
 Paper section 2.4: faces are detected and their five landmarks found with MTCNN (mtcnn.py), the landmarks
 are mapped onto the ArcFace 112x112 template by a similarity transform (rotation, uniform scale,
@@ -41,6 +41,8 @@ TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.73
                          [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float64)
 CROP_SIZE = 112
 ALIGN_VERSION = "mtcnn-facenet2.6/arcface112-umeyama/haar-loose/v1"
+# Per detector (compress.data.detectors): crops of different detectors never share a cache entry.
+ALIGN_VERSIONS = {"mtcnn": ALIGN_VERSION, "yunet": "yunet-ebafce4e-cv2/mtcnn-matched112-umeyama/haar-loose/v2"}
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 HAAR_POLICIES = ("flag", "drop")
 STATUSES = ("ok", "haar_reject", "no_face", "unreadable")
@@ -56,9 +58,18 @@ class AlignConfig:
     haar_margin: int = 28  # the Haar check sees a (112 + 2 * margin)^2 crop around the aligned face
     haar_min_frac: float = 0.35  # smallest Haar face accepted, as a fraction of that crop's side
     haar_min_neighbors: int = 3
+    detector: str = "mtcnn"  # compress.data.detectors.DETECTORS
+
+    @property
+    def version(self) -> str:
+        from .detectors import check_detector
+
+        return ALIGN_VERSIONS[check_detector(self.detector)]
 
     def tag(self) -> str:
-        return ALIGN_VERSION + "|" + json.dumps(asdict(self), sort_keys=True)
+        # the detector is named by the version; left out of the JSON so MTCNN's existing cache keys stay valid
+        settings = {k: v for k, v in asdict(self).items() if k != "detector"}
+        return self.version + "|" + json.dumps(settings, sort_keys=True)
 
 
 @dataclass
@@ -67,8 +78,8 @@ class AlignResult:
     landmarks: np.ndarray  # (5, 2) float, source-image coordinates
     landmarks_crop: np.ndarray  # (5, 2) float, the same points after the transform (112 crop coordinates)
     box: np.ndarray  # (4,) float x1, y1, x2, y2 in source coordinates
-    score: float  # MTCNN (ONet) probability of the chosen face
-    n_faces: int  # faces MTCNN found; >1 means one was picked (centre-weighted size)
+    score: float  # the detector's score of the chosen face (MTCNN: ONet probability)
+    n_faces: int  # faces the detector found; >1 means one was picked (centre-weighted size)
     picked: int  # index of the chosen face among them (by descending score)
     transform: np.ndarray  # (2, 3) source -> crop similarity transform
     haar_ok: bool | None = None  # None when the Haar check was not run
@@ -117,13 +128,14 @@ def apply_transform(M: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 def warp_to_template(img: np.ndarray, landmarks: np.ndarray, size: int = CROP_SIZE,
-                     margin: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                     margin: int = 0, template: np.ndarray = TEMPLATE_112) -> tuple[np.ndarray, np.ndarray]:
     """Warp img so the landmarks land on the 112 template (shifted by margin on a size + 2*margin canvas).
+    ``template``: the detector's (compress.data.detectors.template_for; the ArcFace one for MTCNN).
 
     Outside the image the border is replicated, which equals padding first. Strong downscales are done in
     two steps (area resize, then the warp) to avoid aliasing. Returns (crop, M source->crop).
     """
-    tmpl = TEMPLATE_112 * (size / CROP_SIZE) + margin
+    tmpl = np.asarray(template, np.float64) * (size / CROP_SIZE) + margin
     M = similarity_transform(landmarks, tmpl)
     scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
     src, lm = img, np.asarray(landmarks, dtype=np.float64)
@@ -184,14 +196,15 @@ def pick_face(boxes: np.ndarray, h: int, w: int) -> int:
 
 
 class Aligner:
-    """MTCNN + template warp + Haar check, on batches of RGB uint8 images."""
+    """A detector (MTCNN or YuNet, config.detector) + template warp + Haar check, on batches of RGB uint8 images."""
 
     def __init__(self, config: AlignConfig = AlignConfig(), weights_dir: Path | None = None) -> None:
-        from .mtcnn import MTCNN
+        from .detectors import make_detector, template_for
 
         self.config = config
-        self.detector = MTCNN(min_face_size=config.min_face_size, thresholds=config.thresholds,
-                              factor=config.factor, weights_dir=weights_dir)
+        self.template = template_for(config.detector)
+        self.detector = make_detector(config.detector, min_face_size=config.min_face_size,
+                                      thresholds=config.thresholds, factor=config.factor, weights_dir=weights_dir)
         self._lock = threading.Lock()
 
     def _prepare(self, img: np.ndarray) -> tuple[np.ndarray, float, int, int]:
@@ -234,7 +247,7 @@ class Aligner:
             h, w = img.shape[:2]
             k = pick_face(boxes, h, w) if len(det) > 1 else 0
             lm = to_src(det.landmarks[k])
-            crop, M = warp_to_template(img, lm)
+            crop, M = warp_to_template(img, lm, template=self.template)
             res = AlignResult(crop=crop, landmarks=lm, landmarks_crop=apply_transform(M, lm), box=boxes[k],
                               score=float(det.scores[k]), n_faces=len(det), picked=k, transform=M)
             if haar:
@@ -250,7 +263,7 @@ def get_aligner(config: AlignConfig = AlignConfig()) -> Aligner:
 
 
 def align_image(img: np.ndarray, *, config: AlignConfig = AlignConfig(), haar: bool = True) -> AlignResult | None:
-    """Detect, pick and align one face in an RGB uint8 image; None when MTCNN finds no face."""
+    """Detect, pick and align one face in an RGB uint8 image; None when the detector finds no face."""
     return get_aligner(config).align_batch([img], haar=haar)[0]
 
 
@@ -343,6 +356,9 @@ def iter_align(paths: Sequence[Path], *, cache_dir: Path | None | bool = None, b
     from tqdm import tqdm
 
     paths = [Path(p) for p in paths]
+    from .detectors import check_detector
+
+    check_detector(config.detector)  # an unknown detector is an error before any file is read
     cache = None if cache_dir is False else _Cache(default_cache_dir() if cache_dir in (None, True)
                                                    else Path(cache_dir), config.tag())
     aligner: Aligner | None = None
@@ -389,7 +405,7 @@ def iter_align(paths: Sequence[Path], *, cache_dir: Path | None | bool = None, b
                     records[j] = AlignRecord(p, meta["status"], crop=crop, png=png, meta=meta, cache_hit=True)
                     hits += 1
                 elif img is None:
-                    meta = {"status": "unreadable", "version": ALIGN_VERSION}
+                    meta = {"status": "unreadable", "version": config.version}
                     if cache:
                         cache.put(key, meta, None)
                     records[j] = AlignRecord(p, "unreadable", meta=meta, error="not a decodable image")
@@ -401,11 +417,11 @@ def iter_align(paths: Sequence[Path], *, cache_dir: Path | None | bool = None, b
                 results = aligner.align_batch([t[2] for t in todo])
                 for (j, key, img), res in zip(todo, results):
                     if res is None:
-                        meta = {"status": "no_face", "version": ALIGN_VERSION, "src_shape": list(img.shape)}
+                        meta = {"status": "no_face", "version": config.version, "src_shape": list(img.shape)}
                         records[j] = AlignRecord(chunk[j], "no_face", meta=meta)
                         png = None
                     else:
-                        meta = res.meta() | {"version": ALIGN_VERSION, "src_shape": list(img.shape)}
+                        meta = res.meta() | {"version": config.version, "src_shape": list(img.shape)}
                         png = _encode_png(res.crop)
                         records[j] = AlignRecord(chunk[j], res.status, crop=res.crop, png=png, meta=meta)
                     if cache:
@@ -510,7 +526,7 @@ def align_tree(src: str | Path, dst: str | Path, *, batch_size: int = 16, progre
     rels = [p.relative_to(src) for p in paths]
     outs = _dst_names(rels)
     report = AlignReport(src=str(src), dst=str(dst), total=len(paths), haar_policy=haar_policy,
-                         config=asdict(config))
+                         version=config.version, config=asdict(config))
     lists: dict[str, list[str]] = {"no_face": [], "unreadable": [], "haar_rejected": [], "multi_face": []}
     dst.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

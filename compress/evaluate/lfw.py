@@ -160,23 +160,28 @@ def _status_name(status) -> str:
     return str(getattr(value, "name", value)).lower()
 
 
-def _align_files(paths: list[Path], cache_dir, progress: bool):
-    """The project's aligner (a seam tests replace); returns (images, statuses, description)."""
+def _align_files(paths: list[Path], cache_dir, progress: bool, config=None):
+    """The project's aligner (a seam tests replace); returns (images, statuses, description). ``config``: an
+    AlignConfig (its detector: compress.data.detectors), None for the default (MTCNN)."""
     from compress.data import align
 
-    images, statuses = align.align_files(paths, cache_dir=cache_dir, progress=progress)
+    config = config or align.AlignConfig()
+    images, statuses = align.align_files(paths, cache_dir=cache_dir, progress=progress, config=config)
     first_line = (align.__doc__ or "compress.data.align").strip().splitlines()[0].rstrip(".,")
-    return images, statuses, f"{first_line} [{getattr(align, 'ALIGN_VERSION', 'unversioned')}]"
+    return images, statuses, f"{first_line} [{config.version}]"
 
 
 # Statuses whose crop is a real aligned face ("haar_reject": aligned, but the Haar cascade saw no face).
 _ALIGNED = ("ok", "aligned", "haar_reject")
 
 
-def align_benchmark_images(paths: list[Path], cache_dir: Path | None, progress: bool) -> tuple[np.ndarray, dict]:
+def align_benchmark_images(paths: list[Path], cache_dir: Path | None, progress: bool,
+                           config=None) -> tuple[np.ndarray, dict]:
     """Aligned uint8 crops of every image (the benchmark protocol: an image without a detected face gets the
-    centre-crop fallback, counted in the returned info; an unreadable one is an error) and that info."""
-    images, statuses, description = _align_files(paths, cache_dir, progress)
+    centre-crop fallback, counted in the returned info; an unreadable one is an error) and that info.
+    ``config``: the aligner's AlignConfig (which detector), None for the default."""
+    images, statuses, description = (_align_files(paths, cache_dir, progress) if config is None
+                                     else _align_files(paths, cache_dir, progress, config))
     images = np.asarray(images)
     if images.shape != (len(paths), _SIZE, _SIZE, 3) or images.dtype != np.uint8:
         raise RuntimeError(f"aligner returned {images.shape} {images.dtype}, expected "
@@ -231,14 +236,14 @@ def _read_aligned(paths: list[Path], marker: Path) -> tuple[np.ndarray, dict]:
 
 
 def evaluate_lfw(embedder, lfw_dir: str | Path, *, flip: bool | Literal["both"] = "both", cache_dir=None,
-                 progress: bool = True, roc_path: str | Path | None = None) -> dict:
+                 progress: bool = True, roc_path: str | Path | None = None, align_config=None) -> dict:
     """Run the LFW View-2 benchmark for ``embedder`` and return a JSON-friendly report.
 
     ``embedder``: ``.name``, ``.runtime`` and ``.embed(images uint8 [N,112,112,3] RGB, flip=...)`` returning
     L2-normalised [N, D] embeddings. ``flip``: False = plain embeddings, True = flip fusion (the embedder's
     ``flip=True``), "both" = report both. ``cache_dir`` is handed to the aligner (aligned crops are reused on
     the next run; None = the aligner's default cache, False = no cache). ``roc_path``: also write a PNG of
-    the ROC curves there.
+    the ROC curves there. ``align_config``: the aligner's AlignConfig (which detector; None = MTCNN).
     """
     if flip not in (True, False, "both"):
         raise UserError(f"flip must be True, False or 'both', got {flip!r}")
@@ -254,7 +259,8 @@ def evaluate_lfw(embedder, lfw_dir: str | Path, *, flip: bool | Literal["both"] 
 
     t0 = time.perf_counter()
     marker = Path(lfw_dir) / "aligned.json"  # written by `compress data snapshot` unpack: crops aligned already
-    images, align_info = _read_aligned(paths, marker) if marker.is_file() else align_benchmark_images(paths, cache_dir, progress)
+    images, align_info = (_read_aligned(paths, marker) if marker.is_file() else
+                          align_benchmark_images(paths, cache_dir, progress, config=align_config))
     align_s = time.perf_counter() - t0
 
     index = {n: i for i, n in enumerate(names)}

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.detectors import ROBOT_DETECTOR, check_detector, frame_config, photo_config
 from ..errors import UserError
 from .embedder import EmbedModel, load_embed_model
 from .enrol import (DEFAULT_CALIBRATION, DEFAULT_FAR, REAL, SYNTHETIC, EnrolReport, calibration_faces,
@@ -20,21 +21,28 @@ from .pipeline import AlignedFinder, FaceFinder, Match, check_aligned_crop, embe
 
 def enrol(model_spec: str, gallery_dir: str | Path, db: str | Path, *, far: float = DEFAULT_FAR,
           calibration: str | None = None, n_calibration: int = 1000, flip: bool = True, aligned: bool = False,
-          overwrite: bool = False, progress: bool = False, finder: Any | None = None) -> EnrolReport:
+          overwrite: bool = False, progress: bool = False, finder: Any | None = None,
+          detector: str | None = None) -> EnrolReport:
     """Embed every person's photos into ``db`` (created if new) and recompute the threshold. People already
-    enrolled are refused unless ``overwrite``; the whole enrolment is one transaction."""
+    enrolled are refused unless ``overwrite``; the whole enrolment is one transaction. ``detector`` detects
+    and aligns the photos (compress.data.detectors); None = the gallery's own, or ROBOT_DETECTOR for a new one."""
     if not 0 < far < 1:
         raise UserError(f"--far {far} must be between 0 and 1, e.g. 0.001")
+    if detector is not None:
+        check_detector(detector)
     people = scan_gallery(gallery_dir)
     model = load_embed_model(model_spec)
     enrolled: list[str] = []
     if Path(db).exists() and not is_empty_database(db):  # refuse before minutes of embedding, not after
         with Gallery(db) as g:
             check_gallery(g)
-            _check_existing(g, model, flip, people, overwrite)
+            if detector is None and "model_sha256" in g.meta():
+                detector = gallery_detector(g.meta())
+            _check_existing(g, model, flip, people, overwrite, detector or ROBOT_DETECTOR)
             enrolled = g.people()
+    detector = detector or ROBOT_DETECTOR
     report = EnrolReport(model=model.describe())
-    finder = finder or (AlignedFinder() if aligned else FaceFinder())
+    finder = finder or (AlignedFinder() if aligned else FaceFinder(config=photo_config(detector)))
     rows = _embed_people(people, model, flip, finder, report)
     if not rows:
         raise UserError(f"no usable face in any person folder of {gallery_dir} ({_first_reason(report)}); nothing "
@@ -42,12 +50,13 @@ def enrol(model_spec: str, gallery_dir: str | Path, db: str | Path, *, far: floa
     cal = None
     if calibration is not None or not enrolled:
         spec = calibration or DEFAULT_CALIBRATION
-        images, desc = calibration_faces(spec, n_calibration, set(people) | set(enrolled), aligned, progress)
+        images, desc = calibration_faces(spec, n_calibration, set(people) | set(enrolled), aligned, progress,
+                                         config=photo_config(detector))
         cal = (model.embedder.embed(images, flip=flip), desc, SYNTHETIC if spec == "synthetic" else REAL)
     with Gallery(db, create=True) as g:
         with g.transaction() as c:
-            _check_existing(g, model, flip, people, overwrite)  # again: another process may have written since
-            g.set_meta(c, {"model_spec": model.spec, "model_name": model.name, "model_sha256": model.sha256,
+            _check_existing(g, model, flip, people, overwrite, detector)  # again: another process may have written
+            g.set_meta(c, {"detector": detector, "model_spec": model.spec, "model_name": model.name, "model_sha256": model.sha256,
                            "runtime": model.runtime, "precision": model.precision, "flip": flip, "far": far,
                            "embedding_dim": int(next(iter(rows.values()))[0]["vector"].size)})
             for name, person_rows in rows.items():
@@ -63,9 +72,12 @@ def enrol(model_spec: str, gallery_dir: str | Path, db: str | Path, *, far: floa
 
 
 def _check_existing(g: Gallery, model: EmbedModel, flip: bool, people: dict[str, list[Path]],
-                    overwrite: bool) -> None:
+                    overwrite: bool, detector: str = ROBOT_DETECTOR) -> None:
     m = g.meta()
     g.check_model(model.sha256, model.spec)
+    if m.get("model_sha256") and gallery_detector(m) != detector:  # one gallery, one way of cropping faces
+        raise UserError(f"{g.path} was enrolled with --detector {gallery_detector(m)}; enrol into it with the same "
+                        "detector or into a new --db")
     if m.get("flip") is not None and json.loads(m["flip"]) != flip:
         raise UserError(f"{g.path} was enrolled {'with' if json.loads(m['flip']) else 'without'} flip fusion; "
                         "enrol into it with the same setting or into a new --db")
@@ -149,6 +161,20 @@ def open_gallery(db: str | Path, model_spec: str | None = None) -> OpenGallery:
         raise
 
 
+def gallery_detector(meta: dict[str, str]) -> str:
+    """The detector a gallery was enrolled with (galleries from before the choice existed: MTCNN)."""
+    return meta.get("detector", "mtcnn")
+
+
+def gallery_finder(og: OpenGallery, detector: str | None = None, aligned: bool = False, frames: bool = False) -> Any:
+    """How faces are found for this gallery: ``detector`` when given, else the one it was enrolled with;
+    camera/video frames (``frames``) use the detector's frame settings (compress.data.detectors.frame_config)."""
+    if aligned:
+        return AlignedFinder()
+    name = check_detector(detector or gallery_detector(og.gallery.meta()))
+    return FaceFinder(config=frame_config(name) if frames else photo_config(name))
+
+
 def identify_faces(og: OpenGallery, img: np.ndarray, finder: Any, top_k: int) -> tuple[list[Any], list[Match]]:
     faces = finder.faces(img)
     if not faces:
@@ -161,17 +187,20 @@ def identify_faces(og: OpenGallery, img: np.ndarray, finder: Any, top_k: int) ->
 
 
 def identify(db: str | Path, images: list[str | Path], *, top_k: int = 3, model_spec: str | None = None,
-             finder: Any | None = None, aligned: bool = False) -> dict[str, Any]:
+             finder: Any | None = None, aligned: bool = False, detector: str | None = None) -> dict[str, Any]:
     """Per image, per face: the top-k people with scores and the decision (a name, or "unknown"). An image
-    without a face is an explicit "no face" answer; an unreadable one is a UserError before any is answered."""
+    without a face is an explicit "no face" answer; an unreadable one is a UserError before any is answered.
+    ``detector``: None = the one the gallery was enrolled with."""
     if top_k < 1:
         raise UserError(f"--top-k {top_k} must be at least 1")
+    if detector is not None:
+        check_detector(detector)
     decoded = [(str(p), read_image(p)) for p in images]  # every image readable before any answer
     if aligned and finder is None:  # every crop checked, and named, before any answer or audit row
         for path, img in decoded:
             check_aligned_crop(img, path)
     og = open_gallery(db, model_spec)
-    finder = finder or (AlignedFinder() if aligned else FaceFinder())
+    finder = finder or gallery_finder(og, detector, aligned)
     out = []
     with og.gallery as g:
         for path, img in decoded:

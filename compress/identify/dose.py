@@ -188,29 +188,42 @@ def uncalibrated_error(db: str | Path) -> UserError:
                      "enrolled) or lfw-singletons:LFW_DIR, or pass --allow-uncalibrated (recorded in the audit)")
 
 
+def refuse_if_uncalibrated(og: Any, db: str | Path, label: str, when: datetime, allowed: bool) -> None:
+    """A threshold not set on real faces cannot confirm a dose unless the user allowed it; the refusal is
+    written to the administration log before the error."""
+    if og.calibrated_on_real_faces or allowed:
+        return
+    error = uncalibrated_error(db)
+    with og.gallery.transaction() as c:
+        og.gallery.audit(c, command="check-dose", decision="refused", image=label, scores=[],
+                         threshold=og.threshold, model_sha256=og.model.sha256,
+                         detail=json.dumps({"reason": str(error), "at": when.isoformat(), "calibration": "synthetic"}))
+    raise error
+
+
 def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str | None = None, *,
                margin: float = DEFAULT_MARGIN, finder: Any | None = None,
-               allow_uncalibrated: bool = False, aligned: bool = False) -> dict[str, Any]:
+               allow_uncalibrated: bool = False, aligned: bool = False, detector: str | None = None,
+               image_label: str | None = None) -> dict[str, Any]:
     """Confirm or refuse; every outcome is appended to the audit table with the scores and the model hash.
     A gallery whose threshold was not set on real faces is refused (UserError, audited) unless
-    ``allow_uncalibrated``; then every audit row of this check says so."""
-    from .api import identify_faces, open_gallery
-    from .pipeline import AlignedFinder, FaceFinder, read_image
+    ``allow_uncalibrated``; then every audit row of this check says so. ``image``: a file, or an RGB frame
+    already decoded (video.py) that ``image_label`` names in the audit."""
+    from ..data.detectors import check_detector
+    from .api import gallery_finder, identify_faces, open_gallery
+    from .pipeline import read_image
 
     margin = check_margin(margin)
     when = parse_at(at)
-    img = read_image(image)
+    if detector is not None:
+        check_detector(detector)
+    img = image if hasattr(image, "shape") else read_image(image)
+    label = image_label or str(image)
     og = open_gallery(db)
     with og.gallery as g:
-        if not og.calibrated_on_real_faces and not allow_uncalibrated:
-            error = uncalibrated_error(db)
-            with g.transaction() as c:  # the refused check is in the administration log too
-                g.audit(c, command="check-dose", decision="refused", image=str(image), scores=[],
-                        threshold=og.threshold, model_sha256=og.model.sha256,
-                        detail=json.dumps({"reason": str(error), "at": when.isoformat(), "calibration": "synthetic"}))
-            raise error
+        refuse_if_uncalibrated(og, db, label, when, allow_uncalibrated)
         plan = load_plan(plan_path, g.people())
-        finder = finder or (AlignedFinder() if aligned else FaceFinder())
+        finder = finder or gallery_finder(og, detector, aligned=aligned)
         faces, matches = identify_faces(og, img, finder, top_k=3)
         decision, reason, person, doses = _decide(plan, faces, matches, og.threshold, margin, when)
         out = {"decision": decision, "reason": reason, "person": person, "at": when.isoformat(),
@@ -219,7 +232,7 @@ def check_dose(db: str | Path, plan_path: str | Path, image: str | Path, at: str
                "threshold": og.threshold, "margin_required": margin, "faces": len(faces),
                "scores": matches[0].ranked if len(matches) == 1 else [m.ranked for m in matches], "doses": []}
         with g.transaction() as c:  # the "already given" check and the confirmation are one atomic step
-            _record(g, c, og, out, doses, str(image), when)
+            _record(g, c, og, out, doses, label, when)
     out["model"] = og.model.describe()
     out["threshold_note"] = og.describe_threshold()
     return out

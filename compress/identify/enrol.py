@@ -91,7 +91,7 @@ def calibration_kind(meta: dict[str, str]) -> str:
     return REAL if source and "SYNTHETIC" not in source else SYNTHETIC
 
 
-def calibration_faces(spec: str, n: int, exclude: set[str], aligned: bool, progress: bool
+def calibration_faces(spec: str, n: int, exclude: set[str], aligned: bool, progress: bool, config: Any = None
                       ) -> tuple[np.ndarray, str]:
     """Faces of people who are not enrolled, and a description of where they came from."""
     if n < 10:
@@ -118,7 +118,7 @@ def calibration_faces(spec: str, n: int, exclude: set[str], aligned: bool, progr
         what = f"faces under {root} (people not enrolled)"
     rng = np.random.default_rng(0)
     files = [files[i] for i in sorted(rng.permutation(len(files))[:n])]
-    crops = _aligned_files(files, aligned, progress)
+    crops = _aligned_files(files, aligned, progress, config)
     if len(crops) < 10:
         raise UserError(f"only {len(crops)} usable calibration faces in {spec}; pass a folder with more faces")
     return np.stack(crops), f"{len(crops)} {what}, aligned by the project's aligner" + (
@@ -140,14 +140,14 @@ def lfw_singletons(lfw_dir: str | Path, exclude: set[str] = frozenset()) -> list
     return out
 
 
-def _aligned_files(files: list[Path], aligned: bool, progress: bool) -> list[np.ndarray]:
+def _aligned_files(files: list[Path], aligned: bool, progress: bool, config: Any = None) -> list[np.ndarray]:
     if aligned:
         from .pipeline import AlignedFinder
 
         return face_crops(files, AlignedFinder())[0]  # unusable calibration faces only shrink the set (reported)
     from ..data.align import align_files
 
-    crops, statuses = align_files(files, progress=progress)
+    crops, statuses = align_files(files, progress=progress, **({"config": config} if config else {}))
     return [c for c, s in zip(crops, statuses) if s in ("ok", "haar_reject")]
 
 

@@ -1,4 +1,4 @@
-"""One camera frame to answers: detect every face (MTCNN), align each to 112x112, embed, match 1:N.
+"""One camera frame to answers: detect every face (MTCNN or YuNet, compress.data.detectors), align each to 112x112, embed, match 1:N.
 
 The detector and aligner are the project's own (compress.data.align: MTCNN P/R/O nets, border padding,
 5-point similarity warp), so a face is cropped exactly as it was at enrolment and in the LFW benchmarks.
@@ -11,18 +11,22 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import UserError
 from .embedder import EmbedModel
 
+if TYPE_CHECKING:
+    from ..data.align import AlignConfig
+
 
 @dataclass
 class Face:
     crop: np.ndarray  # (112, 112, 3) uint8 RGB, aligned
     box: list[float]  # x1, y1, x2, y2 in the image
-    score: float  # MTCNN ONet probability
+    score: float  # the detector's score (MTCNN: ONet probability)
 
 
 @dataclass
@@ -76,12 +80,14 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 class FaceFinder:
-    """Every face in an image, aligned. ``detector`` replaces MTCNN's nets' runtime (see detector.py)."""
+    """Every face in an image, aligned. ``config`` picks the detector and its settings (compress.data.detectors:
+    photo_config, frame_config); ``detector`` replaces MTCNN's nets' runtime (see detector.py)."""
 
-    def __init__(self, detector: object | None = None) -> None:
-        from ..data.align import get_aligner
+    def __init__(self, detector: object | None = None, config: "AlignConfig | None" = None) -> None:
+        from ..data.align import AlignConfig, get_aligner
 
-        self.aligner = get_aligner()
+        self.config = config or AlignConfig()
+        self.aligner = get_aligner(self.config)
         self.detector = detector or self.aligner.detector
 
     def detect(self, img: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
@@ -97,11 +103,11 @@ class FaceFinder:
         landmarks = [to_src(det.landmarks[k]) for k in range(len(det))]
         return boxes, landmarks, det.scores
 
-    @staticmethod
-    def align(img: np.ndarray, boxes: np.ndarray, landmarks: list, scores: np.ndarray) -> list[Face]:
+    def align(self, img: np.ndarray, boxes: np.ndarray, landmarks: list, scores: np.ndarray) -> list[Face]:
         from ..data.align import warp_to_template
 
-        return [Face(warp_to_template(img, lm)[0], [round(float(v), 1) for v in b], float(s))
+        return [Face(warp_to_template(img, lm, template=self.aligner.template)[0], [round(float(v), 1) for v in b],
+                     float(s))
                 for b, lm, s in zip(boxes, landmarks, scores)]
 
     def faces(self, img: np.ndarray) -> list[Face]:

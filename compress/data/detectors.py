@@ -1,0 +1,143 @@
+"""Face detectors with five landmarks, behind one small interface, so alignment can use either.
+
+- ``mtcnn``: the reference (compress.data.mtcnn; 9-scale pyramid, P/R/O nets in torch). Training data, the LFW
+  benchmarks and the zoo models were aligned with it.
+- ``yunet``: YuNet (libfacedetection, Shiqi Yu et al.; MIT licence), the ONNX file shipped in
+  compress/data/yunet/, run by OpenCV's ``cv2.FaceDetectorYN``. One pass at one resolution, so it is cheap on a
+  downscaled camera frame; docs/identify.md has its measured quality and frame latency against MTCNN.
+
+Both return :class:`compress.data.mtcnn.Detections` (0-based pixels; landmarks left eye, right eye, nose,
+left and right mouth corner, "left" meaning the image's left), so the 5-point alignment is the same.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from ..errors import UserError
+
+DETECTORS = ("mtcnn", "yunet")
+# Photos that become training or benchmark data keep the reference aligner.
+DATA_DETECTOR = "mtcnn"
+# The robot's path (enrol, identify, check-dose, video, the frame benchmark): chosen by measurement,
+# reports/detectors/ (quality vs MTCNN on LFW and CelebA, frame latency on one thread); docs/identify.md says
+# why, and what it costs (the teacher's LFW accuracy 0.28 pp below MTCNN-aligned).
+ROBOT_DETECTOR = "yunet"
+YUNET_FILE = Path(__file__).parent / "yunet" / "face_detection_yunet.onnx"
+YUNET_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
+YUNET_SCORE = 0.6  # lower than OpenCV's demo (0.9): alignment wants every real face; picking handles the rest
+YUNET_NMS = 0.3
+YUNET_TOP_K = 50
+
+
+# Where YuNet's five points fall, on average, in MTCNN-aligned 112x112 crops (benchmarks/yunet_template.py, fitted
+# on LFW images outside pairs.txt; reports/detectors/yunet_template.json): warping YuNet's points here gives the
+# crops the models were trained and benchmarked on, instead of ones ~1-2 px off (its eyes sit wider apart and its
+# mouth corners higher than MTCNN's).
+YUNET_TEMPLATE_112 = np.array([[38.2534, 52.1371], [74.9051, 52.4964], [56.0315, 73.2279], [40.7639, 89.7663],
+                               [71.9643, 90.0491]], dtype=np.float64)
+
+
+def template_for(name: str) -> np.ndarray:
+    """The 112x112 template a detector's five points are warped onto."""
+    from .align import TEMPLATE_112
+
+    return YUNET_TEMPLATE_112 if check_detector(name) == "yunet" else TEMPLATE_112
+
+
+class Detector(Protocol):
+    """What the aligner needs: faces with five landmarks in each RGB uint8 image."""
+
+    name: str
+
+    def detect(self, images: Sequence[np.ndarray]) -> list:  # list[Detections]
+        ...
+
+
+def check_detector(name: str) -> str:
+    """The name, or a one-line UserError naming the choices."""
+    if name not in DETECTORS:
+        raise UserError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)} (--detector)")
+    return name
+
+
+class YunetDetector:
+    """YuNet through cv2.FaceDetectorYN; one OpenCV object, resized to each image (not thread-safe: the caller
+    serialises, as the aligner does)."""
+
+    name = "yunet"
+
+    def __init__(self, score: float = YUNET_SCORE, nms: float = YUNET_NMS, top_k: int = YUNET_TOP_K,
+                 model: Path = YUNET_FILE) -> None:
+        import cv2
+
+        if not hasattr(cv2, "FaceDetectorYN"):
+            raise UserError("this OpenCV build has no FaceDetectorYN (needs opencv 4.8+); install the "
+                            "opencv-python-headless pinned in pyproject.toml, or pass --detector mtcnn")
+        if not Path(model).is_file():
+            raise UserError(f"YuNet model {model} is missing from the installed package; reinstall compress, "
+                            "or pass --detector mtcnn")
+        self._net = cv2.FaceDetectorYN.create(str(model), "", (320, 320), score, nms, top_k)
+        self._size = (320, 320)
+        self._lock = threading.Lock()
+
+    def detect_one(self, rgb: np.ndarray):
+        """Detections in one RGB uint8 image, best score first."""
+        import cv2
+
+        from .mtcnn import Detections, _empty
+
+        h, w = rgb.shape[:2]
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        with self._lock:
+            if self._size != (w, h):
+                self._net.setInputSize((w, h))
+                self._size = (w, h)
+            _, faces = self._net.detect(bgr)
+        if faces is None or len(faces) == 0:
+            return _empty()
+        faces = faces[np.argsort(-faces[:, 14], kind="stable")]
+        x, y, bw, bh = faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 3]
+        boxes = np.stack([x, y, x + bw, y + bh], 1).astype(np.float32)
+        # YuNet's order (subject's right eye first) is already the image's left eye first, as MTCNN's
+        return Detections(boxes, faces[:, 14].astype(np.float32), faces[:, 4:14].reshape(-1, 5, 2).astype(np.float32))
+
+    def detect(self, images: Sequence[np.ndarray]) -> list:
+        return [self.detect_one(np.ascontiguousarray(im)) for im in images]
+
+
+def make_detector(name: str, **mtcnn_opts) -> Detector:
+    """A detector by name; ``mtcnn_opts`` are MTCNN's (min_face_size, thresholds, factor, weights_dir)."""
+    check_detector(name)
+    if name == "yunet":
+        return YunetDetector()
+    from .mtcnn import MTCNN
+
+    return MTCNN(**mtcnn_opts)
+
+
+# Camera frames, per detector: (border padding, longer side the frame is detected at). MTCNN keeps the photo
+# settings (the baseline in reports/identify/latency.json); YuNet sees no padding (a frame is not a tight crop)
+# and a half-size 640x480 frame, its speed lever (the quality cost is measured in reports/detectors/).
+FRAME_SETTINGS = {"mtcnn": (0.25, 1280), "yunet": (0.0, 320)}
+
+
+def frame_config(detector: str, detect_side: int | None = None):
+    """The AlignConfig for camera frames with ``detector``; ``detect_side`` overrides the detection size."""
+    from .align import AlignConfig
+
+    pad, side = FRAME_SETTINGS[check_detector(detector)]
+    if detect_side is not None and not 32 <= detect_side <= 4096:
+        raise UserError(f"--detect-side {detect_side} must be in 32..4096 pixels (e.g. 320 for a 640x480 frame)")
+    return AlignConfig(detector=detector, pad_frac=pad, detect_max_side=detect_side or side)
+
+
+def photo_config(detector: str):
+    """The AlignConfig for photos (enrolment, LFW, data): the photo defaults, with ``detector``."""
+    from .align import AlignConfig
+
+    return AlignConfig(detector=check_detector(detector))

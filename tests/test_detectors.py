@@ -1,0 +1,122 @@
+"""Selectable face detectors (issue 27): YuNet on real and face-free images, the cache key per detector, the
+--detector option everywhere photos are detected, and the frame benchmark."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from compress.cli import main
+from compress.data.align import ALIGN_VERSION, TEMPLATE_112, AlignConfig, align_files, align_image
+from compress.data.detectors import DETECTORS, YUNET_FILE, YUNET_SHA256, YunetDetector, frame_config, template_for
+from compress.errors import UserError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+LFW = SHARED / "data" / "lfw" / "lfw-deepfunneled"
+SAMPLE = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "Colin_Powell/Colin_Powell_0001.jpg",
+          "Serena_Williams/Serena_Williams_0001.jpg", "Hugo_Chavez/Hugo_Chavez_0001.jpg"]
+needs_lfw = pytest.mark.skipif(not LFW.is_dir(), reason="../shared/data/lfw absent")
+YUNET = AlignConfig(detector="yunet")
+
+
+def _rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def _face_free(size: int = 240) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    base = np.stack([x / size * 255, y / size * 255, (x + y) / (2 * size) * 255], axis=2)
+    return np.clip(base + np.random.default_rng(0).normal(0, 4, base.shape), 0, 255).astype(np.uint8)
+
+
+def test_the_packaged_yunet_is_the_documented_file():
+    from compress.artifacts import file_sha256
+
+    assert YUNET_FILE.is_file() and file_sha256(YUNET_FILE) == YUNET_SHA256
+    assert (YUNET_FILE.parent / "README.md").is_file()
+
+
+@needs_lfw
+@pytest.mark.parametrize("name", SAMPLE)
+def test_yunet_finds_and_aligns_real_faces(name):
+    img = _rgb(LFW / name)
+    det = YunetDetector().detect([img])[0]
+    assert len(det) >= 1 and det.scores[0] > 0.6
+    lm = det.landmarks[0]
+    assert lm[0, 0] < lm[2, 0] < lm[1, 0]  # image-left eye, nose, image-right eye: MTCNN's order
+    assert lm[3, 0] < lm[4, 0] and lm[:2, 1].max() < lm[2, 1] < lm[3:, 1].min()
+    res = align_image(img, config=YUNET)
+    assert res is not None and res.crop.shape == (112, 112, 3)
+    # the five points land on YuNet's template (a similarity fit of five points: a turned head moves the nose)
+    assert np.abs(res.landmarks_crop - template_for("yunet")).max() < 8
+    assert np.abs(template_for("yunet") - TEMPLATE_112).max() < 3  # near ArcFace's: MTCNN-matched, not another crop
+
+
+def test_yunet_finds_no_face_in_a_face_free_image():
+    assert len(YunetDetector().detect([_face_free()])[0]) == 0
+    assert align_image(_face_free(), config=YUNET) is None
+
+
+def test_cache_key_names_the_detector_and_keeps_mtcnns(tmp_path):
+    mt, yu = AlignConfig().tag(), YUNET.tag()
+    assert mt.startswith(ALIGN_VERSION + "|") and "detector" not in mt  # existing MTCNN cache entries stay valid
+    assert yu != mt and yu.startswith("yunet")
+    # a crop cached for one detector is never served to the other
+    f = tmp_path / "a.png"
+    cv2.imwrite(str(f), _face_free())
+    align_files([f], cache_dir=tmp_path / "cache", progress=False, config=YUNET)
+    from compress.data.align import iter_align
+
+    rec = next(iter_align([f], cache_dir=tmp_path / "cache", progress=False, config=YUNET))
+    assert rec.cache_hit and rec.meta["version"] == YUNET.version
+    keys = {p.name for p in (tmp_path / "cache").rglob("*.json")}
+    assert len(keys) == 1
+
+
+def test_unknown_detector_is_a_user_error():
+    with pytest.raises(UserError, match="unknown detector 'nope'"):
+        AlignConfig(detector="nope").version
+    with pytest.raises(UserError, match="choose one of mtcnn, yunet"):
+        frame_config("nope")
+    assert DETECTORS == ("mtcnn", "yunet")
+
+
+@pytest.mark.parametrize("args", [
+    ["data", "align", "SRC", "DST", "--detector", "nope"],
+    ["identify", "--db", "W.db", "--detector", "nope", "IMG"],
+    ["enrol", "--gallery", "SRC", "--db", "W.db", "--detector", "nope"],
+    ["check-dose", "--db", "W.db", "--plan", "P.toml", "--image", "IMG", "--detector", "nope"],
+    ["evaluate", "--lfw", "SRC", "--detector", "nope"],
+    ["bench", "--frame", "IMG", "--detector", "nope"],
+])
+def test_unknown_detector_is_one_line_exit_2_before_any_work(args, tmp_path, monkeypatch, capsys):
+    import sys
+
+    (tmp_path / "SRC").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["compress", *args])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.count("\n") == 0 and "unknown detector 'nope'" in err
+    assert not (tmp_path / "W.db").exists() and not (tmp_path / "DST").exists()
+
+
+@needs_lfw
+def test_bench_frame_writes_per_stage_medians_and_names_what_ran(tmp_path, monkeypatch, capsys):
+    import sys
+
+    out = tmp_path / "frame.json"
+    monkeypatch.setattr(sys, "argv", ["compress", "bench", "--frame", str(LFW / SAMPLE[0]), "--threads", "1",
+                                      "--seconds", "0.2", "--templates", "50", "--json", str(out)])
+    main()
+    r = json.loads(out.read_text())
+    assert r["measured"] and r["detector"]["name"] == "yunet" and r["detector"]["sha256"] == YUNET_SHA256
+    assert r["detector"]["detect_max_side"] == 320 and r["templates"] == 50 and r["flip"] is True
+    assert set(r["stages"]) == {"detect", "align", "embed", "match"} and r["total"]["median_ms"] > 0
+    assert len(r["model"]["sha256"]) == 64 and r["host"] and "cpu_flags" in r
+    assert "total median" in capsys.readouterr().out
