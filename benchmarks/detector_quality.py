@@ -7,7 +7,7 @@ crops aligned by each detector. Writes reports/detectors/quality.json and its se
   (an image without a face gets the LFW benchmark's centre-crop fallback, counted). Paired by fold: the mean
   +- std of the per-fold differences to the MTCNN-aligned accuracy.
 - "yunet frame": each LFW pair image centred in a 640x480 grey frame and detected by YuNet on the frame at the
-  robot's size (compress.data.detectors.frame_config: no padding, 320x240): the cost of detecting small.
+  robot's size (compress.data.align.frame_config: no padding, 320x240): the cost of detecting small.
 - Open-set 1:N (teacher; the protocol of benchmarks/lfw_open_set.py) with each detector's crops.
 Steps run most important first and the report is saved after each (a run cut short reports what finished).
 
@@ -45,7 +45,7 @@ GOAL_PP = 0.2  # issue 27: the teacher within 0.2 pp of its MTCNN-aligned accura
 
 def detection_rate(paths: list[Path], detector: str) -> dict:
     from compress.data.align import iter_align
-    from compress.data.detectors import photo_config
+    from compress.data.align import photo_config
 
     counts: dict[str, int] = {}
     multi = 0
@@ -64,7 +64,7 @@ def detection_rate_fast(paths: list[Path], detector: str) -> dict:
     from tqdm import tqdm
 
     from compress.data.align import _decode, get_aligner
-    from compress.data.detectors import photo_config
+    from compress.data.align import photo_config
 
     aligner = get_aligner(photo_config(detector))
     found = multi = unreadable = 0
@@ -88,7 +88,7 @@ def frame_crops(paths: list[Path]) -> tuple[np.ndarray, dict]:
 
     from compress.bench.frame import place_in_frame
     from compress.data.align import pick_face, warp_to_template
-    from compress.data.detectors import frame_config
+    from compress.data.align import frame_config
     from compress.evaluate.lfw import centre_crop
     from compress.identify.pipeline import FaceFinder, read_image
 
@@ -111,7 +111,7 @@ def frame_crops(paths: list[Path]) -> tuple[np.ndarray, dict]:
 
 
 def embed(model, images: np.ndarray, files: list[Path], variant: str) -> np.ndarray:
-    from compress.data.detectors import frame_config, photo_config
+    from compress.data.align import frame_config, photo_config
 
     det = variant.split("-")[0]  # the crops' alignment version is part of the key: new crops, new embeddings
     tag = (frame_config(det) if "frame" in variant else photo_config(det)).tag()
@@ -217,7 +217,7 @@ def main() -> None:
     # most important first, saved after each step: a cut-short run still reports what finished.
     # 1) the 7,701 pair images (LFW accuracy), 2) the frame variant, 3) the rest of LFW (detection rate, open
     # set), 4) CelebA, 5) the second model.
-    from compress.data.detectors import photo_config
+    from compress.data.align import photo_config
 
     in_pairs = np.array([n in set(pair_names) for n in rel])
     order = np.r_[np.flatnonzero(in_pairs), np.flatnonzero(~in_pairs)]

@@ -449,7 +449,7 @@ def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc, bins, de
         check_output(r, "--roc", "png", inputs=[model_path, *bins])
     if not data and not lfw and not bins:
         raise UserError("nothing to evaluate on; pass --data synthetic, --data DIR, --lfw DIR or --bin FILE")
-    from .data.detectors import photo_config
+    from .data.align import photo_config
 
     align_config = photo_config(detector)
     if bins and (data or lfw):
@@ -770,7 +770,7 @@ def data_fetch_mtcnn(force) -> None:
 def data_align(src, dst, haar_policy, no_cache, batch_size, detector) -> None:
     """Detect (MTCNN, or --detector) and 5-point align every image under SRC to 112x112 crops in DST (same tree)."""
     from .data.align import align_tree
-    from .data.detectors import photo_config
+    from .data.align import photo_config
 
     r = align_tree(src, dst, haar_policy=haar_policy, cache_dir=False if no_cache else None, batch_size=batch_size,
                    config=photo_config(detector))

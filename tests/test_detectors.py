@@ -12,7 +12,8 @@ import pytest
 
 from compress.cli import main
 from compress.data.align import ALIGN_VERSION, TEMPLATE_112, AlignConfig, align_files, align_image
-from compress.data.detectors import DETECTORS, YUNET_FILE, YUNET_SHA256, YunetDetector, frame_config, template_for
+from compress.data.align import frame_config
+from compress.data.detectors import DETECTORS, YUNET_FILE, YUNET_SHA256, YunetDetector, template_for
 from compress.errors import UserError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

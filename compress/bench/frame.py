@@ -68,7 +68,7 @@ def bench_frame(photo: str | Path, detector: str, model_spec: str, *, templates:
     import torch
 
     from ..artifacts import host_description, now_iso, versions
-    from ..data.detectors import frame_config
+    from ..data.align import frame_config
     from ..identify.embedder import load_embed_model
     from ..identify.pipeline import FaceFinder, read_image, run_frame
 

@@ -34,11 +34,9 @@ import numpy as np
 
 from ..artifacts import atomic_write, atomic_write_text, write_json
 from ..errors import UserError
+from .detectors import TEMPLATE_112, check_detector, make_detector, template_for
 from .image_limits import check_bytes
 
-# ArcFace / insightface reference landmarks for a 112x112 crop: left eye, right eye, nose, mouth corners.
-TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-                         [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float64)
 CROP_SIZE = 112
 ALIGN_VERSION = "mtcnn-facenet2.6/arcface112-umeyama/haar-loose/v1"
 # Per detector (compress.data.detectors): crops of different detectors never share a cache entry.
@@ -62,8 +60,6 @@ class AlignConfig:
 
     @property
     def version(self) -> str:
-        from .detectors import check_detector
-
         return ALIGN_VERSIONS[check_detector(self.detector)]
 
     def tag(self) -> str:
@@ -199,8 +195,6 @@ class Aligner:
     """A detector (MTCNN or YuNet, config.detector) + template warp + Haar check, on batches of RGB uint8 images."""
 
     def __init__(self, config: AlignConfig = AlignConfig(), weights_dir: Path | None = None) -> None:
-        from .detectors import make_detector, template_for
-
         self.config = config
         self.template = template_for(config.detector)
         self.detector = make_detector(config.detector, min_face_size=config.min_face_size,
@@ -356,7 +350,6 @@ def iter_align(paths: Sequence[Path], *, cache_dir: Path | None | bool = None, b
     from tqdm import tqdm
 
     paths = [Path(p) for p in paths]
-    from .detectors import check_detector
 
     check_detector(config.detector)  # an unknown detector is an error before any file is read
     cache = None if cache_dir is False else _Cache(default_cache_dir() if cache_dir in (None, True)
@@ -568,3 +561,22 @@ def align_tree(src: str | Path, dst: str | Path, *, batch_size: int = 16, progre
         atomic_write_text(dst / f"{name}.txt", "".join(i + "\n" for i in items))
     write_json(dst / "align_report.json", report.to_dict())
     return report
+
+
+# Camera frames, per detector: (border padding, longer side the frame is detected at). MTCNN keeps the photo
+# settings (the baseline in reports/identify/latency.json); YuNet sees no padding (a frame is not a tight crop)
+# and a half-size 640x480 frame, its speed lever (the quality cost is measured in reports/detectors/).
+FRAME_SETTINGS = {"mtcnn": (0.25, 1280), "yunet": (0.0, 320)}
+
+
+def frame_config(detector: str, detect_side: int | None = None) -> "AlignConfig":
+    """The AlignConfig for camera frames with ``detector``; ``detect_side`` overrides the detection size."""
+    pad, side = FRAME_SETTINGS[check_detector(detector)]
+    if detect_side is not None and not 32 <= detect_side <= 4096:
+        raise UserError(f"--detect-side {detect_side} must be in 32..4096 pixels (e.g. 320 for a 640x480 frame)")
+    return AlignConfig(detector=detector, pad_frac=pad, detect_max_side=detect_side or side)
+
+
+def photo_config(detector: str) -> "AlignConfig":
+    """The AlignConfig for photos (enrolment, LFW, data): the photo defaults, with ``detector``."""
+    return AlignConfig(detector=check_detector(detector))

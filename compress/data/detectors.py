@@ -38,14 +38,15 @@ YUNET_TOP_K = 50
 # on LFW images outside pairs.txt; reports/detectors/yunet_template.json): warping YuNet's points here gives the
 # crops the models were trained and benchmarked on, instead of ones ~1-2 px off (its eyes sit wider apart and its
 # mouth corners higher than MTCNN's).
+# ArcFace / insightface reference landmarks for a 112x112 crop: left eye, right eye, nose, mouth corners.
+TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                         [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float64)
 YUNET_TEMPLATE_112 = np.array([[38.2534, 52.1371], [74.9051, 52.4964], [56.0315, 73.2279], [40.7639, 89.7663],
                                [71.9643, 90.0491]], dtype=np.float64)
 
 
 def template_for(name: str) -> np.ndarray:
     """The 112x112 template a detector's five points are warped onto."""
-    from .align import TEMPLATE_112
-
     return YUNET_TEMPLATE_112 if check_detector(name) == "yunet" else TEMPLATE_112
 
 
@@ -118,26 +119,3 @@ def make_detector(name: str, **mtcnn_opts) -> Detector:
     from .mtcnn import MTCNN
 
     return MTCNN(**mtcnn_opts)
-
-
-# Camera frames, per detector: (border padding, longer side the frame is detected at). MTCNN keeps the photo
-# settings (the baseline in reports/identify/latency.json); YuNet sees no padding (a frame is not a tight crop)
-# and a half-size 640x480 frame, its speed lever (the quality cost is measured in reports/detectors/).
-FRAME_SETTINGS = {"mtcnn": (0.25, 1280), "yunet": (0.0, 320)}
-
-
-def frame_config(detector: str, detect_side: int | None = None):
-    """The AlignConfig for camera frames with ``detector``; ``detect_side`` overrides the detection size."""
-    from .align import AlignConfig
-
-    pad, side = FRAME_SETTINGS[check_detector(detector)]
-    if detect_side is not None and not 32 <= detect_side <= 4096:
-        raise UserError(f"--detect-side {detect_side} must be in 32..4096 pixels (e.g. 320 for a 640x480 frame)")
-    return AlignConfig(detector=detector, pad_frac=pad, detect_max_side=detect_side or side)
-
-
-def photo_config(detector: str):
-    """The AlignConfig for photos (enrolment, LFW, data): the photo defaults, with ``detector``."""
-    from .align import AlignConfig
-
-    return AlignConfig(detector=check_detector(detector))

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data.detectors import ROBOT_DETECTOR, check_detector, frame_config, photo_config
+from ..data.align import frame_config, photo_config
+from ..data.detectors import ROBOT_DETECTOR, check_detector
 from ..errors import UserError
 from .embedder import EmbedModel, load_embed_model
 from .enrol import (DEFAULT_CALIBRATION, DEFAULT_FAR, REAL, SYNTHETIC, EnrolReport, calibration_faces,
@@ -168,7 +169,7 @@ def gallery_detector(meta: dict[str, str]) -> str:
 
 def gallery_finder(og: OpenGallery, detector: str | None = None, aligned: bool = False, frames: bool = False) -> Any:
     """How faces are found for this gallery: ``detector`` when given, else the one it was enrolled with;
-    camera/video frames (``frames``) use the detector's frame settings (compress.data.detectors.frame_config)."""
+    camera/video frames (``frames``) use the detector's frame settings (compress.data.align.frame_config)."""
     if aligned:
         return AlignedFinder()
     name = check_detector(detector or gallery_detector(og.gallery.meta()))

@@ -80,7 +80,7 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 class FaceFinder:
-    """Every face in an image, aligned. ``config`` picks the detector and its settings (compress.data.detectors:
+    """Every face in an image, aligned. ``config`` picks the detector and its settings (compress.data.align:
     photo_config, frame_config); ``detector`` replaces MTCNN's nets' runtime (see detector.py)."""
 
     def __init__(self, detector: object | None = None, config: "AlignConfig | None" = None) -> None:
