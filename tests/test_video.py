@@ -106,11 +106,15 @@ def test_identify_a_clip_confirms_on_the_vote_and_reports_frames_per_second(ward
 def test_check_dose_on_a_clip_confirms_on_the_vote(ward, clip, tmp_path):
     plan = tmp_path / "plan.toml"
     plan.write_text(PLAN)
-    rc, out, _ = run_cli("check-dose", "--db", ward, "--plan", plan, "--video", clip, "--at", "2026-12-01T08:05")
+    rc, out, err = run_cli("check-dose", "--db", ward, "--plan", plan, "--video", clip, "--at", "2026-12-01T08:05")
+    assert rc == 2 and "NOT set on real faces" in err and "CONFIRMED" not in out  # synthetic threshold: refused
+    assert _audit(ward)[-1]["decision"] == "refused" and _audit(ward)[-1]["image"].endswith("clip.avi")
+    rc, out, _ = run_cli("check-dose", "--db", ward, "--plan", plan, "--video", clip, "--at", "2026-12-01T08:05",
+                         "--allow-uncalibrated")
     assert rc == 0 and "CONFIRMED Colin_Powell" in out and "Aspirin" in out
     assert _audit(ward)[-1]["image"].endswith("clip.avi#frame2")
     rc, out, _ = run_cli("check-dose", "--db", ward, "--plan", plan, "--video", clip, "--vote", "5/5",
-                         "--at", "2026-12-02T08:05")
+                         "--at", "2026-12-02T08:05", "--allow-uncalibrated")
     assert rc == 1 and "REFUSED: nobody confirmed" in out
 
 
@@ -148,6 +152,6 @@ def test_a_clip_without_faces_exits_1_and_writes_nothing(ward, tmp_path):
     assert rc == 1 and "frame 0: no face" in out and "no face in any of 3 frames" in out
     plan = tmp_path / "plan.toml"
     plan.write_text(PLAN)
-    rc, out, _ = run_cli("check-dose", "--db", ward, "--plan", plan, "--video", src)
+    rc, out, _ = run_cli("check-dose", "--db", ward, "--plan", plan, "--video", src, "--allow-uncalibrated")
     assert rc == 1 and "REFUSED: no face in any of 3 frames" in out
     assert _audit(ward) == before
