@@ -95,6 +95,27 @@ def models(as_json: bool) -> None:
     click.echo(json.dumps({"format": "compress.models/1", "models": rows}, indent=2) if as_json else format_table(rows))
 
 
+# ---------------------------------------------------------------- import-onnx
+@cli.command("import-onnx")
+@click.argument("onnx_file", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="model artifact folder to write")
+@click.option("--overwrite", is_flag=True)
+def import_onnx_cmd(onnx_file: Path, out: Path, overwrite: bool) -> None:
+    """Map an ONNX face model (e.g. MobileFaceNet) onto the project's network: a model artifact with the
+    schedule it matches, its weights, and the source file's sha256. Any --model also takes the .onnx itself."""
+    from .artifacts import artifact_dir, check_out
+    from .model.onnx_import import write_import
+
+    if not onnx_file.is_file():
+        raise UserError(f"ONNX model {onnx_file} not found; pass the .onnx file (external weights beside it)")
+    check_out(out, "import", overwrite)
+    with artifact_dir(out, "import", overwrite) as stage:
+        m = write_import(onnx_file, stage)
+    click.echo(f"wrote {out}/model.pt: schedule '{m['schedule']['name']}', {m['params']:,} params, {m['macs']:,} MACs "
+               f"(ptflops pytorch backend); cosine vs onnxruntime {m['parity']['cosine_min_vs_onnxruntime']:.7f} "
+               f"(1 random image); source sha256 {m['source_onnx']['sha256'][:12]}")
+
+
 # ---------------------------------------------------------------- train
 @cli.command()
 @click.option("--recipe", help="recipe name in profiles/ or .toml path; options below override it")

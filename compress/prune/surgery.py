@@ -127,7 +127,7 @@ def build_spaces(plan: PrunePlan) -> list[Space]:
         in_id, out_id = ids[(si, bi)]
         rewired = in_id != cur_id
         X = new(f"{pt}.in (re-wired)", sb.cin, tb.cin) if rewired else cur
-        if sb.kind == "a":
+        if sb.kind in ("a", "dws"):  # dws: a t = 1 branch without shortcut (block_specs says so)
             shared = sb.shortcut and tb.shortcut and not rewired
             Y = X if shared else new(f"{pt}.out", sb.cout, tb.cout)
             branch(f"{ps}.conv", f"{pt}.conv", X, (1, 0, 0), sb, tb, Y, (1, 0, 0))
@@ -147,6 +147,8 @@ def build_spaces(plan: PrunePlan) -> list[Space]:
     cur.add(Member("head.0", "head.0", "in"))
     hd = new("head", src.head_c, tgt.head_c)
     hd.add(Member("head.0", "head.0", "out"), Member("head.1", "head.1", "bn"), Member("embedding", "embedding", "in"))
+    if src.head_pool == "gdc":  # the global depthwise conv runs per head channel
+        hd.add(Member("pool.0", "pool.0", "dw"), Member("pool.1", "pool.1", "bn"))
     return spaces
 
 
