@@ -212,8 +212,11 @@ def _choose(sp: Space) -> None:
 
 def select_channels(model: FaceMobileNet, plan: PrunePlan, criterion: str = "l1",
                     loss_fn: Callable[[FaceMobileNet, Any], torch.Tensor] | None = None,
-                    example_batch: Any = None) -> Selection:
-    """Score every channel with `criterion` and choose which to keep, space by space (see module doc)."""
+                    example_batch: Any = None, scores: dict[str, np.ndarray] | None = None) -> Selection:
+    """Score every channel with `criterion` and choose which to keep, space by space (see module doc).
+
+    `scores` (space name -> per source channel) replaces the criterion's scores of those spaces (budget
+    pruning's importance measured on faces)."""
     if criterion not in CRITERIA:
         raise UserError(f"unknown pruning criterion '{criterion}'; choose one of {', '.join(CRITERIA)}")
     spaces = build_spaces(plan)
@@ -231,6 +234,8 @@ def select_channels(model: FaceMobileNet, plan: PrunePlan, criterion: str = "l1"
         if criterion == "taylor":
             model.zero_grad(set_to_none=True)
     for sp in spaces:
+        if scores and sp.name in scores and sp.child is None:
+            sp.own = sp.total = np.asarray(scores[sp.name], dtype=np.float64)
         _choose(sp)
     return Selection(plan, spaces, criterion)
 
