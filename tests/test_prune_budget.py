@@ -115,3 +115,12 @@ def test_cli_macs_then_schedule_show_and_prune_schedule(tmp_path):
     assert a.schedule.to_dict() | {"path": "", "name": ""} == b.schedule.to_dict() | {"path": "", "name": ""}
     r = _cli("prune", "--model", str(src), "--macs", "1G", "--out", str(tmp_path / "c"))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "above the source" in r.stderr
+
+
+def test_cli_budget_options_refused_in_one_line(tmp_path):
+    for args, why in ((["--latency", "5"], "go together"), (["--macs", "57M", "--ratio", "0.5"], "exactly one of"),
+                      (["--macs", "57M", "--steps", "2"], "in one step")):
+        r = _cli("prune", "--model", "zoo:table2", *args, "--out", str(tmp_path / "x"))
+        assert r.returncode == 2, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and why in r.stderr
+    assert not (tmp_path / "x").exists()
