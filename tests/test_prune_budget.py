@@ -124,3 +124,20 @@ def test_cli_budget_options_refused_in_one_line(tmp_path):
         assert r.returncode == 2, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and why in r.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_importance_picks_the_channels_each_block_keeps():
+    """The hidden channels kept are the most important ones by the budget's importance, not by the criterion."""
+    from compress.prune.budget import hidden_scores
+    from compress.prune.in_memory import prune_plan_for
+    from compress.prune.surgery import select_channels
+
+    m = _mfn()
+    sched, _, chan = derive_schedule(m, 0.5 * schedule_macs(m.schedule), macs_cost, "MACs")
+    plan = prune_plan_for(m, sched)
+    rng = np.random.default_rng(0)
+    chan = {k: rng.random(len(v)) for k, v in chan.items()}
+    sel = select_channels(m, plan, "l1", scores=hidden_scores(plan, chan))
+    sp = next(s for s in sel.spaces if s.name == "stages.3.2.conv.hidden")
+    w = len(sp.keep)
+    assert list(sp.keep) == sorted(np.argsort(-chan[(3, 2)], kind="stable")[:w])
