@@ -168,6 +168,7 @@ def test_cli_import_refuses_in_one_line(tmp_path):
 # ---------------------------------------------------------------- import: the real teacher
 
 @pytest.mark.shared
+@pytest.mark.slow  # ~20 s idle (256 cached alignments + 256 onnxruntime runs); 130 s on a loaded 2-core host
 @pytest.mark.skipif(not TEACHER.is_file() or not (LFW_DIR / "pairs.txt").is_file(),
                     reason="../shared teacher or LFW absent")
 def test_teacher_imports_exactly_on_256_aligned_faces():
