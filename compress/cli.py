@@ -96,6 +96,27 @@ def models(as_json: bool) -> None:
     click.echo(json.dumps({"format": "compress.models/1", "models": rows}, indent=2) if as_json else format_table(rows))
 
 
+# ---------------------------------------------------------------- import-onnx
+@cli.command("import-onnx")
+@click.argument("onnx_file", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="model artifact folder to write")
+@click.option("--overwrite", is_flag=True)
+def import_onnx_cmd(onnx_file: Path, out: Path, overwrite: bool) -> None:
+    """Map an ONNX face model (e.g. MobileFaceNet) onto the project's network: a model artifact with the
+    schedule it matches, its weights, and the source file's sha256. Any --model also takes the .onnx itself."""
+    from .artifacts import artifact_dir, check_out
+    from .model.onnx_import import write_import
+
+    if not onnx_file.is_file():
+        raise UserError(f"ONNX model {onnx_file} not found; pass the .onnx file (external weights beside it)")
+    check_out(out, "import", overwrite)
+    with artifact_dir(out, "import", overwrite) as stage:
+        m = write_import(onnx_file, stage)
+    click.echo(f"wrote {out}/model.pt: schedule '{m['schedule']['name']}', {m['params']:,} params, {m['macs']:,} MACs "
+               f"(ptflops pytorch backend); cosine vs onnxruntime {m['parity']['cosine_min_vs_onnxruntime']:.7f} "
+               f"(1 random image); source sha256 {m['source_onnx']['sha256'][:12]}")
+
+
 # ---------------------------------------------------------------- train
 @cli.command()
 @click.option("--recipe", help="recipe name in profiles/ or .toml path; options below override it")
@@ -157,6 +178,12 @@ def train(recipe, out, resume, overwrite, no_progress, **opts) -> None:
 @click.option("--schedule", help="target channel schedule: table3 or a .toml file")
 @click.option("--ratio", type=_t(PruneConfig, "ratio"),
               help="instead of a schedule: keep this fraction of every layer's channels")
+@click.option("--macs", help="instead of a schedule: a MAC budget (e.g. 57M); widths and depth derived, schedule.toml "
+                             "written")
+@click.option("--latency", type=float, help="instead of a schedule: an estimated-latency budget in ms on --target")
+@click.option("--target", "board", help="board for --latency (compress targets)")
+@click.option("--allocation", type=click.Choice(["importance", "uniform"]), default="importance", show_default=True,
+              help="--macs/--latency: greedy by importance (Taylor on --data faces) or one fraction everywhere")
 @click.option("--criterion", type=click.Choice(["l1", "l2", "bn", "taylor"]), default=PruneConfig.criterion,
               show_default=True,
               help="channel importance: weight magnitude (L1/L2), BN scaling factor |gamma|, or first-order "
@@ -177,17 +204,19 @@ def train(recipe, out, resume, overwrite, no_progress, **opts) -> None:
 @click.option("--out", type=click.Path(path_type=Path), help="pruned artifact folder  [runs/pruned/<model>-<schedule>]")
 @click.option("--overwrite", is_flag=True)
 @click.option("--no-progress", is_flag=True)
-def prune(model_path, schedule, ratio, criterion, round_to, steps, depth, lfw, data, align, finetune_steps,
-          finetune_lr, out, overwrite, no_progress) -> None:
+def prune(model_path, schedule, ratio, macs, latency, board, allocation, criterion, round_to, steps, depth, lfw,
+          data, align, finetune_steps, finetune_lr, out, overwrite, no_progress) -> None:
     """Structured pruning (channels and whole blocks) of a trained model down to a schedule, one-shot or in
     --steps with short fine-tuning between them."""
     from .prune.folders import prune_artifact
 
     if out is None:
-        out = Path("runs") / "pruned" / f"{safe_name(model_path)}-{schedule or f'ratio{ratio}'}"
+        what = schedule or (f"ratio{ratio}" if ratio is not None else f"{macs}macs" if macs else f"{latency}ms-{board}")
+        out = Path("runs") / "pruned" / f"{safe_name(model_path)}-{Path(str(what)).stem}"
     prune_artifact(model_path, out, schedule=schedule, ratio=ratio, criterion=criterion, round_to=round_to,
                    steps=steps, depth=depth, lfw=lfw, overwrite=overwrite, data=data, align=align,
-                   finetune_steps=finetune_steps, finetune_lr=finetune_lr, progress=not no_progress)
+                   finetune_steps=finetune_steps, finetune_lr=finetune_lr, progress=not no_progress, macs=macs,
+                   latency=latency, board=board, allocation=allocation)
     _say_model(model_path)
     if not finetune_steps:
         click.echo(f"next: pruning alone costs accuracy; fine-tune it with distillation, e.g. `compress train "

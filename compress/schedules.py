@@ -1,7 +1,12 @@
 """Channel schedules: the paper's Tables 2 and 3, and any user file of the same format, as data.
 
 A schedule is a TOML file (see profiles/table3.toml): a stem, a list of stages (t, c, n, s, residual kind,
-optional `source` stage for pruning) and a head. Validation names the file and the exact field, because a
+optional `source` stage for pruning) and a head. Fields for other MobileNet-v2-style networks (MobileFaceNet,
+profiles/mobilefacenet.toml): `activation` (top level, or per stage) "relu6" | "relu"; residual "dws" (a
+depthwise-separable block: 3x3 depthwise + BN + act, 1x1 pointwise + BN + act, no shortcut); `[head] pool =
+"gdc"` (a global depthwise conv over the whole last feature map + BN, MobileFaceNet's head, instead of the
+average pool); `kept` (per stage, 1-based source blocks a pruned stage keeps, written by budget pruning).
+Every new field has a default that builds exactly the network the field-less file built. Validation names the file and the exact field, because a
 schedule is hand-written and the network builder must never see a malformed one.
 """
 
@@ -15,9 +20,13 @@ from typing import Any
 from .artifacts import repo_folder
 from .errors import UserError
 
-RESIDUAL_KINDS = ("a", "b")
-_TOP_KEYS = {"name", "description", "input_size", "embedding_size", "prune_from", "stem", "stages", "head"}
-_STAGE_KEYS = {"t", "c", "n", "s", "residual", "source", "hidden"}
+RESIDUAL_KINDS = ("a", "b", "dws")
+ACTIVATIONS = ("relu6", "relu")
+HEAD_POOLS = ("avg", "gdc")
+DEFAULT_ACTIVATION, DEFAULT_POOL = "relu6", "avg"
+_TOP_KEYS = {"name", "description", "input_size", "embedding_size", "prune_from", "stem", "stages", "head",
+             "activation"}
+_STAGE_KEYS = {"t", "c", "n", "s", "residual", "source", "hidden", "activation", "kept"}
 # Caps on a schedule's numbers: the paper's networks have at most 1280 channels, 6x expansion, 4 repeats and
 # about 1M parameters; a stored or hand-written schedule far beyond that (c = 400000, n = 1e8) would allocate
 # until the machine runs out of memory. MAX_PARAMS (200 MB of float32 weights) is checked on the whole network.
@@ -44,6 +53,8 @@ class Stage:
     # Optional explicit hidden (expand) width of each of the n blocks, overriding t x (branch input width).
     # Written by pruning when a uniform/iterative width is not an integer multiple of the input width.
     hidden: tuple[int, ...] | None = None
+    activation: str | None = None  # None: the schedule's activation
+    kept: tuple[int, ...] | None = None  # 1-based source blocks kept (pruned stages); None: the first n
 
     def hidden_of(self, block: int) -> int | None:
         """The explicit hidden width of block `block` (0-based), or None for t x (branch input width)."""
@@ -62,18 +73,29 @@ class Schedule:
     description: str = ""
     prune_from: str | None = None
     path: str = field(default="", compare=False)
+    activation: str = DEFAULT_ACTIVATION
+    head_pool: str = DEFAULT_POOL
+
+    def act_of(self, stage: Stage) -> str:
+        return stage.activation or self.activation
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data, stored inside model artifacts so a model rebuilds without the profiles folder."""
+        """Plain data, stored inside model artifacts so a model rebuilds without the profiles folder.
+
+        Fields at their defaults that older files lack are left out, so a Table 2/3 artifact's dict is unchanged."""
         d = asdict(self)
-        d["stages"] = [asdict(s) for s in self.stages]
+        d["stages"] = [{k: v for k, v in asdict(s).items() if not (k in ("activation", "kept") and v is None)}
+                       for s in self.stages]
+        for k, default in (("activation", DEFAULT_ACTIVATION), ("head_pool", DEFAULT_POOL)):
+            if d[k] == default:
+                del d[k]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], origin: str = "<stored schedule>") -> "Schedule":
         """The schedule stored in a model file, re-checked: a damaged or hostile file names what is wrong."""
         d = dict(d)
-        d["stages"] = tuple(Stage(**{**s, "hidden": None if s.get("hidden") is None else tuple(s["hidden"])})
+        d["stages"] = tuple(Stage(**{**s, **{k: None if s.get(k) is None else tuple(s[k]) for k in ("hidden", "kept")}})
                             for s in d["stages"])
         out = cls(**d)
         check_size(out, origin)
@@ -174,8 +196,12 @@ def parse_schedule(raw: dict[str, Any], origin: str = "<schedule>") -> Schedule:
     stem, head = raw["stem"], raw["head"]
     if not isinstance(stem, dict) or set(stem) - {"c", "s"}:
         raise UserError(f"{origin}: [stem] takes only c and s")
-    if not isinstance(head, dict) or set(head) - {"c"}:
-        raise UserError(f"{origin}: [head] takes only c")
+    if not isinstance(head, dict) or set(head) - {"c", "pool"}:
+        raise UserError(f"{origin}: [head] takes only c and pool")
+    pool = head.get("pool", DEFAULT_POOL)
+    if pool not in HEAD_POOLS:
+        raise UserError(f"{origin}: head.pool must be one of {list(HEAD_POOLS)}, got {pool!r}")
+    activation = _choice(f"{origin}: activation", raw.get("activation", DEFAULT_ACTIVATION), ACTIVATIONS)
     stages_raw = raw["stages"]
     if not isinstance(stages_raw, list) or not stages_raw:
         raise UserError(f"{origin}: [[stages]] must be a non-empty list of tables")
@@ -192,18 +218,23 @@ def parse_schedule(raw: dict[str, Any], origin: str = "<schedule>") -> Schedule:
                 raise UserError(f"{where}: missing field '{k}'")
         residual = st.get("residual", "a")
         if residual not in RESIDUAL_KINDS:
-            raise UserError(f"{where}.residual must be 'a' or 'b', got {residual!r}")
+            raise UserError(f"{where}.residual must be one of {list(RESIDUAL_KINDS)}, got {residual!r}")
         c = _int(f"{where}.c", st["c"])
         if residual == "b" and c % 2:
             raise UserError(f"{where}.c must be even for residual 'b' (it splits channels in half), got {c}")
         source = st.get("source")
         t = _int(f"{where}.t", st["t"], hi=MAX_EXPANSION)
         n = _int(f"{where}.n", st["n"], hi=MAX_REPEATS)
+        if residual == "dws" and t != 1:
+            raise UserError(f"{where}.t must be 1 for residual 'dws' (depthwise-separable: no expand conv), got {t}")
+        act = st.get("activation")
         stages.append(Stage(
             t=t, c=c, n=n,
             s=_int(f"{where}.s", st["s"], choices=(1, 2)), residual=residual,
             source=None if source is None else _int(f"{where}.source", source),
             hidden=_hidden(where, st.get("hidden"), t, n),
+            activation=None if act is None else _choice(f"{where}.activation", act, ACTIVATIONS),
+            kept=_kept(where, st.get("kept"), n),
         ))
     size = _int(f"{origin}: input_size", raw.get("input_size", 112), lo=16, hi=MAX_INPUT_SIZE)
     out = Schedule(
@@ -217,6 +248,26 @@ def parse_schedule(raw: dict[str, Any], origin: str = "<schedule>") -> Schedule:
         head_c=_int(f"{origin}: head.c", head.get("c", 1280)),
         prune_from=raw.get("prune_from"),
         path=origin,
+        activation=activation,
+        head_pool=pool,
     )
     check_size(out, origin)
     return out
+
+
+def _choice(where: str, v: Any, choices: tuple[str, ...]) -> str:
+    if v not in choices:
+        raise UserError(f"{where} must be one of {list(choices)}, got {v!r}")
+    return v
+
+
+def _kept(where: str, v: Any, n: int) -> tuple[int, ...] | None:
+    """`kept`: the n source blocks (1-based, increasing, starting with 1) a pruned stage keeps."""
+    if v is None:
+        return None
+    if not isinstance(v, list) or len(v) != n:
+        raise UserError(f"{where}.kept must list n = {n} source block numbers (1-based), got {v!r}")
+    k = tuple(_int(f"{where}.kept[{i}]", b) for i, b in enumerate(v))
+    if k[0] != 1 or any(b >= c for b, c in zip(k, k[1:])):
+        raise UserError(f"{where}.kept must start with 1 (the block carrying the stride) and increase, got {list(k)}")
+    return k

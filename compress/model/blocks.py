@@ -9,6 +9,8 @@
     depthwise + pointwise branch ("DW" + "SW") beside the expand branch.
 The hidden width of every expand branch is t x (that branch's input width), so a schedule's t means the same
 thing for both kinds.
+(dws) DepthwiseSeparable: MobileNet-v1's 3x3 depthwise + BN + act -> 1x1 pointwise + BN + act, no shortcut
+    (MobileFaceNet's second layer). `act` names the activation ("relu6", the paper's; or "relu").
 """
 
 from __future__ import annotations
@@ -17,17 +19,23 @@ import torch
 from torch import nn
 
 
-def conv_bn(cin: int, cout: int, k: int = 1, s: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
+ACTIVATION_MODULES: dict[str, type[nn.Module]] = {"relu6": nn.ReLU6, "relu": nn.ReLU}
+
+
+def conv_bn(cin: int, cout: int, k: int = 1, s: int = 1, groups: int = 1, act: bool | str = True,
+            pad: int | None = None) -> nn.Sequential:
+    """Conv (no bias) + BN (+ activation: True = ReLU6, or a name from ACTIVATION_MODULES); pad defaults to k//2."""
     layers: list[nn.Module] = [
-        nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False),
+        nn.Conv2d(cin, cout, k, s, k // 2 if pad is None else pad, groups=groups, bias=False),
         nn.BatchNorm2d(cout),
     ]
     if act:
-        layers.append(nn.ReLU6(inplace=True))
+        layers.append(ACTIVATION_MODULES["relu6" if act is True else act](inplace=True))
     return nn.Sequential(*layers)
 
 
-def expand_branch(cin: int, cout: int, t: int, stride: int, hidden: int | None = None) -> nn.Sequential:
+def expand_branch(cin: int, cout: int, t: int, stride: int, hidden: int | None = None,
+                  act: str = "relu6") -> nn.Sequential:
     """1x1 expand (skipped when t == 1, as in MobileNet-v2) -> 3x3 depthwise -> 1x1 linear project.
 
     `hidden` overrides the expand width t x cin (a pruned schedule's explicit per-block width)."""
@@ -36,8 +44,8 @@ def expand_branch(cin: int, cout: int, t: int, stride: int, hidden: int | None =
     hidden = cin * t if hidden is None else hidden
     layers: list[nn.Module] = []
     if t != 1:
-        layers.append(conv_bn(cin, hidden, 1))
-    layers += [conv_bn(hidden, hidden, 3, stride, groups=hidden), conv_bn(hidden, cout, 1, act=False)]
+        layers.append(conv_bn(cin, hidden, 1, act=act))
+    layers += [conv_bn(hidden, hidden, 3, stride, groups=hidden, act=act), conv_bn(hidden, cout, 1, act=False)]
     return nn.Sequential(*layers)
 
 
@@ -49,11 +57,12 @@ def channel_shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
 class InvertedResidual(nn.Module):
     kind = "a"
 
-    def __init__(self, cin: int, cout: int, t: int, stride: int, hidden: int | None = None) -> None:
+    def __init__(self, cin: int, cout: int, t: int, stride: int, hidden: int | None = None,
+                 act: str = "relu6") -> None:
         super().__init__()
         self.stride = stride
         self.use_shortcut = stride == 1 and cin == cout
-        self.conv = expand_branch(cin, cout, t, stride, hidden)
+        self.conv = expand_branch(cin, cout, t, stride, hidden, act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
@@ -63,7 +72,8 @@ class InvertedResidual(nn.Module):
 class ParallelExpansion(nn.Module):
     kind = "b"
 
-    def __init__(self, cin: int, cout: int, t: int, stride: int, hidden: int | None = None) -> None:
+    def __init__(self, cin: int, cout: int, t: int, stride: int, hidden: int | None = None,
+                 act: str = "relu6") -> None:
         super().__init__()
         if cout % 2:
             raise ValueError(f"residual (b) needs an even output width, got {cout}")
@@ -72,11 +82,12 @@ class ParallelExpansion(nn.Module):
         half = cout // 2
         if self.split:
             self.shortcut = None
-            self.branch = expand_branch(half, half, t, 1, hidden)
+            self.branch = expand_branch(half, half, t, 1, hidden, act)
         else:
             # "DW" + "SW": depthwise then pointwise on the whole input, beside the expand branch.
-            self.shortcut = nn.Sequential(conv_bn(cin, cin, 3, stride, groups=cin, act=False), conv_bn(cin, half, 1))
-            self.branch = expand_branch(cin, half, t, stride, hidden)
+            self.shortcut = nn.Sequential(conv_bn(cin, cin, 3, stride, groups=cin, act=False),
+                                          conv_bn(cin, half, 1, act=act))
+            self.branch = expand_branch(cin, half, t, stride, hidden, act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.shortcut is None:
@@ -87,4 +98,19 @@ class ParallelExpansion(nn.Module):
         return channel_shuffle(out, 2)
 
 
-BLOCKS: dict[str, type[nn.Module]] = {"a": InvertedResidual, "b": ParallelExpansion}
+class DepthwiseSeparable(nn.Module):
+    kind = "dws"
+
+    def __init__(self, cin: int, cout: int, t: int, stride: int, hidden: int | None = None,
+                 act: str = "relu6") -> None:
+        super().__init__()
+        if t != 1 or (hidden is not None and hidden != cin):
+            raise ValueError(f"a depthwise-separable block has no expand conv (t = 1), got t = {t}, hidden = {hidden}")
+        self.stride = stride
+        self.conv = nn.Sequential(conv_bn(cin, cin, 3, stride, groups=cin, act=act), conv_bn(cin, cout, 1, act=act))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+BLOCKS: dict[str, type[nn.Module]] = {"a": InvertedResidual, "b": ParallelExpansion, "dws": DepthwiseSeparable}

@@ -37,12 +37,17 @@ def save_model(model: FaceMobileNet, path: str | Path, extra: dict[str, Any] | N
 
 
 def resolve_model_file(path: str | Path) -> Path:
-    """An artifact folder, its model.pt, or `zoo:NAME` (hash-checked) -> the model file."""
+    """An artifact folder, its model.pt, `zoo:NAME` (hash-checked), or an .onnx face model (imported once per
+    file content, see onnx_import.import_cached) -> the model file."""
     from ..zoo import is_zoo_spec, verified_model_file
 
     if is_zoo_spec(path):
         return verified_model_file(path)
     p = Path(path)
+    if p.suffix.lower() == ".onnx":
+        from .onnx_import import import_cached
+
+        return import_cached(p)
     if p.is_dir():
         _refuse_export_folder(p)
         p = p / MODEL_FILE

@@ -2,6 +2,8 @@
 
 stem conv3x3 -> stages of residual blocks (a)/(b) from the schedule -> conv1x1 to head width -> global average
 pool -> conv1x1 to the embedding size -> BatchNorm (the usual face-embedding normaliser, ArcFace's "BN" head).
+With `[head] pool = "gdc"` (MobileFaceNet) the pool is a global depthwise conv (kernel = the last feature map's
+size, no padding) + BN instead of the average pool.
 """
 
 from __future__ import annotations
@@ -20,18 +22,23 @@ class FaceMobileNet(nn.Module):
     def __init__(self, schedule: Schedule) -> None:
         super().__init__()
         self.schedule = schedule
-        self.stem = conv_bn(3, schedule.stem_c, 3, schedule.stem_s)
+        act = schedule.activation
+        self.stem = conv_bn(3, schedule.stem_c, 3, schedule.stem_s, act=act)
         stages = []
         cin = schedule.stem_c
         for st in schedule.stages:
             block = BLOCKS[st.residual]
-            blocks = [block(cin if i == 0 else st.c, st.c, st.t, st.s if i == 0 else 1, st.hidden_of(i))
-                      for i in range(st.n)]
+            blocks = [block(cin if i == 0 else st.c, st.c, st.t, st.s if i == 0 else 1, st.hidden_of(i),
+                            act=schedule.act_of(st)) for i in range(st.n)]
             stages.append(nn.Sequential(*blocks))
             cin = st.c
         self.stages = nn.Sequential(*stages)
-        self.head = conv_bn(cin, schedule.head_c, 1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = conv_bn(cin, schedule.head_c, 1, act=act)
+        if schedule.head_pool == "gdc":
+            k = final_size(schedule)
+            self.pool = conv_bn(schedule.head_c, schedule.head_c, k, 1, groups=schedule.head_c, act=False, pad=0)
+        else:
+            self.pool = nn.AdaptiveAvgPool2d(1)
         self.embedding = nn.Conv2d(schedule.head_c, schedule.embedding_size, 1, bias=False)
         self.bn = nn.BatchNorm1d(schedule.embedding_size)
         self._init_weights()
@@ -56,10 +63,14 @@ class FaceMobileNet(nn.Module):
             ("conv2d 3x3", self.stem, {"t": None, "c": sch.stem_c, "n": 1, "s": sch.stem_s})
         ]
         for st, mod in zip(sch.stages, self.stages):
-            op = "bottleneck (a)" if st.residual == "a" else "parallel expansion (b)"
+            op = {"a": "bottleneck (a)", "b": "parallel expansion (b)", "dws": "depthwise separable"}[st.residual]
             out.append((op, mod, {"t": st.t, "c": st.c, "n": st.n, "s": st.s}))
         out.append(("conv2d 1x1", self.head, {"t": None, "c": sch.head_c, "n": 1, "s": 1}))
-        out.append(("avgpool", self.pool, {"t": None, "c": None, "n": 1, "s": None}))
+        if sch.head_pool == "gdc":
+            k = final_size(sch)
+            out.append((f"GDC dw {k}x{k} + BN", self.pool, {"t": None, "c": sch.head_c, "n": 1, "s": 1}))
+        else:
+            out.append(("avgpool", self.pool, {"t": None, "c": None, "n": 1, "s": None}))
         out.append(("conv2d 1x1 + BN", nn.Sequential(self.embedding, _Flatten(), self.bn),
                     {"t": None, "c": sch.embedding_size, "n": 1, "s": None}))
         return out
@@ -107,6 +118,14 @@ def fold_batchnorms(model: FaceMobileNet) -> FaceMobileNet:
 def batchnorms_folded(model: nn.Module) -> bool:
     """True for a model made by fold_batchnorms (no BatchNorm left)."""
     return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def final_size(schedule: Schedule) -> int:
+    """Spatial size of the last feature map (3x3 convs with padding 1: each stride-2 layer gives ceil(h / 2))."""
+    h = schedule.input_size
+    for s in [schedule.stem_s] + [st.s for st in schedule.stages]:
+        h = (h - 1) // s + 1
+    return h
 
 
 class _Flatten(nn.Module):

@@ -87,9 +87,17 @@ def prune_artifact(model_path: str | Path, out: str | Path, schedule: str | None
                    depth: str = _P.depth, lfw: str | Path | None = None, overwrite: bool = False,
                    data: str | None = None, align: bool = _P.align, finetune_steps: int = _P.finetune_steps,
                    finetune_lr: float = _P.finetune_lr,
-                   batch_size: int = 32, progress: bool = True) -> dict[str, Any]:
-    if (schedule is None) == (ratio is None):
-        raise UserError("pass exactly one of --schedule (a channel schedule) or --ratio (keep this fraction)")
+                   batch_size: int = 32, progress: bool = True, macs: str | None = None,
+                   latency: float | None = None, board: str | None = None,
+                   allocation: str = "importance") -> dict[str, Any]:
+    if sum(x is not None for x in (schedule, ratio, macs, latency)) != 1:
+        raise UserError("pass exactly one of --schedule (a channel schedule), --ratio (keep this fraction), "
+                        "--macs (a MAC budget) or --latency with --target (an estimated-latency budget)")
+    if (latency is None) != (board is None):
+        raise UserError("--latency MS and --target BOARD go together (the budget is the board's estimated latency)")
+    if (macs is not None or latency is not None) and steps != 1:
+        raise UserError("--macs / --latency prune in one step; drop --steps (fine-tune afterwards with "
+                        "`compress train --init-model`)")
     if criterion not in CLI_CRITERIA:
         raise UserError(f"unknown criterion '{criterion}'; choose one of {', '.join(CLI_CRITERIA)}")
     if finetune_steps < 0:
@@ -113,6 +121,12 @@ def prune_artifact(model_path: str | Path, out: str | Path, schedule: str | None
     check_out(out, "prune", overwrite)  # before minutes of work, not after
     model = load_model(model_path)
     src = model.schedule
+    if macs is not None or latency is not None:
+        from .budget import budget_prune
+
+        return budget_prune(model, model_path, out, macs=macs, latency=latency, board=board, allocation=allocation,
+                            criterion=criterion, round_to=round_to, lfw=lfw, overwrite=overwrite, data=data,
+                            align=align, finetune_steps=finetune_steps, progress=progress)
     target = (_ratio_target(src, ratio, round_to) if ratio is not None
               else plan_pruning(src, schedule, layers=False).target)
     if round_to and ratio is None:

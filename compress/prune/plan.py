@@ -26,7 +26,7 @@ class BlockSpec:
 
     stage: int  # 0-based
     index: int  # 0-based within the stage
-    kind: str  # "a" | "b"
+    kind: str  # "a" | "b" | "dws"
     cin: int
     cout: int
     stride: int
@@ -46,7 +46,7 @@ def block_specs(s: Schedule) -> list[list[BlockSpec]]:
         blocks = []
         for i in range(st.n):
             bin_, stride = (cin if i == 0 else st.c), (st.s if i == 0 else 1)
-            short = stride == 1 and bin_ == st.c
+            short = stride == 1 and bin_ == st.c and st.residual != "dws"  # dws: never a shortcut
             branch_in = st.c // 2 if (st.residual == "b" and short) else bin_
             h = st.hidden_of(i)
             hidden = branch_in if st.t == 1 else (branch_in * st.t if h is None else h)
@@ -150,6 +150,11 @@ def plan_pruning(model_schedule: Schedule | str | Path | dict[str, Any],
         raise UserError(f"{name}: stem.c {tgt.stem_c} is wider than the model's {src.stem_c}; pruning only removes channels")
     if tgt.head_c > src.head_c:
         raise UserError(f"{name}: head.c {tgt.head_c} is wider than the model's {src.head_c}; pruning only removes channels")
+    for what, a, b in (("activation", tgt.activation, src.activation), ("head.pool", tgt.head_pool, src.head_pool)):
+        if a != b:
+            raise UserError(f"{name}: {what} '{a}' differs from the model's '{b}'; pruning cannot change it")
+    if kept is None and any(st.kept for st in tgt.stages):
+        kept = [[b - 1 for b in st.kept] if st.kept else list(range(st.n)) for st in tgt.stages]
 
     if mapping is None:
         given = [st.source for st in tgt.stages]
@@ -184,6 +189,9 @@ def plan_pruning(model_schedule: Schedule | str | Path | dict[str, Any],
         if tst.residual != sst.residual:
             raise UserError(f"{where}: residual '{tst.residual}' differs from source stage {si + 1}'s "
                             f"'{sst.residual}'; pruning cannot change the block structure")
+        if tgt.act_of(tst) != src.act_of(sst):
+            raise UserError(f"{where}: activation '{tgt.act_of(tst)}' differs from source stage {si + 1}'s "
+                            f"'{src.act_of(sst)}'; pruning cannot change it")
         if (tst.t == 1) != (sst.t == 1):
             raise UserError(f"{where}: t = {tst.t} vs source stage {si + 1}'s t = {sst.t}; t = 1 (no expand conv) "
                             f"must stay t = 1 and t > 1 must stay > 1")

@@ -127,7 +127,7 @@ def build_spaces(plan: PrunePlan) -> list[Space]:
         in_id, out_id = ids[(si, bi)]
         rewired = in_id != cur_id
         X = new(f"{pt}.in (re-wired)", sb.cin, tb.cin) if rewired else cur
-        if sb.kind == "a":
+        if sb.kind in ("a", "dws"):  # dws: a t = 1 branch without shortcut (block_specs says so)
             shared = sb.shortcut and tb.shortcut and not rewired
             Y = X if shared else new(f"{pt}.out", sb.cout, tb.cout)
             branch(f"{ps}.conv", f"{pt}.conv", X, (1, 0, 0), sb, tb, Y, (1, 0, 0))
@@ -147,6 +147,8 @@ def build_spaces(plan: PrunePlan) -> list[Space]:
     cur.add(Member("head.0", "head.0", "in"))
     hd = new("head", src.head_c, tgt.head_c)
     hd.add(Member("head.0", "head.0", "out"), Member("head.1", "head.1", "bn"), Member("embedding", "embedding", "in"))
+    if src.head_pool == "gdc":  # the global depthwise conv runs per head channel
+        hd.add(Member("pool.0", "pool.0", "dw"), Member("pool.1", "pool.1", "bn"))
     return spaces
 
 
@@ -210,8 +212,11 @@ def _choose(sp: Space) -> None:
 
 def select_channels(model: FaceMobileNet, plan: PrunePlan, criterion: str = "l1",
                     loss_fn: Callable[[FaceMobileNet, Any], torch.Tensor] | None = None,
-                    example_batch: Any = None) -> Selection:
-    """Score every channel with `criterion` and choose which to keep, space by space (see module doc)."""
+                    example_batch: Any = None, scores: dict[str, np.ndarray] | None = None) -> Selection:
+    """Score every channel with `criterion` and choose which to keep, space by space (see module doc).
+
+    `scores` (space name -> per source channel) replaces the criterion's scores of those spaces (budget
+    pruning's importance measured on faces)."""
     if criterion not in CRITERIA:
         raise UserError(f"unknown pruning criterion '{criterion}'; choose one of {', '.join(CRITERIA)}")
     spaces = build_spaces(plan)
@@ -229,6 +234,8 @@ def select_channels(model: FaceMobileNet, plan: PrunePlan, criterion: str = "l1"
         if criterion == "taylor":
             model.zero_grad(set_to_none=True)
     for sp in spaces:
+        if scores and sp.name in scores and sp.child is None:
+            sp.own = sp.total = np.asarray(scores[sp.name], dtype=np.float64)
         _choose(sp)
     return Selection(plan, spaces, criterion)
 
