@@ -356,7 +356,7 @@ def write_import(path: str | Path, out: Path, sha: str | None = None) -> dict[st
     """Import `path` and write model.pt + manifest.json (source file, its sha256, schedule, params, MACs) into
     the folder `out` (which the caller owns: a staging folder)."""
     from .complexity import count_macs
-    from .io import save_model
+    from .checkpoint import save_model
 
     p = Path(path)
     model = import_onnx(p)

@@ -408,7 +408,7 @@ def budget_prune(model: FaceMobileNet, model_path: Any, out: Any, *, macs: str |
     from ..artifacts import artifact_dir, file_sha256, host_description, now_iso, versions, write_json
     from ..model.complexity import MAC_SOURCE
     from ..model.io import resolve_model_file, save_model
-    from .folders import _lfw, _size, _taylor_loss
+    from .measure import lfw_record, model_size, taylor_loss
     from .in_memory import prune_plan_for
     from .plan import format_plan
     from .surgery import apply_selection, select_channels
@@ -431,7 +431,7 @@ def budget_prune(model: FaceMobileNet, model_path: Any, out: Any, *, macs: str |
 
         faces = load_faces(data, progress=progress, align=align)
         taylor.faces = faces.describe()
-        return _taylor_loss(model, faces, batch_size=TAYLOR_BATCH)
+        return taylor_loss(model, faces, batch_size=TAYLOR_BATCH)
 
     sched, rec, chan = derive_schedule(model, budget, cost, unit, allocation, taylor if data else None)
     if board:
@@ -440,11 +440,11 @@ def budget_prune(model: FaceMobileNet, model_path: Any, out: Any, *, macs: str |
     click.echo(format_plan(plan))
     sel = select_channels(model, plan, "l1" if chan else criterion, scores=hidden_scores(plan, chan))
     pruned = apply_selection(model, sel).eval()
-    before, after = _size(model), _size(pruned)
+    before, after = model_size(model), model_size(pruned)
     acc: dict[str, Any] = {}
     if lfw:
-        acc["before_pruning"] = _lfw(model, Path(lfw), f"{model.schedule.name} (unpruned)")
-        acc["after_pruning"] = _lfw(pruned, Path(lfw), f"{sched.name} (pruned, not fine-tuned)")
+        acc["before_pruning"] = lfw_record(model, Path(lfw), f"{model.schedule.name} (unpruned)")
+        acc["after_pruning"] = lfw_record(pruned, Path(lfw), f"{sched.name} (pruned, not fine-tuned)")
         click.echo(f"LFW before pruning: {acc['before_pruning']['summary']}\n"
                    f"LFW right after pruning: {acc['after_pruning']['summary']}")
     src_file = resolve_model_file(model_path)

@@ -23,39 +23,10 @@ from ..model.io import load_model, resolve_model_file, save_model
 from ..model.network import FaceMobileNet
 from ..recipe import PruneConfig
 from .in_memory import prune_to_schedule, ratio_schedule
+from .measure import lfw_record, model_size, taylor_loss
 from .plan import format_plan, plan_pruning, round_schedule
 
 CLI_CRITERIA = ("l1", "l2", "bn", "taylor")  # taylor needs --data: the loss whose change it estimates
-
-
-def _size(model: FaceMobileNet) -> dict[str, int]:
-    s = model.schedule.input_size
-    return {"params": sum(p.numel() for p in model.parameters()), "macs": count_macs(model.eval(), (3, s, s))}
-
-
-def _lfw(model: FaceMobileNet, lfw: Path, name: str) -> dict[str, Any]:
-    from ..evaluate.embed import TorchEmbedder
-    from ..evaluate.lfw import evaluate_lfw
-
-    r = evaluate_lfw(TorchEmbedder(model, name=name), lfw, flip=True, progress=False)
-    return {"summary": r["summary"]["flip"], "accuracy": r["results"]["flip"]["accuracy_mean"],
-            "accuracy_std": r["results"]["flip"]["accuracy_std"], "dataset": r["dataset"], "protocol": r["protocol"]}
-
-
-def _taylor_loss(reference: FaceMobileNet, faces, batch_size: int = 64):
-    """(loss_fn, batch) for the Taylor criterion: the margin loss of a head at the data's class centres."""
-    import torch
-
-    from ..data.transforms import to_float
-    from ..train.finetune import margin_head_for
-
-    head = margin_head_for(reference, faces, reference.schedule.embedding_size)
-    known = np.flatnonzero(faces.labels >= 0)
-    if len(known) == 0:
-        raise UserError("criterion 'taylor' needs labelled faces in --data (an ImageFolder of identities)")
-    idx = np.random.default_rng(0).choice(known, size=min(batch_size, len(known)), replace=False)
-    batch = (to_float(torch.from_numpy(faces.images[idx])), torch.from_numpy(faces.labels[idx]))
-    return (lambda model, b: head(model(b[0]), b[1])[0]), batch
 
 
 def _ratio_target(src: Any, ratio: float, round_to: int | None) -> Any:
@@ -134,23 +105,23 @@ def prune_artifact(model_path: str | Path, out: str | Path, schedule: str | None
         target = round_schedule(target, round_to, limit=src)
     plan = plan_pruning(src, target)  # validates before any work
     click.echo(format_plan(plan))
-    before = _size(model)
+    before = model_size(model)
     record: dict[str, Any] = {"lfw": {}}
     if lfw:
-        record["lfw"]["before_pruning"] = _lfw(model, Path(lfw), f"{src.name} (unpruned)")
+        record["lfw"]["before_pruning"] = lfw_record(model, Path(lfw), f"{src.name} (unpruned)")
         click.echo(f"LFW before pruning: {record['lfw']['before_pruning']['summary']}")
     faces = None
     if data:
         from ..data.sources import load_faces
 
         faces = load_faces(data, progress=progress, align=align)
-    loss_fn, batch = _taylor_loss(model, faces) if criterion == "taylor" else (None, None)
+    loss_fn, batch = taylor_loss(model, faces) if criterion == "taylor" else (None, None)
     step_log: list[dict[str, Any]] = []
 
     def tune(m: FaceMobileNet, k: int) -> None:
-        entry: dict[str, Any] = {"step": k, "schedule": m.schedule.to_dict(), **_size(m)}
+        entry: dict[str, Any] = {"step": k, "schedule": m.schedule.to_dict(), **model_size(m)}
         if lfw:
-            entry["lfw_after_pruning"] = _lfw(m, Path(lfw), f"step {k} (pruned, not fine-tuned)")
+            entry["lfw_after_pruning"] = lfw_record(m, Path(lfw), f"step {k} (pruned, not fine-tuned)")
             click.echo(f"step {k}: LFW right after pruning {entry['lfw_after_pruning']['summary']}")
         if finetune_steps:
             from ..train.finetune import finetune
@@ -163,7 +134,7 @@ def prune_artifact(model_path: str | Path, out: str | Path, schedule: str | None
                                  "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"],
                                  "last_distill": history[-1]["distill"]}
             if lfw:
-                entry["lfw_after_finetune"] = _lfw(m, Path(lfw), f"step {k} (fine-tuned)")
+                entry["lfw_after_finetune"] = lfw_record(m, Path(lfw), f"step {k} (fine-tuned)")
                 click.echo(f"step {k}: LFW after fine-tuning {entry['lfw_after_finetune']['summary']}")
         step_log.append(entry)
 
@@ -171,7 +142,7 @@ def prune_artifact(model_path: str | Path, out: str | Path, schedule: str | None
     pruned = prune_to_schedule(model, target, criterion=criterion, steps=steps, depth=depth, loss_fn=loss_fn,
                                example_batch=batch, between_steps=lambda m: tune(m, next(counter)))
     tune(pruned, steps)  # the last step gets the same treatment as the ones before it
-    after = _size(pruned)
+    after = model_size(pruned)
     if lfw:
         record["lfw"]["after_pruning"] = step_log[-1]["lfw_after_pruning"]
         if finetune_steps:
