@@ -201,11 +201,18 @@ def test_fine_tune_from_pruned_model_with_unpruned_teacher(tmp_path, faces, monk
                   lr=1e-3, augment=False), tmp_path / "ft", faces=faces)
     assert m["init_model"] == str(tmp_path / "p") and m["schedule"]["name"] == "table3"
     assert all(np.isfinite(h["loss"]) for h in m["history"])
-    assert m["history"][-1]["distill_loss"] < m["history"][0]["distill_loss"]
+    # the pruned network starts near its teacher (its BNs re-expressed around the training faces, so train-mode
+    # BN keeps its function: 0.45 here, 1.01 = unrelated without) and distillation does not drive it away
+    first, last = m["history"][0]["distill_loss"], m["history"][-1]["distill_loss"]
+    assert first < 0.8 and last < 1.05 * first
     # with a vanishing learning rate the weights stay those of the pruned model: it really is the start point
     train(cfg(epochs=1, init_model=str(tmp_path / "p"), lr=1e-12, augment=False), tmp_path / "still", faces=faces)
+    # (conv kernels unchanged; BNs re-expressed around the training faces' statistics: the same function)
     a, b = load_model(tmp_path / "p").state_dict(), load_model(tmp_path / "still").state_dict()
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a if k.endswith("weight"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a if k.endswith("weight") and a[k].ndim > 1)
+    x = torch.randn(4, 3, 112, 112)
+    with torch.no_grad():
+        assert torch.allclose(load_model(tmp_path / "p")(x), load_model(tmp_path / "still")(x), atol=1e-3)
 
 
 @pytest.mark.slow

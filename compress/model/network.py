@@ -115,6 +115,40 @@ def fold_batchnorms(model: FaceMobileNet) -> FaceMobileNet:
     return out
 
 
+@torch.no_grad()
+def recenter_batchnorms(model: nn.Module, images: torch.Tensor) -> int:
+    """Re-express every BatchNorm around the statistics of its input on ``images`` (normalised NCHW floats):
+    its running mean and variance become the data's, and its weight and bias change so that the eval-mode
+    function stays exactly the same. A network whose BNs hold no data statistics (an imported ONNX, whose BNs
+    were folded into the convs: mean 0, variance 1) then computes in train mode what it computes in eval mode,
+    so fine-tuning starts from the network it was given instead of re-normalising every layer. Returns how many
+    BNs were re-expressed."""
+    bns = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def grab(mod: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        z = inputs[0].double()
+        dims = tuple(d for d in range(z.dim()) if d != 1)  # all but the channels
+        stats[mod] = (z.mean(dim=dims), z.var(dim=dims, unbiased=False))
+
+    hooks = [m.register_forward_pre_hook(grab) for m in bns]
+    was_training = model.training
+    try:
+        model.eval()(images)  # eval: every BN's input is what the unchanged network feeds it
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    for bn in bns:
+        mu, var = stats[bn]
+        a = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)  # eval: a * (z - mean) + bias
+        bn.bias.copy_(bn.bias.double() + a * (mu - bn.running_mean.double()))
+        bn.weight.copy_(a * torch.sqrt(var + bn.eps))
+        bn.running_mean.copy_(mu)
+        bn.running_var.copy_(var)
+    return len(bns)
+
+
 def batchnorms_folded(model: nn.Module) -> bool:
     """True for a model made by fold_batchnorms (no BatchNorm left)."""
     return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())

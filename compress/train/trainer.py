@@ -216,6 +216,8 @@ def _train(cfg: TrainConfig, out: Path, resume: str | Path | None, overwrite: bo
     if cfg.batch_size % world:
         raise UserError(f"batch size {cfg.batch_size} does not split over {world} processes; use a multiple of {world}")
     net = _make_net(cfg, schedule, init, data.faces.num_classes, device)
+    if init is not None and ck is None:
+        _recenter_init(net.model, data, device, main)
     opt = _make_optimiser(cfg, net)
     start_epoch, history = _restore(ck, net, opt) if ck is not None else (0, [])
     run = _Run(cfg, schedule, data, teacher, net, nn.parallel.DistributedDataParallel(net) if world > 1 else net, opt,
@@ -315,6 +317,26 @@ def _make_net(cfg: TrainConfig, schedule: Schedule, init: FaceMobileNet | None, 
         model.load_state_dict(init.state_dict())
     head = MarginHead(schedule.embedding_size, num_classes, cfg.loss, cfg.s, cfg.m, cfg.terms)
     return _Trainable(model, head).to(device)
+
+
+RECENTER_IMAGES = 256  # faces whose activations the BNs of an init model are re-expressed around
+
+
+def _recenter_init(model: nn.Module, data: _Data, device: str, main: bool) -> None:
+    """Fine-tuning from an init model: BNs re-expressed around the statistics of the first training faces
+    (compress.model.network.recenter_batchnorms; exact in eval mode), so train-mode BN does not first move the
+    network away from the one it was given (an imported ONNX carries no BN statistics at all)."""
+    if data.streamed:
+        return  # no faces in memory to measure; a streamed set starts from the stored statistics
+    from ..data.transforms import to_float
+    from ..model.network import recenter_batchnorms
+
+    idx = np.unique(np.linspace(0, len(data.faces.images) - 1, RECENTER_IMAGES).astype(int))  # across sources
+    images = to_float(torch.from_numpy(data.faces.images[idx]).to(device))
+    n = recenter_batchnorms(model, images)
+    if main:
+        print(f"init model: {n} BatchNorms re-expressed around the statistics of {len(images)} training faces "
+              "(same function in eval mode)", flush=True)
 
 
 def _make_optimiser(cfg: TrainConfig, net: nn.Module) -> torch.optim.Optimizer:
