@@ -13,9 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from compress.cli import cli
 from compress.data.mtcnn_weights import weights_present
 from compress.data.synthetic import generate
 from compress.errors import UserError
@@ -24,28 +22,13 @@ from compress.identify.enrol import threshold_at_far
 from compress.identify.gallery import SCHEMA_VERSION, Gallery
 from compress.identify.pipeline import AlignedFinder
 from compress.zoo import load_entry
+from tests.identify_helpers import run_cli, save
 
 needs_weights = pytest.mark.skipif(not weights_present(), reason="MTCNN weights absent (compress data fetch-mtcnn)")
 PEOPLE = 4
 CAL = ["--calibration", "synthetic", "--calibration-images", "100", "--far", "0.01"]
 
 
-def run_cli(*args: object) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) the way `compress` ends: a UserError is one line and exit code 2."""
-    r = CliRunner().invoke(cli, [str(a) for a in args])
-    if isinstance(r.exception, UserError):
-        msg = str(r.exception)
-        assert "\n" not in msg, msg
-        return 2, r.stdout, msg
-    if r.exception is not None and not isinstance(r.exception, SystemExit):
-        raise r.exception
-    return r.exit_code, r.stdout, r.stderr
-
-
-def _save(path: Path, img: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +38,10 @@ def crops(tmp_path_factory) -> Path:
     images, labels = generate(PEOPLE, 3, first_identity=700)
     for k, (img, y) in enumerate(zip(images, labels)):
         j = k % 3
-        _save(root / ("gallery" if j < 2 else "probes") / (f"P{y}/{j}.png" if j < 2 else f"P{y}.png"), img)
+        save(root / ("gallery" if j < 2 else "probes") / (f"P{y}/{j}.png" if j < 2 else f"P{y}.png"), img)
     strangers, _ = generate(2, 1, first_identity=900)
     for k, img in enumerate(strangers):
-        _save(root / "probes" / f"stranger{k}.png", img)
+        save(root / "probes" / f"stranger{k}.png", img)
     return root
 
 
@@ -170,7 +153,7 @@ def test_enrol_lists_people_without_a_usable_face_and_enrols_the_rest(crops, tmp
     for p in (crops / "gallery" / "P0").iterdir():
         (gallery / "P0").mkdir(parents=True, exist_ok=True)
         (gallery / "P0" / p.name).write_bytes(p.read_bytes())
-    _save(gallery / "Blurry" / "small.png", np.zeros((50, 50, 3), np.uint8))  # not an aligned crop
+    save(gallery / "Blurry" / "small.png", np.zeros((50, 50, 3), np.uint8))  # not an aligned crop
     (gallery / "Blurry" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     (gallery / "Nobody").mkdir()
     db = tmp_path / "w.db"
@@ -275,7 +258,7 @@ def test_check_dose_cli_exit_codes(ward, crops, tmp_path):
                          "--allow-uncalibrated")
     assert rc == 2 and "'Zed' is not enrolled" in err
     plan.write_text(PLAN)
-    blank = _save(tmp_path / "blank.png", np.full((112, 112, 3), 128, np.uint8))
+    blank = save(tmp_path / "blank.png", np.full((112, 112, 3), 128, np.uint8))
     if weights_present():  # a detector run on a face-free image: refused, exit 1
         rc, out, _ = run_cli("check-dose", "--db", ward, "--plan", plan, "--image", blank, "--at", "08:00",
                              "--allow-uncalibrated")
@@ -303,17 +286,17 @@ def test_frames_detect_align_identify_and_refuse_several_faces(crops, tmp_path):
     found = [k for k, img in enumerate(images) if len(finder.faces(_frame([img]))) == 1]
     gallery = tmp_path / "gallery"
     for k in found:
-        _save(gallery / f"P{labels[k]}" / f"{k}.jpg", _frame([images[k]]))
+        save(gallery / f"P{labels[k]}" / f"{k}.jpg", _frame([images[k]]))
     assert {int(labels[k]) for k in found} == {0, 1, 2}
     db = tmp_path / "w.db"
     rc, out, err = run_cli("enrol", "--gallery", gallery, "--db", db, *CAL)
     assert rc == 0, (out, err)
     p1 = next(k for k in found if labels[k] == 1)
-    one = _save(tmp_path / "one.jpg", _frame([images[p1]]))  # an enrolled photo of P1
+    one = save(tmp_path / "one.jpg", _frame([images[p1]]))  # an enrolled photo of P1
     pair = next((a, b) for a in found for b in found if labels[a] == 0 and labels[b] == 2
                 and len(finder.faces(_frame([images[a], images[b]]))) == 2)
-    two = _save(tmp_path / "two.jpg", _frame([images[pair[0]], images[pair[1]]]))  # P0 and P2 together
-    blank = _save(tmp_path / "blank.jpg", np.full((240, 320, 3), 90, np.uint8))
+    two = save(tmp_path / "two.jpg", _frame([images[pair[0]], images[pair[1]]]))  # P0 and P2 together
+    blank = save(tmp_path / "blank.jpg", np.full((240, 320, 3), 90, np.uint8))
     answers = tmp_path / "a.json"
     rc, out, err = run_cli("identify", "--db", db, "--json", answers, one, two, blank)
     assert rc == 0, err

@@ -11,13 +11,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from compress.bench.frame import place_in_frame
-from compress.cli import cli
 from compress.errors import UserError
 from compress.identify.gallery import Gallery
 from compress.identify.video import Vote, parse_vote
+from tests.identify_helpers import run_cli
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 LFW = SHARED / "data" / "lfw" / "lfw-deepfunneled"
@@ -26,16 +25,6 @@ PEOPLE = ("Colin_Powell", "Tony_Blair")
 CAL = ["--calibration", "synthetic", "--calibration-images", "20", "--far", "0.05"]
 PLAN = '[[patient]]\nname = "Colin_Powell"\n[[patient.medication]]\ndrug = "Aspirin 100 mg"\ntimes = ["08:00"]\n'
 
-
-def run_cli(*args: object) -> tuple[int, str, str]:
-    r = CliRunner().invoke(cli, [str(a) for a in args])
-    if isinstance(r.exception, UserError):
-        msg = str(r.exception)
-        assert "\n" not in msg, msg
-        return 2, r.stdout, msg
-    if r.exception is not None and not isinstance(r.exception, SystemExit):
-        raise r.exception
-    return r.exit_code, r.stdout, r.stderr
 
 
 def write_clip(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:

@@ -257,16 +257,10 @@ def _stages(blocks: list[dict[str, Any]], act: str) -> list[dict[str, Any]]:
 def read_onnx(path: str | Path) -> tuple[Schedule, list[_Conv]]:
     """The schedule an ONNX face model maps onto and its convs in forward order (UserError naming the first
     node that does not fit)."""
-    import onnx
+    from .onnx_torch import load_onnx_file
 
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"ONNX model {p} not found")
-    try:
-        model = onnx.load(str(p))
-    except Exception as e:
-        raise UserError(f"cannot read ONNX model {p}: {str(e).splitlines()[0][:160]}") from None
-    wk = _Walker(model, p.name)
+    wk = _Walker(load_onnx_file(p), p.name)
     stem = wk.conv(wk.input, "the 3x3 stem")
     if stem.k != 3 or stem.group != 1 or stem.cin != 3 or stem.act is None or stem.pad != 1:
         wk.fail(model.graph.node[0], "the first layer must be a 3x3 conv on the 3-channel image with padding 1 "

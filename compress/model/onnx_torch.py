@@ -239,13 +239,18 @@ def onnx_to_torch(path: str | Path, channels_last: bool = True) -> nn.Module:
 
     UserError when the file cannot be read or uses an op (or form of one) this interpreter does not cover.
     """
+    p = Path(path)
+    return OnnxModule(load_onnx_file(p).graph, p.name, channels_last).eval()
+
+
+def load_onnx_file(path: str | Path) -> Any:
+    """The ONNX ModelProto of a file (external weights beside it are read too); UserError when it cannot be read."""
     import onnx
 
     p = Path(path)
     if not p.is_file():
         raise UserError(f"ONNX model {p} not found")
     try:
-        model = onnx.load(str(p))
-    except Exception as e:
+        return onnx.load(str(p))
+    except Exception as e:  # onnx raises protobuf, OSError and its own errors
         raise UserError(f"cannot read ONNX model {p}: {str(e).splitlines()[0][:160]}") from None
-    return OnnxModule(model.graph, p.name, channels_last).eval()
