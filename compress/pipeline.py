@@ -177,6 +177,7 @@ class _Plan:
     out: Path
     ev: _Evaluator
     model_dir: Path  # the float model the later stages take: stages/prune when pruning, else stages/train
+    progress: bool = True  # per-epoch bars of the training stage (not part of any stage's key)
 
 
 def _evaluate_model(p: _Plan, stage: str, model_dir: Path) -> Callable[[], None]:
@@ -215,7 +216,10 @@ def _train_stages(p: _Plan) -> list[Stage]:
         def do_train() -> None:
             from .train.trainer import train
 
-            train(p.rec.train, train_dir, overwrite=True)
+            import dataclasses
+
+            cfg = p.rec.train if p.progress else dataclasses.replace(p.rec.train, progress=False)
+            train(cfg, train_dir, overwrite=True)
         first = Stage("train", p.rec.train.to_dict(), [], model, do_train, ("compress.train.trainer",))
     return [first, Stage("evaluate trained", p.ev.key(), model, _accuracy_outputs(p, "trained"),
                          _evaluate_model(p, "trained", train_dir), ("compress.model.io",))]
@@ -351,7 +355,7 @@ def run_pipeline(recipe: str | Path = "demo", out: str | Path | None = None, for
     ev = _Evaluator(rec.evaluate, rec.train.synthetic_seed)
     targets = _targets(rec.export.targets)
     model_dir = rf.stage_dir(out, "prune" if rec.prune else "train")
-    stages = _stages(_Plan(rec, out, ev, model_dir), targets, Path(report_dir) if report_dir is not None else None)
+    stages = _stages(_Plan(rec, out, ev, model_dir, progress), targets, Path(report_dir) if report_dir is not None else None)
     t0 = time.perf_counter()
     bar = tqdm(total=len(stages), desc="pipeline", unit="stage", disable=not progress, dynamic_ncols=True)
     click.echo(f"pipeline {rec.path.name} -> {out}: train, evaluate, {'prune, ' if rec.prune else ''}quantize, "

@@ -80,3 +80,20 @@ def test_pipeline_rejects_unknown_sections_and_targets(tmp_path):
     bad.write_text("[train]\nepochs = 1\n[export]\ntargets = [\"jetson-xavier\"]\n")
     with pytest.raises(UserError, match="unknown target"):
         run_pipeline(bad, tmp_path / "r", progress=False)
+
+
+def test_no_progress_reaches_the_training_stage(tmp_path, monkeypatch):
+    """`pipeline --no-progress` (CI logs) also silences the per-epoch bars, without changing the stage's key."""
+    import compress.train.trainer as trainer
+    from compress.full_recipe import load_recipe
+    from compress.pipeline import _Evaluator, _Plan, _train_stages
+
+    seen = []
+    monkeypatch.setattr(trainer, "train", lambda cfg, out, overwrite: seen.append(cfg.progress))
+    rec = load_recipe("ci")
+    keys = []
+    for progress in (True, False):
+        stage = _train_stages(_Plan(rec, tmp_path, _Evaluator(rec.evaluate, 0), tmp_path, progress))[0]
+        stage.run()
+        keys.append(stage.settings)
+    assert seen == [True, False] and keys[0] == keys[1]
