@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -219,8 +220,11 @@ def prune(model_path, schedule, ratio, macs, latency, board, allocation, criteri
                    latency=latency, board=board, allocation=allocation)
     _say_model(model_path)
     if not finetune_steps:
+        # the recipe that fine-tunes this network family: MobileFaceNet's (a GDC head) or the paper's networks'
+        pruned = json.loads((Path(out) / "manifest.json").read_text())["schedule"]
+        recipe = "mfn-distill" if pruned.get("head_pool") == "gdc" else "table2-pruned-ft-online"
         click.echo(f"next: pruning alone costs accuracy; fine-tune it with distillation, e.g. `compress train "
-                   f"--recipe table2-pruned-ft-online --init-model {out} --out {out}-ft` (real faces, needs the "
+                   f"--recipe {recipe} --init-model {out} --out {out}-ft` (real faces, needs the "
                    f"recipe's data), then `compress evaluate --model {out}-ft --lfw DIR`")
 
 
