@@ -14,6 +14,7 @@ from torch import nn
 from compress.errors import UserError
 from compress.model.network import FaceMobileNet, build_model
 from compress.schedules import load_schedule, parse_schedule
+from tests.test_prune import randomized
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TEACHER = SHARED / "models" / "mobilefacenet-teacher" / "MobileFaceNet.onnx"
@@ -82,20 +83,6 @@ def test_schedules_show_prints_mobilefacenet():
 
 # ---------------------------------------------------------------- import: self-contained round trip
 
-def _random_mfn(seed: int = 0) -> FaceMobileNet:
-    """A mobilefacenet-schedule network with random weights and random BN statistics (so folding matters)."""
-    torch.manual_seed(seed)
-    m = build_model("mobilefacenet")
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.normal_(0, 0.1)
-                mod.running_mean.normal_(0, 0.1)
-                mod.running_var.uniform_(0.5, 2.0)
-    return m.eval()
-
-
 def _export(model: nn.Module, path: Path, size: int = 112) -> Path:
     with torch.no_grad():
         torch.onnx.export(model, torch.zeros(1, 3, size, size), str(path), dynamo=False, opset_version=17,
@@ -106,7 +93,7 @@ def _export(model: nn.Module, path: Path, size: int = 112) -> Path:
 def test_exported_mobilefacenet_reimports_exactly(tmp_path):
     from compress.model.onnx_import import import_onnx
 
-    src = _random_mfn()
+    src = randomized(load_schedule("mobilefacenet"))
     f = _export(src, tmp_path / "mfn.onnx")
     got = import_onnx(f)
     assert got.schedule.name == "mobilefacenet"
@@ -122,7 +109,7 @@ def test_load_model_takes_an_onnx_file(tmp_path, monkeypatch):
     from compress.model.io import load_model, resolve_model_file
 
     monkeypatch.setenv("COMPRESS_ONNX_IMPORT_CACHE", str(tmp_path / "cache"))
-    f = _export(_random_mfn(1), tmp_path / "m.onnx")
+    f = _export(randomized(load_schedule("mobilefacenet"), 1), tmp_path / "m.onnx")
     m = load_model(f)
     assert m.schedule.name == "mobilefacenet"
     p = resolve_model_file(f)
