@@ -62,6 +62,30 @@ ENTRIES["table3-faces"] = {
               "trained on MS1M, whose terms are non-commercial research. These weights inherit those terms: "
               "non-commercial research use."),
 }
+MFN_TEACHER = "../shared/models/mobilefacenet-teacher/MobileFaceNet.onnx"
+MFN_TERMS = ENTRIES["table3-faces"]["terms"]
+
+
+def _mfn(budget: str, tag: str, epochs: int | None = None) -> dict[str, Any]:
+    """A MobileFaceNet entry: the teacher pruned to `budget` MACs, recovered by distillation
+    (`BUDGET=... [EPOCHS=...] benchmarks/mfn_chain.sh`; its commands, in order)."""
+    more = f" --epochs {epochs}" if epochs else ""
+    return {
+        "run": f"runs/mfn-chain/ft-{budget}", "recipe": "profiles/mfn-distill.toml",
+        "chain_script": "benchmarks/mfn_chain.sh", "family": "mobilefacenet", "open_set": True,
+        "chain": [f"compress prune --model {MFN_TEACHER} --macs {budget} --allocation importance "
+                  f"--data ../shared/data/celeba-299 --align --out runs/mfn-chain/pruned-{budget}",
+                  f"compress train --recipe mfn-distill --init-model runs/mfn-chain/pruned-{budget} "
+                  f"--teacher {MFN_TEACHER}{more} --out runs/mfn-chain/ft-{budget}"],
+        "description": f"MobileFaceNet (the teacher's network) pruned to {budget} MACs by `compress prune --macs` "
+                       "(Taylor importance on CelebA-299 faces) and recovered by distillation from the unpruned "
+                       f"teacher on 26,641 faces: {tag}",
+        "runs": [f"runs/mfn-chain/pruned-{budget}", f"runs/mfn-chain/ft-{budget}"], "terms": MFN_TERMS}
+
+
+ENTRIES["mfn-113m"] = _mfn("113.5M", "the most accurate pruned point", epochs=3)
+ENTRIES["mfn-57m"] = _mfn("57M", "a quarter of the teacher's MACs")
+ENTRIES["mfn-18m"] = _mfn("18.1M", "the paper's Table 3 budget")
 TERMS = ("CelebA (training identities) is for non-commercial research only; LFW (1,542 images of people in no "
          "LFW test pair, distillation only) is for research use; the MobileFaceNet teacher was trained on MS1M, "
          "whose terms are non-commercial research. These weights inherit those terms: non-commercial research use.")
@@ -79,6 +103,9 @@ def _run_summary(run: Path) -> dict[str, Any]:
                     "final_train_accuracy": m["metrics"].get("final_train_accuracy"),
                     "final_distill_loss": m["history"][-1].get("distill_loss"),
                     "images_per_s_last_epoch": m["history"][-1].get("images_per_s")})
+        per_epoch = cfg["batch_size"] * (m["data"]["images"] // cfg["batch_size"])
+        out.update({"images_per_epoch": per_epoch, "images_per_s": [h["images_per_s"] for h in m["history"]],
+                    "epoch_seconds": [round(per_epoch / h["images_per_s"], 1) for h in m["history"]]})
     else:
         out.update({"method": m.get("method"), "params": m.get("params"), "macs": m.get("macs"),
                     "source_model": m.get("source_model")})
@@ -108,7 +135,8 @@ def build(name: str) -> dict[str, Any]:
     runs = [_run_summary(ROOT / r) for r in spec["runs"]]
     last = runs[-1]
     manifest = {
-        "kind": ZOO_KIND, "name": name, "created": now_iso(), "description": spec["description"],
+        "kind": ZOO_KIND, "name": name, "family": spec.get("family", "paper"), "created": now_iso(),
+        "description": spec["description"],
         "weights": {"file": "model.pt", "sha256": sha, "bytes": (folder / "model.pt").stat().st_size,
                     "format": "compress.model/1 (model.pt of a train run: weights + schedule)"},
         "schedule": s.to_dict(), "params": sum(p.numel() for p in model.parameters()),
@@ -121,10 +149,70 @@ def build(name: str) -> dict[str, Any]:
         "config": last.get("config"),  # the last training run's settings (QAT reuses its loss)
         "training_runs": runs, "terms": spec.get("terms", TERMS), "built_on": host_description(), "build_versions": versions(),
     }
+    if spec.get("open_set"):
+        manifest["open_set"] = open_set_record(name, model, sha)
     write_json(folder / "manifest.json", manifest)
+    if spec.get("open_set"):  # the int8 export needs the entry resolvable as zoo:NAME
+        manifest["int8"] = int8_record(name, record)
+        write_json(folder / "manifest.json", manifest)
     (folder / "MODEL_CARD.md").write_text(card(manifest))
     print(f"zoo:{name}: sha256 {sha[:16]}, LFW {record['summary']['flip']}")
     return manifest
+
+
+def open_set_record(name: str, model: Any, sha: str) -> dict[str, Any]:
+    """Open-set 1:N on all of LFW (benchmarks/lfw_open_set.py's protocol and code) for the shipped weights:
+    writes reports/zoo/NAME-open-set.json and returns the manifest's summary (gallery 100)."""
+    import lfw_open_set as los
+
+    from compress.evaluate.lfw import align_benchmark_images, locate_lfw
+
+    _, root = locate_lfw(LFW)
+    split = los.lfw_split(root)
+    images, align = align_benchmark_images(split["files"], None, progress=True)
+    emb = TorchEmbedder(model, name=f"zoo:{name}").embed(images, batch_size=64, flip=True, progress=True)
+    results = los.evaluate(emb, split)
+    path = ROOT / "reports" / "zoo" / f"{name}-open-set.json"
+    write_json(path, {
+        "format": "compress.identify.lfw_open_set/1", "created": now_iso(), "zoo_entry": f"zoo:{name}",
+        "model_file": f"compress/zoo/{name}/model.pt", "model_sha256": sha, "runtime": "PyTorch (torch) float32",
+        "host": host_description(), "versions": versions(), "measured_by": "benchmarks/zoo_build.py (lfw_open_set protocol)",
+        "dataset": f"LFW deep-funneled, all {len(split['files'])} images",
+        "protocol": los.__doc__.split("Protocol (issue 19): ")[1].split("\n\n")[0].replace("\n", " "),
+        "counts": {"people_with_2plus": len(split["people"]), "genuine_probes": len(split["probes"]),
+                   "impostor_probes": len(split["impostors"])},
+        "alignment": {k: v for k, v in align.items() if k != "failed_images"}, "results": results})
+    g = results["100"]
+    print(f"zoo:{name} open-set, gallery 100: rank-1 {100 * g['rank1']:.2f}%, DIR@FAR=1% {100 * g['dir@far=0.01']:.2f}%")
+    return {"record": str(path.relative_to(ROOT)), "gallery_100": {k: g[k] for k in g if k.startswith(("rank1", "dir@"))},
+            "gallery_all": {k: v for k, v in results["all"].items() if k.startswith(("rank1", "dir@"))}}
+
+
+def int8_record(name: str, float_record: dict[str, Any]) -> dict[str, Any]:
+    """NNCF PTQ calibrated on 256 aligned CelebA-299 faces, exported int8 for onnxruntime, LFW in that runtime
+    (`compress quantize` + `compress export --lfw`); the export's manifest is the record."""
+    import subprocess
+
+    c = str(ROOT / ".venv" / "bin" / "compress")
+    q, e = ROOT / "runs" / "zoo-int8" / f"{name}-ptq", ROOT / "runs" / "zoo-int8" / f"{name}-onnx-int8"
+    for cmd in ([c, "quantize", "--model", f"zoo:{name}", "--out", str(q), "--calibration", str(LFW.parent / "celeba-299"),
+                 "--align", "--calibration-images", "256", "--overwrite", "--no-progress"],
+                [c, "export", "--target", "onnx", "--precision", "int8", "--model", str(q), "--lfw", str(LFW),
+                 "--out", str(e), "--overwrite", "--no-progress"]):
+        subprocess.run(cmd, check=True, cwd=ROOT)
+    m = json.loads((e / "manifest.json").read_text())
+    lfw = m["parity"]["lfw"]
+    rec = {"zoo_entry": f"zoo:{name}", "float_sha256": file_sha256(ZOO_DIR / name / "model.pt"),
+           "export_manifest": m, "commands": ["compress quantize --model zoo:NAME --calibration ../shared/data/celeba-299 "
+                                              "--align --calibration-images 256", "compress export --target onnx "
+                                              "--precision int8 --lfw ../shared/data/lfw"]}
+    path = ROOT / "reports" / "zoo" / f"{name}-int8-lfw.json"
+    write_json(path, rec)
+    f_acc, i_acc = float_record["results"]["flip"]["accuracy_mean"], lfw["results"]["flip"]["accuracy_mean"]
+    print(f"zoo:{name} int8 (onnxruntime): LFW {100 * i_acc:.2f}% vs float {100 * f_acc:.2f}%")
+    return {"record": str(path.relative_to(ROOT)), "runtime": lfw["runtime"], "lfw_flip": i_acc,
+            "lfw_flip_std": lfw["results"]["flip"]["accuracy_std"], "delta_pp_vs_float": 100 * (i_acc - f_acc),
+            "calibration": "NNCF PTQ, 256 MTCNN-aligned CelebA-299 faces"}
 
 
 def _pct(r: dict[str, Any]) -> str:
@@ -172,6 +260,58 @@ def _data_lines(data: dict[str, Any], teacher: dict[str, Any], terms: str) -> st
     return "\n".join(lines)
 
 
+TEACHER_LFW = 0.9942  # reports/mfn/lfw-imported-teacher.json (flip), the figure every card compares with
+
+
+def _network(m: dict[str, Any]) -> str:
+    if m.get("family") == "mobilefacenet":
+        return ("MobileFaceNet (Chen et al. 2018, the teacher's network: depthwise-separable stem, bottlenecks, GDC "
+                "head) with widths derived by `compress prune --macs`")
+    return "the paper's MobileNet-v2 face network"
+
+
+def _gap(f: dict[str, Any]) -> str:
+    d = 100 * (TEACHER_LFW - f["accuracy_mean"])
+    return f"{d:.2f} pp below" if d > 0.005 else f"{-d:.2f} pp above" if d < -0.005 else "level with"
+
+
+def _extra_rows(m: dict[str, Any]) -> str:
+    rows = []
+    o = m.get("open_set")
+    if o:
+        g, a = o["gallery_100"], o["gallery_all"]
+        rows.append(f"| open-set 1:N, LFW, gallery 100 (10 draws) | rank-1 **{100 * g['rank1']:.2f}% +- "
+                    f"{100 * g['rank1_std']:.2f}**, DIR@FAR=1% {100 * g['dir@far=0.01']:.2f}% +- "
+                    f"{100 * g['dir@far=0.01_std']:.2f}; all 1,680 people: rank-1 {100 * a['rank1']:.2f}%, "
+                    f"DIR@FAR=1% {100 * a['dir@far=0.01']:.2f}% (record `{o['record']}`) |")
+    q = m.get("int8")
+    if q:
+        rows.append(f"| int8 (onnxruntime, {q['calibration']}) | LFW flip {100 * q['lfw_flip']:.2f}% +- "
+                    f"{100 * q['lfw_flip_std']:.2f} ({q['delta_pp_vs_float']:+.2f} pp vs float; record `{q['record']}`) |")
+    return "".join("\n" + r for r in rows)
+
+
+def _mfn_limit(m: dict[str, Any]) -> str:
+    if m.get("family") != "mobilefacenet":
+        return ""
+    return ("\n- **Inherited from the teacher**: the MobileFaceNet teacher was trained on MS1M (celebrities, mostly "
+            "white adults) by its authors;\n  this network was recovered by imitating it, so it carries the teacher's "
+            "biases and cannot be better than it.")
+
+
+def _timing(m: dict[str, Any]) -> str:
+    """Wall time and images/s of each training run, from its manifest (epoch by epoch: a resumed run's epochs
+    count once each)."""
+    lines = []
+    for r in m["training_runs"]:
+        if r["kind"] == "train" and r.get("epoch_seconds"):
+            secs = r["epoch_seconds"]
+            lines.append(f"Training `{r['run']}` on {r['host']}: {sum(secs) / 60:.0f} min for {len(secs)} epochs "
+                         f"({r['images_per_epoch']:,} images each), {min(r['images_per_s'])}-{max(r['images_per_s'])} "
+                         "images/s per epoch (the trainer's figure: data, student forward/backward, optimizer).")
+    return "\n" + "\n".join(lines) + "\n" if lines else ""
+
+
 def card(m: dict[str, Any]) -> str:
     f, nf = m["lfw"]["flip"], m["lfw"]["no_flip"]
     train_runs = [r for r in m["training_runs"] if r["kind"] == "train"]
@@ -185,13 +325,13 @@ def card(m: dict[str, Any]) -> str:
 
 | | |
 |---|---|
-| network | the paper's MobileNet-v2 face network, schedule `{m['schedule']['name']}`, {m['params']:,} parameters, {m['macs']:,} MACs at 112x112 ({m['macs_counted_by']}) |
+| network | {_network(m)}, schedule `{m['schedule']['name']}`, {m['params']:,} parameters, {m['macs']:,} MACs at 112x112 ({m['macs_counted_by']}) |
 | output | {m['schedule']['embedding_size']}-d face embedding (L2-normalise, compare by cosine) |
 | input | aligned 112x112 RGB face (5-point MTCNN alignment to the ArcFace template: `compress data align`), ImageNet normalisation |
 | weights | `compress/zoo/{m['name']}/model.pt`, sha256 `{m['weights']['sha256']}` |
 | LFW, flip fusion | **{_pct(f)}**; TAR@FAR=1e-3 {100 * f['tar_at_far']['1e-3']:.2f}% ({f['far_false_accepts']['1e-3']} false accepts allowed), TAR@FAR=1e-2 {100 * f['tar_at_far']['1e-2']:.2f}% |
 | LFW, no flip | {_pct(nf)}; TAR@FAR=1e-3 {100 * nf['tar_at_far']['1e-3']:.2f}%, TAR@FAR=1e-2 {100 * nf['tar_at_far']['1e-2']:.2f}% |
-| how measured | {m['lfw']['dataset']}; {m['lfw']['protocol']}; {m['lfw']['runtime']} float32 on {m['lfw']['host']}; record `{m['lfw']['record']}` (names this sha256) |
+| how measured | {m['lfw']['dataset']}; {m['lfw']['protocol']}; {m['lfw']['runtime']} float32 on {m['lfw']['host']}; record `{m['lfw']['record']}` (names this sha256) |{_extra_rows(m)}
 
 ## Intended use
 Verifying (1:1) and identifying (1:N, small galleries such as a ward's patients) **cooperative, roughly frontal
@@ -204,8 +344,8 @@ means, e.g. a wristband or a nurse).
 {_data_lines(data, teacher, m['terms'])}
 
 ## Known limits
-- **Accuracy**: far below the teacher (99.42% on LFW through the same aligner and protocol); at FAR=1e-3 it
-  accepts only {100 * f['tar_at_far']['1e-3']:.0f}% of genuine pairs, so set thresholds on your own gallery.
+- **Accuracy**: {_gap(f)} the teacher (99.42% on LFW through the same aligner and protocol); at FAR=1e-3 it
+  accepts {100 * f['tar_at_far']['1e-3']:.0f}% of genuine pairs; set thresholds on your own gallery.
 - **Pose**: trained and tested on roughly frontal, aligned faces; profile views and strong tilt are out of scope.
 - **Age**: CelebA and LFW are mostly adults aged 20-60; the paper's users (middle-aged and elderly patients)
   are under-represented, and accuracy on them is not measured.
@@ -213,10 +353,11 @@ means, e.g. a wristband or a nurse).
   measured; expect it to be lower for under-represented groups.
 - **Lighting and capture**: web photos of celebrities (good light, posed); a ward's lighting, motion blur and
   a robot's camera are not represented. Masks and sunglasses are not in the training data.
-- **Small data**: 299 labelled identities; the distillation term carries most of the accuracy.{_init_line(m)}
+- **Small data**: 299 labelled identities; the distillation term carries most of the accuracy.{_init_line(m)}{_mfn_limit(m)}
 
 ## How it was made ({epochs} training epochs{_from(m)}; `{m['chain_script']}`)
 {steps}
+{_timing(m)}
 
 Recipe: `{m['recipe']}`. Trained on {train_runs[-1]['host']}; library versions in `manifest.json`
 (`training_runs`). Then `.venv/bin/python benchmarks/zoo_build.py {m['name']}` copied the weights here, scored the

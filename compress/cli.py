@@ -11,7 +11,7 @@ import click
 from .errors import UserError
 from .limits import FACES, SECONDS, SEED, THREADS, Range, option_type as _t
 from .recipe import EvaluateConfig, ExportConfig, PruneConfig, QuantizeConfig
-from .zoo import DEFAULT_MODEL, DEFAULT_PRUNE_SOURCE, is_zoo_spec, safe_name
+from .zoo import DEFAULT_MODEL, DEFAULT_PRUNE_SOURCE, WARD_MODEL, is_zoo_spec, safe_name
 
 
 def _say_model(spec: str | Path) -> None:
@@ -335,7 +335,7 @@ def export(target, model_path, precision, out, lfw, parity_spec, parity_images, 
               help="time the robot's whole frame instead: this photo in a 640x480 frame, detect + align + embed "
                    "(flip) + match against --templates")
 @click.option("--detector", help="--frame: yunet or mtcnn  [yunet]")
-@click.option("--model", "model_path", help=f"--frame: the embedder (as `compress enrol --model`)  [{DEFAULT_MODEL}]")
+@click.option("--model", "model_path", help=f"--frame: the embedder (as `compress enrol --model`)  [{WARD_MODEL}]")
 @click.option("--templates", default=1000, show_default=True, help="--frame: enrolled templates matched against")
 @click.option("--detect-side", type=int, help="--frame: longer side the frame is detected at  [yunet 320]")
 def bench(artifacts, threads, seconds, rounds, json_out, frame_photo, detector, model_path, templates,
@@ -353,7 +353,7 @@ def bench(artifacts, threads, seconds, rounds, json_out, frame_photo, detector, 
 
         if artifacts:
             raise UserError("--frame times one embedder: pass it with --model, not --artifact")
-        r = bench_frame(frame_photo, detector or ROBOT_DETECTOR, model_path or DEFAULT_MODEL, templates=templates,
+        r = bench_frame(frame_photo, detector or ROBOT_DETECTOR, model_path or WARD_MODEL, templates=templates,
                         threads=threads, seconds=seconds, detect_side=detect_side)
         click.echo(format_frame(r))
         if json_out:
@@ -640,8 +640,9 @@ def ablation(recipe, out, epochs, variants, device, no_progress) -> None:
 
 # ---------------------------------------------------------------- identify (the robot's job)
 @cli.command()
-@click.option("--model", "model_path", default=DEFAULT_MODEL, show_default=True,
-              help="zoo:NAME, a model artifact, an export folder (run in its runtime) or a .onnx/.xml/.tflite file")
+@click.option("--model", "model_path",
+              help="zoo:NAME, a model artifact, an export folder (run in its runtime) or a .onnx/.xml/.tflite file  "
+                   f"[the gallery's own; {WARD_MODEL} for a new gallery]")
 @click.option("--gallery", "gallery_dir", required=True, type=click.Path(path_type=Path),
               help="one sub-folder per person (the folder name is the person's name), photos inside")
 @click.option("--db", required=True, type=click.Path(path_type=Path), help="gallery database (created if new)")

@@ -134,6 +134,26 @@ def test_identify_with_another_model_is_refused(ward, crops):
     assert rc == 2 and "re-enrol" in err and "zoo:table3" in err
 
 
+def test_enrol_without_model_uses_the_ward_model_then_the_gallerys_own(crops, tmp_path, monkeypatch):
+    import compress.zoo as zoo
+
+    parts = {}
+    for person in ("P0", "P1"):
+        parts[person] = tmp_path / person
+        (parts[person] / person).mkdir(parents=True)
+        for p in (crops / "gallery" / person).iterdir():
+            (parts[person] / person / p.name).write_bytes(p.read_bytes())
+    monkeypatch.setattr(zoo, "WARD_MODEL", "zoo:table3-faces")
+    db = tmp_path / "w.db"
+    rc, out, err = run_cli("enrol", "--gallery", parts["P0"], "--db", db, "--aligned", *CAL)
+    assert rc == 0, err
+    monkeypatch.setattr(zoo, "WARD_MODEL", "zoo:table2")  # a new default does not change an existing gallery
+    rc, out, err = run_cli("enrol", "--gallery", parts["P1"], "--db", db, "--aligned", *CAL)
+    assert rc == 0, err
+    with Gallery(db) as g:
+        assert g.meta()["model_spec"] == "zoo:table3-faces" and g.people() == ["P0", "P1"]
+
+
 def test_a_changed_model_file_is_refused(crops, tmp_path):
     from compress.model import build_model
     from compress.model.io import save_model

@@ -20,19 +20,20 @@ from .gallery_check import check_gallery
 from .pipeline import AlignedFinder, FaceFinder, Match, check_aligned_crop, embed, match, read_image
 
 
-def enrol(model_spec: str, gallery_dir: str | Path, db: str | Path, *, far: float = DEFAULT_FAR,
+def enrol(model_spec: str | None, gallery_dir: str | Path, db: str | Path, *, far: float = DEFAULT_FAR,
           calibration: str | None = None, n_calibration: int = 1000, flip: bool = True, aligned: bool = False,
           overwrite: bool = False, progress: bool = False, finder: Any | None = None,
           detector: str | None = None) -> EnrolReport:
     """Embed every person's photos into ``db`` (created if new) and recompute the threshold. People already
     enrolled are refused unless ``overwrite``; the whole enrolment is one transaction. ``detector`` detects
-    and aligns the photos (compress.data.detectors); None = the gallery's own, or ROBOT_DETECTOR for a new one."""
+    and aligns the photos (compress.data.detectors); None = the gallery's own, or ROBOT_DETECTOR for a new one.
+    ``model_spec`` None: the gallery's own model, or WARD_MODEL for a new gallery."""
     if not 0 < far < 1:
         raise UserError(f"--far {far} must be between 0 and 1, e.g. 0.001")
     if detector is not None:
         check_detector(detector)
     people = scan_gallery(gallery_dir)
-    model = load_embed_model(model_spec)
+    model = load_embed_model(model_spec or _gallery_model(db))
     enrolled: list[str] = []
     if Path(db).exists() and not is_empty_database(db):  # refuse before minutes of embedding, not after
         with Gallery(db) as g:
@@ -70,6 +71,19 @@ def enrol(model_spec: str, gallery_dir: str | Path, db: str | Path, *, far: floa
                     detail=json.dumps({"enrolled": report.enrolled, "not_enrolled": report.not_enrolled,
                                        "rejected": report.rejected}))
     return report
+
+
+def _gallery_model(db: str | Path) -> str:
+    """enrol without --model: the model an existing gallery was enrolled with, WARD_MODEL for a new one."""
+    from ..zoo import WARD_MODEL
+
+    if Path(db).exists() and not is_empty_database(db):
+        with Gallery(db) as g:
+            check_gallery(g)
+            spec = g.meta().get("model_spec")
+            if spec:
+                return str(spec)
+    return WARD_MODEL
 
 
 def _check_existing(g: Gallery, model: EmbedModel, flip: bool, people: dict[str, list[Path]],
