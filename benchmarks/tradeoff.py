@@ -10,8 +10,8 @@ Models: the teacher ONNX (--teacher; skipped with a note when absent) and every 
 reports/zoo/NAME-lfw.json (the teacher: reports/mfn/lfw-imported-teacher.json), open set from
 reports/zoo/NAME-open-set.json or else the row of reports/identify/lfw_open_set.json whose sha256 is the model's;
 a figure without a record is "not measured". Latency: each model exported through the project's own path
-(compress.export.folders.export_artifact; int8 quantized on the way with the offline default calibration, so no
-../shared is needed) to onnxruntime (target onnx), OpenVINO (target intel-nuc) and LiteRT (target raspberry-pi-4),
+(compress.export.folders.export_artifact; int8 from the model quantized once with `compress quantize`'s defaults,
+offline synthetic calibration, so no ../shared is needed) to onnxruntime (target onnx), OpenVINO (target intel-nuc) and LiteRT (target raspberry-pi-4),
 float and int8, cached in runs/tradeoff/exports/ (remade when the source model's sha256 changes); each export
 timed through compress.bench.latency's lowest-overhead call, batch 1, one thread, variants round-robin per round
 (the starting variant rotates), median and p90 over every timed call. --exports-only makes the exports and stops
@@ -41,6 +41,7 @@ IDENTIFY_OPEN_SET = ROOT / "reports" / "identify" / "lfw_open_set.json"
 ZOO_REPORTS = ROOT / "reports" / "zoo"
 OUT = ROOT / "reports" / "tradeoff"
 EXPORTS = ROOT / "runs" / "tradeoff" / "exports"
+QUANTIZED = ROOT / "runs" / "tradeoff" / "quantized"
 GALLERY = "100"
 NOT_MEASURED = "not measured"
 # (column, runtime, precision as timed, export target, export precision). OpenVINO's float export is the
@@ -53,6 +54,10 @@ VARIANTS = (("onnxruntime fp32", "onnxruntime", "fp32", "onnx", "fp32"),
             ("litert fp32", "litert", "fp32", "raspberry-pi-4", "fp32"),
             ("litert int8", "litert", "int8", "raspberry-pi-4", "int8"))
 COLUMNS = tuple(v[0] for v in VARIANTS)
+SOURCE_ONNX = "onnxruntime, the source ONNX as shipped"  # timed too for an ONNX model: not a table column
+# The exports are only timed here (accuracy comes from the records), so their parity check (export vs PyTorch
+# float, recorded in each export's parity.json) runs on a few synthetic faces instead of the exporter's 256.
+PARITY_FACES = 16
 TIMING = {"full": {"rounds": 10, "seconds": 0.25}, "quick": {"rounds": 2, "seconds": 0.03}}
 
 
@@ -79,7 +84,7 @@ def zoo_model(e: ZooEntry) -> Model:
 
 
 def teacher_model(path: Path, family: str) -> Model:
-    return Model(name="teacher", spec=str(path), family=family, sha256=file_sha256(path), file=str(path),
+    return Model(name="teacher", spec=str(path), family=family, sha256=file_sha256(path), file=_rel(path),
                  lfw_record=TEACHER_LFW, open_set_records=[IDENTIFY_OPEN_SET], label="teacher")
 
 
@@ -105,7 +110,11 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _rel(p: Path) -> str:
-    return str(p.relative_to(ROOT)) if ROOT in p.parents else str(p)
+    """A path as the repository sees it (../shared/... for the data beside it)."""
+    p = Path(p).resolve()
+    if ROOT in p.parents:
+        return str(p.relative_to(ROOT))
+    return f"../{p.relative_to(ROOT.parent)}" if ROOT.parent in p.parents else str(p)
 
 
 def lfw_figures(record: Path, sha256: str) -> dict[str, Any]:
@@ -121,7 +130,7 @@ def lfw_figures(record: Path, sha256: str) -> dict[str, Any]:
     f = doc["results"]["flip"]
     return {"status": "measured", "accuracy_mean": f["accuracy_mean"], "accuracy_std": f["accuracy_std"],
             "tar_at_far_1e-3": f.get("tar_at_far", {}).get("1e-3"), "record": _rel(record),
-            "record_names_sha256": bool(named), "dataset": doc.get("dataset"), "protocol": doc.get("protocol"),
+            "record_names_sha256": bool(named), "record_model": doc.get("model"), "dataset": doc.get("dataset"), "protocol": doc.get("protocol"),
             "flip_fusion": "flip", "aligner": doc.get("aligner"), "runtime": doc.get("runtime"),
             "host": doc.get("host"), "measured": "measured (committed record)"}
 
@@ -193,21 +202,39 @@ def board_estimates(model: Model) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ exports and the interleaved timing
+def ensure_quantized(model: Model, progress: bool) -> Path:
+    """The model's int8 artifact (`compress quantize` with its defaults: PTQ, offline synthetic calibration), made
+    once and exported to every int8 target, unless one made from the same model file is already there."""
+    from compress.model.io import resolve_model_file
+    from compress.quantize import quantize_artifact
+
+    out = QUANTIZED / model.label
+    src_sha = file_sha256(resolve_model_file(model.spec))
+    m = _read(out / "manifest.json")
+    if m and (m.get("source_model") or {}).get("sha256") == src_sha:
+        return out
+    t0 = time.perf_counter()
+    quantize_artifact(model.spec, out, threads=1, progress=False, overwrite=out.exists())
+    if progress:
+        print(f"quantized {model.name} -> {_rel(out)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return out
+
+
 def ensure_export(model: Model, target: str, precision: str, progress: bool) -> Path:
-    """The export folder of (model, target, precision), made by the project's exporter unless one made from
-    the same source file (sha256) is already there."""
+    """The export folder of (model, target, precision), made by the project's exporter (int8: from the model's
+    quantized artifact) unless one made from the same source (sha256) is already there."""
     from compress.artifacts import tree_sha256
     from compress.export.folders import export_artifact
     from compress.model.io import resolve_model_file
 
     out = EXPORTS / f"{model.label}-{target}-{precision}"
-    src_sha = tree_sha256(resolve_model_file(model.spec))
+    source = ensure_quantized(model, progress) if precision == "int8" else resolve_model_file(model.spec)
     m = _read(out / "manifest.json")
-    if m and (m.get("source") or {}).get("sha256") == src_sha and (out / m.get("model_file", "?")).is_file():
+    if m and (m.get("source") or {}).get("sha256") == tree_sha256(source) and (out / m.get("model_file", "?")).is_file():
         return out
     t0 = time.perf_counter()
-    export_artifact(model.spec, target, out=out, precision=precision, threads=1, overwrite=out.exists(),
-                    progress=False)
+    export_artifact(source, target, out=out, precision=precision, threads=1, overwrite=out.exists(),
+                    progress=False, n_parity=PARITY_FACES)
     if progress:
         print(f"exported {model.name} -> {_rel(out)} ({time.perf_counter() - t0:.0f} s)", flush=True)
     return out
@@ -232,8 +259,8 @@ def load_variant(model: Model, column: str, folder: Path) -> Variant:
     manifest, mfile, runner, call = _prepared(folder, threads=1)
     rt = _runtime_of(mfile)
     info = {"runtime": rt, "runtime_version": _pkg(RUNTIME_PACKAGES[rt]), "call": CALLS[rt],
-            "export": _rel(folder), "export_target": manifest["target"]["name"],
-            "export_precision": manifest["precision"], "exported_file_sha256": file_sha256(mfile),
+            "export": _rel(folder), "export_target": (manifest.get("target") or {}).get("name"),
+            "export_precision": manifest.get("precision", "as stored"), "exported_file_sha256": file_sha256(mfile),
             "source_sha256": model.sha256, **_kernel_note(runner)}
     if rt == "openvino" and hasattr(runner, "compiled"):
         info["openvino_inference_precision"] = str(runner.compiled.get_property("INFERENCE_PRECISION_HINT"))
@@ -268,11 +295,14 @@ def measure_latency(models: list[Model], rounds: int, seconds: float, progress: 
     import numpy as np
 
     from compress.bench.frame import cpu_flags
+    from compress.recipe import QuantizeConfig
 
     variants = []
     for m in models:
         for column, _, _, target, prec in VARIANTS:
             variants.append(load_variant(m, column, ensure_export(m, target, prec, progress)))
+        if m.spec.lower().endswith(".onnx"):  # the source file itself, a check on the project's fp32 export
+            variants.append(load_variant(m, SOURCE_ONNX, Path(m.spec)))
     load0, t0 = os.getloadavg(), time.perf_counter()
     interleave(variants, rounds, seconds)
     wall = time.perf_counter() - t0
@@ -281,14 +311,20 @@ def measure_latency(models: list[Model], rounds: int, seconds: float, progress: 
         ms = np.asarray(v.times) * 1e3
         out[v.model][v.column] = {"status": "measured", "median_ms": round(float(np.median(ms)), 4),
                                   "p90_ms": round(float(np.percentile(ms, 90)), 4), "runs": len(ms),
-                                  "round_medians_ms": [round(x, 4) for x in v.round_medians], **v.info}
+                                  "round_medians_ms": [round(x, 4) for x in v.round_medians],
+                                  "measured": f"measured on {host_description()} (latency_run)", **v.info}
     run = {"measured": "measured on this host, one interleaved run", "host": host_description(),
            "cpu_flags": cpu_flags(), "threads": 1, "batch": 1, "input": "one fixed random 112x112 face, prepared "
            "before timing (runtime call only)", "rounds": rounds, "seconds_per_variant_per_round": seconds,
            "variants": len(variants), "order": "round-robin over every (model, runtime, precision), the first "
            "rotating by one each round", "timing_wall_s": round(wall, 1),
            "load_average_before_after": [round(load0[0], 2), round(os.getloadavg()[0], 2)],
-           "versions": versions()}
+           "versions": versions(),
+           "exports": {"made_by": "compress.export.folders.export_artifact (cached in runs/tradeoff/exports)",
+                       "int8": "each model quantized once by compress.quantize.quantize_artifact with its defaults "
+                               f"(NNCF PTQ, {QuantizeConfig.images} synthetic calibration faces; "
+                               "runs/tradeoff/quantized), then exported to each int8 target",
+                       "parity_check": f"{PARITY_FACES} synthetic faces (the exports are timed only)"}}
     return out, run
 
 
@@ -434,7 +470,14 @@ def readme(doc: dict[str, Any]) -> str:
                 if lat.get("measured") else f"Latency: {lat['why']}.")
     ov_prec = sorted({r["latency"].get("openvino fp32", {}).get("openvino_inference_precision") for r in rows} - {None})
     int8_notes = sorted({v.get("int8_kernels") for r in rows for v in r["latency"].values() if v.get("int8_kernels")})
-    notes = "\n".join(f"- {n}" for n in doc["notes"])
+    notes = [f"- {n}" for n in doc["notes"]]
+    for r in rows:
+        src, exp = r["latency"].get(SOURCE_ONNX), r["latency"].get("onnxruntime fp32", {})
+        if src and src.get("status") == "measured" and exp.get("status") == "measured":
+            notes.append(f"- {r['model']}: its source ONNX as shipped, timed in the same run through onnxruntime: "
+                         f"{src['median_ms']:.2f} / {src['p90_ms']:.2f} ms (the project's fp32 export: "
+                         f"{exp['median_ms']:.2f} / {exp['p90_ms']:.2f} ms)")
+    notes = "\n".join(notes)
     return f"""# The accuracy / cost trade-off (issue 26, items 5-6)
 
 Generated by `benchmarks/tradeoff.py` on {doc['created']}; every figure comes from `tradeoff.json` (which names,
@@ -457,8 +500,8 @@ per figure, the record or run that produced it and the model's sha256). Do not e
   `reports/identify/lfw_open_set.json` whose sha256 is the model's; "not measured" where no record holds it.
 - {lat_line}
   Each model is exported by the project's exporter (`compress.export.folders.export_artifact`: targets onnx,
-  intel-nuc, raspberry-pi-4; int8 quantized on the way with the offline default calibration of synthetic faces)
-  into `runs/tradeoff/exports/`, and timed through `compress.bench.latency`'s call per runtime. "openvino fp32"
+  intel-nuc, raspberry-pi-4; int8 from the model quantized once by `compress quantize`'s defaults: PTQ, offline
+  synthetic calibration faces) into `runs/tradeoff/exports/`, and timed through `compress.bench.latency`'s call per runtime. "openvino fp32"
   is the intel-nuc target's float IR (fp16-compressed weights; the CPU plugin's inference precision here:
   {', '.join(ov_prec) or 'not read'}).{' int8 on this host: ' + '; '.join(int8_notes) + '.' if int8_notes else ''}
 - Per board: `compress.bench.estimate` (a per-layer model calibrated on published references), at each board's
@@ -489,8 +532,8 @@ def main() -> None:
     t0 = time.perf_counter()
     models, notes = discover(a.teacher)
     if a.exports_only:
-        for m in models:
-            for _, _, _, target, prec in VARIANTS:
+        for _, _, _, target, prec in VARIANTS:  # runtime by runtime: an interrupted run leaves whole columns
+            for m in models:
                 ensure_export(m, target, prec, progress=True)
         print(f"exports ready in {_rel(EXPORTS)} ({time.perf_counter() - t0:.0f} s)")
         return
