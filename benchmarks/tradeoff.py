@@ -58,7 +58,7 @@ SOURCE_ONNX = "onnxruntime, the source ONNX as shipped"  # timed too for an ONNX
 # The exports are only timed here (accuracy comes from the records), so their parity check (export vs PyTorch
 # float, recorded in each export's parity.json) runs on a few synthetic faces instead of the exporter's 256.
 PARITY_FACES = 16
-TIMING = {"full": {"rounds": 10, "seconds": 0.25}, "quick": {"rounds": 2, "seconds": 0.03}}
+TIMING = {"full": {"rounds": 8, "seconds": 0.2}, "quick": {"rounds": 2, "seconds": 0.03}}
 
 
 @dataclass
@@ -263,7 +263,10 @@ def load_variant(model: Model, column: str, folder: Path) -> Variant:
             "export_precision": manifest.get("precision", "as stored"), "exported_file_sha256": file_sha256(mfile),
             "source_sha256": model.sha256, **_kernel_note(runner)}
     if rt == "openvino" and hasattr(runner, "compiled"):
-        info["openvino_inference_precision"] = str(runner.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        try:
+            info["openvino_inference_precision"] = str(runner.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        except Exception as e:  # an older plugin without the property: say so rather than guess
+            info["openvino_inference_precision"] = f"not read ({type(e).__name__})"
     info["int8_execution"] = getattr(runner, "int8", "none")
     return Variant(model.name, column, folder, call, info)
 
@@ -289,7 +292,22 @@ def interleave(variants: list[Variant], rounds: int, seconds: float) -> None:
             v.round_medians.append(sorted(got)[len(got) // 2] * 1e3)
 
 
-def measure_latency(models: list[Model], rounds: int, seconds: float, progress: bool
+def make_exports(models: list[Model], budget_s: float | None, progress: bool) -> dict[tuple[str, str], Path | str]:
+    """{(model, column): export folder, or why there is none}, runtime by runtime (an interrupted or budgeted run
+    leaves whole columns). budget_s: no new export starts after that many seconds (None: make them all)."""
+    t0, out = time.perf_counter(), {}
+    for column, _, _, target, prec in VARIANTS:
+        for m in models:
+            cached = EXPORTS / f"{m.label}-{target}-{prec}"
+            if budget_s is not None and time.perf_counter() - t0 > budget_s and not (cached / "manifest.json").is_file():
+                out[(m.name, column)] = (f"{NOT_MEASURED}: no export yet ({_rel(cached)}; the run's --export-budget-s "
+                                         f"{budget_s:g} s ran out): run --exports-only, then this again")
+                continue
+            out[(m.name, column)] = ensure_export(m, target, prec, progress)
+    return out
+
+
+def measure_latency(models: list[Model], rounds: int, seconds: float, progress: bool, budget_s: float | None = None
                     ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """{model name: {column: figures}}, and what the run was (host, flags, settings, wall time)."""
     import numpy as np
@@ -297,16 +315,25 @@ def measure_latency(models: list[Model], rounds: int, seconds: float, progress: 
     from compress.bench.frame import cpu_flags
     from compress.recipe import QuantizeConfig
 
-    variants = []
+    t_exp = time.perf_counter()
+    folders = make_exports(models, budget_s, progress)
+    export_s = time.perf_counter() - t_exp
+    variants, missing = [], {}
     for m in models:
-        for column, _, _, target, prec in VARIANTS:
-            variants.append(load_variant(m, column, ensure_export(m, target, prec, progress)))
+        for column in COLUMNS:
+            f = folders[(m.name, column)]
+            if isinstance(f, Path):
+                variants.append(load_variant(m, column, f))
+            else:
+                missing[(m.name, column)] = f
         if m.spec.lower().endswith(".onnx"):  # the source file itself, a check on the project's fp32 export
             variants.append(load_variant(m, SOURCE_ONNX, Path(m.spec)))
     load0, t0 = os.getloadavg(), time.perf_counter()
     interleave(variants, rounds, seconds)
     wall = time.perf_counter() - t0
     out: dict[str, dict[str, Any]] = {m.name: {} for m in models}
+    for (name, column), why in missing.items():
+        out[name][column] = {"status": NOT_MEASURED, "why": why}
     for v in variants:
         ms = np.asarray(v.times) * 1e3
         out[v.model][v.column] = {"status": "measured", "median_ms": round(float(np.median(ms)), 4),
@@ -317,7 +344,7 @@ def measure_latency(models: list[Model], rounds: int, seconds: float, progress: 
            "cpu_flags": cpu_flags(), "threads": 1, "batch": 1, "input": "one fixed random 112x112 face, prepared "
            "before timing (runtime call only)", "rounds": rounds, "seconds_per_variant_per_round": seconds,
            "variants": len(variants), "order": "round-robin over every (model, runtime, precision), the first "
-           "rotating by one each round", "timing_wall_s": round(wall, 1),
+           "rotating by one each round", "timing_wall_s": round(wall, 1), "exports_wall_s": round(export_s, 1),
            "load_average_before_after": [round(load0[0], 2), round(os.getloadavg()[0], 2)],
            "versions": versions(),
            "exports": {"made_by": "compress.export.folders.export_artifact (cached in runs/tradeoff/exports)",
@@ -461,7 +488,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 def readme(doc: dict[str, Any]) -> str:
     rows = doc["rows"]
     lat = doc["latency_run"]
-    lat_line = (f"Latency: {lat['measured']} on {lat['host']} (CPU flags: {', '.join(lat['cpu_flags']) or 'none read'}), "
+    lat_line = (f"Latency ({lat.get('mode')}): {lat['measured']} on {lat['host']} (CPU flags: {', '.join(lat['cpu_flags']) or 'none read'}), "
                 f"{lat['threads']} thread, batch {lat['batch']}, {lat['variants']} variants x {lat['rounds']} rounds of "
                 f"{lat['seconds_per_variant_per_round']} s ({lat['timing_wall_s']} s of timing), load average "
                 f"{lat['load_average_before_after'][0]} before / {lat['load_average_before_after'][1]} after; "
@@ -524,6 +551,8 @@ def main() -> None:
     ap.add_argument("--skip-latency", action="store_true", help="no exports, no timing: records and estimates only")
     ap.add_argument("--quick", action="store_true", help="few, short rounds (a smoke test; the figures are rough)")
     ap.add_argument("--exports-only", action="store_true", help="make the cached exports and stop")
+    ap.add_argument("--export-budget-s", type=float, help="start no new export after this many seconds; what is "
+                    "missing then is 'not measured' (keeps a run with other jobs paused short) [no limit]")
     ap.add_argument("--note", default="", help="recorded with the timing, e.g. what else ran on the host")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
@@ -542,7 +571,8 @@ def main() -> None:
         run: dict[str, Any] = {"why": "not measured (run with --skip-latency)"}
     else:
         mode = TIMING["quick" if a.quick else "full"]
-        latency, run = measure_latency(models, mode["rounds"], mode["seconds"], progress=True)
+        latency, run = measure_latency(models, mode["rounds"], mode["seconds"], progress=True,
+                                       budget_s=a.export_budget_s)
         run["runtime_versions"] = {k: v for k, v in {
             "onnxruntime": _pkg_version("onnxruntime"), "openvino": _pkg_version("openvino"),
             "ai-edge-litert": _pkg_version("ai-edge-litert")}.items()}
