@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -264,7 +265,8 @@ def load_variant(model: Model, column: str, folder: Path) -> Variant:
             "source_sha256": model.sha256, **_kernel_note(runner)}
     if rt == "openvino" and hasattr(runner, "compiled"):
         try:
-            info["openvino_inference_precision"] = str(runner.compiled.get_property("INFERENCE_PRECISION_HINT"))
+            hint = runner.compiled.get_property("INFERENCE_PRECISION_HINT")
+            info["openvino_inference_precision"] = getattr(hint, "get_type_name", lambda: str(hint))()
         except Exception as e:  # an older plugin without the property: say so rather than guess
             info["openvino_inference_precision"] = f"not read ({type(e).__name__})"
     info["int8_execution"] = getattr(runner, "int8", "none")
@@ -300,8 +302,8 @@ def make_exports(models: list[Model], budget_s: float | None, progress: bool) ->
         for m in models:
             cached = EXPORTS / f"{m.label}-{target}-{prec}"
             if budget_s is not None and time.perf_counter() - t0 > budget_s and not (cached / "manifest.json").is_file():
-                out[(m.name, column)] = (f"{NOT_MEASURED}: no export yet ({_rel(cached)}; the run's --export-budget-s "
-                                         f"{budget_s:g} s ran out): run --exports-only, then this again")
+                out[(m.name, column)] = (f"no export yet (the run's --export-budget-s {budget_s:g} s ran out): run "
+                                         "--exports-only, then this again")
                 continue
             out[(m.name, column)] = ensure_export(m, target, prec, progress)
     return out
@@ -423,7 +425,7 @@ def markdown_tables(rows: list[dict[str, Any]]) -> str:
 FAMILY_COLOURS = {"mobilefacenet": "tab:blue", "paper": "tab:orange"}
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
+def plot(rows: list[dict[str, Any]], path: Path, host: str) -> None:
     """LFW (and rank-1 @100 where known) against MACs, log x; LFW against onnxruntime int8 latency here."""
     import matplotlib
 
@@ -436,7 +438,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     seen: dict[tuple[str, float], int] = {}
 
     def label(ax, x: float, y: float, text: str, panel: str) -> None:
-        k = seen[(panel, round(x, -5))] = seen.get((panel, round(x, -5)), -1) + 1  # models at the same x: stacked
+        key = (panel, round(math.log10(x), 1))  # models at (nearly) the same x on a log axis: labels stacked
+        k = seen[key] = seen.get(key, -1) + 1
         ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 4 - 11 * k), fontsize=8)
 
     for r in rows:
@@ -453,7 +456,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         lat = r["latency"].get("onnxruntime int8", {})
         if lfw["status"] == "measured" and lat.get("status") == "measured":
             b.plot(lat["median_ms"], 100 * lfw["accuracy_mean"], "o", color=c)
-            label(b, lat["median_ms"] * 1e6, 100 * lfw["accuracy_mean"], r["model"], "ms")
+            label(b, lat["median_ms"], 100 * lfw["accuracy_mean"], r["model"], "ms")
     a.set_xscale("log")
     a.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     a.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e6:g}M"))
@@ -467,7 +470,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     for fam, c in FAMILY_COLOURS.items():
         a.plot([], [], "o", color=c, label=fam)
     a.legend(fontsize=8, loc="lower right")
-    b.set_xlabel("onnxruntime int8 latency, ms (median, batch 1, 1 thread, measured on this host)")
+    b.set_xlabel(f"onnxruntime int8 latency, ms (median, batch 1, 1 thread; measured on {host})", fontsize=8)
     b.set_ylabel("LFW % (flip)")
     b.set_title("LFW against measured latency", fontsize=9)
     b.grid(True, which="both", alpha=0.3)
@@ -504,6 +507,14 @@ def readme(doc: dict[str, Any]) -> str:
             notes.append(f"- {r['model']}: its source ONNX as shipped, timed in the same run through onnxruntime: "
                          f"{src['median_ms']:.2f} / {src['p90_ms']:.2f} ms (the project's fp32 export: "
                          f"{exp['median_ms']:.2f} / {exp['p90_ms']:.2f} ms)")
+    missing: dict[str, list[str]] = {}
+    for r in rows:
+        for c in COLUMNS:
+            v = r["latency"].get(c, {})
+            if v.get("status") == NOT_MEASURED:
+                why = v.get("why", "").removeprefix(f"{NOT_MEASURED}: ")
+                missing.setdefault(why, []).append(f"{r['model']} {c}")
+    notes += [f"- Latency not measured for {', '.join(cells)}: {why}" for why, cells in missing.items()]
     notes = "\n".join(notes)
     return f"""# The accuracy / cost trade-off (issue 26, items 5-6)
 
@@ -553,12 +564,22 @@ def main() -> None:
     ap.add_argument("--exports-only", action="store_true", help="make the cached exports and stop")
     ap.add_argument("--export-budget-s", type=float, help="start no new export after this many seconds; what is "
                     "missing then is 'not measured' (keeps a run with other jobs paused short) [no limit]")
+    ap.add_argument("--rerender", action="store_true", help="rewrite README.md and tradeoff.png from the "
+                    "existing tradeoff.json (no new figures)")
     ap.add_argument("--note", default="", help="recorded with the timing, e.g. what else ran on the host")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
     if a.skip_latency and a.exports_only:
         raise SystemExit("--skip-latency and --exports-only contradict each other: pass one")
     t0 = time.perf_counter()
+    if a.rerender:
+        doc = _read(a.out / "tradeoff.json")
+        if doc is None:
+            raise SystemExit(f"--rerender needs {a.out / 'tradeoff.json'}: run without --rerender first")
+        plot(doc["rows"], a.out / "tradeoff.png", doc["latency_run"].get("host", doc["host"]))
+        atomic_write_text(a.out / "README.md", readme(doc))
+        print(f"rewrote {_rel(a.out)}/README.md and tradeoff.png from tradeoff.json ({doc['created']})")
+        return
     models, notes = discover(a.teacher)
     if a.exports_only:
         for _, _, _, target, prec in VARIANTS:  # runtime by runtime: an interrupted run leaves whole columns
@@ -584,7 +605,7 @@ def main() -> None:
            "host": host_description(), "columns": list(COLUMNS), "notes": notes, "latency_run": run,
            "rows": rows, "wall_s": round(time.perf_counter() - t0, 1)}
     write_json(a.out / "tradeoff.json", doc)
-    plot(rows, a.out / "tradeoff.png")
+    plot(rows, a.out / "tradeoff.png", doc["host"])
     atomic_write_text(a.out / "README.md", readme(doc))
     print(markdown_tables(rows))
     print(f"wrote {_rel(a.out)}/tradeoff.json, tradeoff.png, README.md ({doc['wall_s']} s)")
