@@ -3,7 +3,8 @@ with MACs, params, LFW, open-set rank-1 and DIR@FAR=1% at gallery 100, latency p
 all models and runtimes in ONE interleaved run) and per board (estimated). Writes reports/tradeoff/tradeoff.json,
 tradeoff.png and README.md; every figure there is read from a committed record or measured here, never typed in.
 
-    .venv/bin/python benchmarks/tradeoff.py [--skip-latency] [--quick] [--exports-only] [--note TEXT]
+    .venv/bin/python benchmarks/tradeoff.py [--skip-latency] [--quick] [--exports-only] [--export-budget-s S]
+        [--rerender] [--note TEXT]
 
 Models: the teacher ONNX (--teacher; skipped with a note when absent) and every entry in compress/zoo/
 (discovered, so new entries appear without an edit). Accuracy comes from each model's records: LFW from
@@ -508,7 +509,7 @@ def readme(doc: dict[str, Any]) -> str:
                          f"{src['median_ms']:.2f} / {src['p90_ms']:.2f} ms (the project's fp32 export: "
                          f"{exp['median_ms']:.2f} / {exp['p90_ms']:.2f} ms)")
     missing: dict[str, list[str]] = {}
-    for r in rows:
+    for r in rows if lat.get("measured") else []:  # with --skip-latency every cell is missing, said above
         for c in COLUMNS:
             v = r["latency"].get(c, {})
             if v.get("status") == NOT_MEASURED:
@@ -551,8 +552,12 @@ per figure, the record or run that produced it and the model's sha256). Do not e
 .venv/bin/python benchmarks/tradeoff.py --exports-only   # the exports (minutes, cached in runs/tradeoff/exports)
 .venv/bin/python benchmarks/tradeoff.py                  # timing (~{max(1, round(lat.get('timing_wall_s', 60) / 60))} min) + records -> reports/tradeoff/
 .venv/bin/python benchmarks/tradeoff.py --skip-latency   # tables and plot from the records only (seconds)
+.venv/bin/python benchmarks/tradeoff.py --rerender       # README and plot again from tradeoff.json
 ```
-Run the timing on an otherwise idle host (pause other CPU jobs); a new zoo entry appears on the next run.
+Run the timing on an otherwise idle host (pause other CPU jobs; `--export-budget-s S` starts no new export after
+S seconds, so a paused window stays short); a new zoo entry appears on the next run, and with it its records:
+`reports/zoo/NAME-lfw.json` and `reports/zoo/NAME-open-set.json` (the `benchmarks/lfw_open_set.py` format: a
+`models` row naming the entry's sha256, or a sole row, with `results["100"]` rank1 / dir@far=0.01).
 """
 
 

@@ -99,3 +99,14 @@ def test_zoo_entries_discovered_with_their_records(tr):
     os3 = tr.open_set_figures(t3.open_set_records, t3.sha256)  # the committed identify record names its sha256
     assert os3["status"] == "measured" and 0 < os3["rank1"] < 1
     assert tr.open_set_figures(by["zoo:table2"].open_set_records, by["zoo:table2"].sha256)["status"] == "not measured"
+
+
+def test_export_budget_leaves_missing_exports_not_measured(tr, tmp_path, monkeypatch):
+    monkeypatch.setattr(tr, "EXPORTS", tmp_path)
+    called = []
+    monkeypatch.setattr(tr, "ensure_export", lambda *a, **k: called.append(a))
+    m = tr.Model(name="zoo:x", spec="zoo:x", family="paper", sha256="a" * 64, file="f", lfw_record=tmp_path / "r",
+                 label="zoo-x")
+    got = tr.make_exports([m], budget_s=-1.0, progress=False)  # the budget is spent before the first export
+    assert not called and set(got) == {("zoo:x", c) for c in tr.COLUMNS}
+    assert all(isinstance(v, str) and "--exports-only" in v for v in got.values())
