@@ -114,12 +114,29 @@ def safe_name(spec: str | Path) -> str:
     return str(spec).replace(":", "-") if is_zoo_spec(spec) else (Path(spec).name or "model")
 
 
+FAMILIES = ("mobilefacenet", "paper")
+
+
+def family_of(manifest: dict[str, Any]) -> str:
+    """The network family of a zoo manifest: an explicit `family` key wins; otherwise the stored schedule says it.
+    MobileFaceNet (its import and everything pruned from it) is the one with the global depthwise (GDC) head, or
+    named / pruned from `mobilefacenet`; every other schedule is the paper's MobileNet-v2 face network (Table 2
+    and what is pruned from it: Table 3). Derived, so manifests need no rebuild and a new entry needs no edit."""
+    if manifest.get("family") in FAMILIES:
+        return manifest["family"]
+    s = manifest.get("schedule") or {}
+    lineage = (str(s.get("name") or ""), str(s.get("prune_from") or ""))
+    if s.get("head_pool") == "gdc" or any(n.startswith("mobilefacenet") for n in lineage):
+        return "mobilefacenet"
+    return "paper"
+
+
 def table_rows(entries: list[ZooEntry]) -> list[dict[str, Any]]:
     """One row per entry for `compress models` (text and --json)."""
     rows = []
     for e in entries:
         m = e.manifest
-        rows.append({"name": e.spec, "schedule": m["schedule"]["name"], "params": m["params"], "macs": m["macs"],
+        rows.append({"name": e.spec, "family": family_of(m), "schedule": m["schedule"]["name"], "params": m["params"], "macs": m["macs"],
                      "lfw_flip": m["lfw"]["flip"], "lfw_no_flip": m["lfw"].get("no_flip"),
                      "lfw_record": m["lfw"]["record"], "sha256": e.sha256, "size_bytes": e.model_file.stat().st_size,
                      "description": m.get("description", ""), "card": str(e.folder / "MODEL_CARD.md")})
@@ -127,13 +144,14 @@ def table_rows(entries: list[ZooEntry]) -> list[dict[str, Any]]:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'name':<12}{'schedule':<10}{'params':>11}{'MACs':>13}  {'LFW % (flip)':<16}{'TAR@1e-3':>9}  sha256"
+    head = f"{'name':<18}{'family':<15}{'schedule':<10}{'params':>11}{'MACs':>13}  {'LFW % (flip)':<16}{'TAR@1e-3':>9}  sha256"
     lines = [head]
     for r in rows:
         f = r["lfw_flip"]
-        lines.append(f"{r['name']:<12}{r['schedule']:<10}{r['params']:>11,}{r['macs']:>13,}  "
+        lines.append(f"{r['name']:<18}{r['family']:<15}{r['schedule']:<10}{r['params']:>11,}{r['macs']:>13,}  "
                      f"{100 * f['accuracy_mean']:.2f} +- {100 * f['accuracy_std']:.2f}   "
                      f"{100 * f['tar_at_far']['1e-3']:>7.2f}  {r['sha256'][:16]}")
     lines.append("LFW: deep-funneled View 2, 6000 pairs, 10-fold, flip fusion, PyTorch float on the CPU host named in "
-                 "each record; MACs: ptflops, batch 1. Cards: compress/zoo/NAME/MODEL_CARD.md")
+                 "each record; MACs: ptflops, batch 1; family: mobilefacenet (GDC head, pruned from MobileFaceNet) or "
+                 "paper (the paper's Table 2 network and what is pruned from it). Cards: compress/zoo/NAME/MODEL_CARD.md")
     return "\n".join(lines)
