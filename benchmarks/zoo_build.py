@@ -175,7 +175,8 @@ def open_set_record(name: str, model: Any, sha: str) -> dict[str, Any]:
     path = ROOT / "reports" / "zoo" / f"{name}-open-set.json"
     write_json(path, {
         "format": "compress.identify.lfw_open_set/1", "created": now_iso(), "zoo_entry": f"zoo:{name}",
-        "model_file": f"compress/zoo/{name}/model.pt", "model_sha256": sha, "runtime": "PyTorch (torch) float32",
+        "model_file": f"compress/zoo/{name}/model.pt", "model_sha256": sha, "sha256": sha,
+        "runtime": "PyTorch (torch) float32",
         "host": host_description(), "versions": versions(), "measured_by": "benchmarks/zoo_build.py (lfw_open_set protocol)",
         "dataset": f"LFW deep-funneled, all {len(split['files'])} images",
         "protocol": los.__doc__.split("Protocol (issue 19): ")[1].split("\n\n")[0].replace("\n", " "),

@@ -257,6 +257,11 @@ def _index_map(sel: Selection, target: nn.Module) -> dict[tuple[str, int], np.nd
     return idx
 
 
+def kept_output_channels(sel: Selection, target: nn.Module) -> dict[str, np.ndarray]:
+    """Per module of the pruned network whose output channels were chosen: the source channels it kept."""
+    return {name: ch for (name, axis), ch in _index_map(sel, target).items() if axis == 0}
+
+
 @torch.no_grad()
 def apply_selection(model: FaceMobileNet, sel: Selection) -> FaceMobileNet:
     """A new FaceMobileNet built from the plan's target schedule, holding the selected source weights."""
