@@ -74,3 +74,54 @@ def test_trunk_pruned_network_equals_zeroed_source():
     with torch.no_grad():
         ref, out = zeroed(x), pruned(x)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def _fake_taylor():
+    """(loss_fn, batch) standing in for the faces' margin loss: Taylor importance on random inputs."""
+    torch.manual_seed(0)
+    return (lambda model, b: model(b).pow(2).sum()), torch.randn(4, 3, 112, 112)
+
+
+@pytest.fixture(scope="module")
+def derived_18m():
+    m = randomized(_mfn(), seed=4)
+    sched, rec, chan = derive_schedule(m, BUDGET, macs_cost, "MACs", "importance", taylor=_fake_taylor)
+    return m, sched, rec, chan
+
+
+def test_mobilefacenet_reaches_table3_budget_with_trunk_widths(derived_18m):
+    m, sched, rec, chan = derived_18m
+    pruned = prune_to_schedule(m, sched)
+    got = schedule_macs(pruned.schedule)
+    assert got == rec["cost"] and (1 - LANDING) * BUDGET <= got <= BUDGET
+    src = m.schedule
+    assert sched.stem_c < src.stem_c or sched.head_c < src.head_c or any(
+        a.c < b.c for a, b in zip(sched.stages, src.stages))
+    assert set(rec["trunk_widths"]) == {t.name for t in trunk_spaces(src)}
+    assert all(len(chan[t.name]) == t.width for t in trunk_spaces(src))  # Taylor scored every trunk channel
+
+
+def test_uniform_cuts_trunk_and_hidden_by_one_fraction():
+    m = FaceMobileNet(_mfn()).eval()
+    sched, rec, _ = derive_schedule(m, BUDGET, macs_cost, "MACs", "uniform")
+    assert (1 - LANDING) * BUDGET <= rec["cost"] <= BUDGET and not rec["deleted_blocks"]
+    fr = [sched.stem_c / 64, sched.stages[3].c / 128, sched.head_c / 512]
+    assert max(fr) - min(fr) < 0.05 and max(fr) < 0.5
+
+
+def test_unreachable_budget_refused_in_one_line_before_importance():
+    m = FaceMobileNet(_mfn()).eval()
+    with pytest.raises(UserError, match="below the least") as e:
+        derive_schedule(m, 1_000_000, macs_cost, "MACs", taylor=lambda: pytest.fail("importance computed"))
+    assert "\n" not in str(e.value) and "stem, stage and head widths also at 8" in str(e.value)
+
+
+def test_derived_trunk_schedule_round_trips(derived_18m, tmp_path):
+    m, sched, rec, _ = derived_18m
+    f = tmp_path / "s.toml"
+    f.write_text(schedule_toml(sched, "derived"))
+    back = load_schedule(f)
+    assert back.to_dict() | {"path": ""} == sched.to_dict() | {"path": ""}
+    again = prune_to_schedule(m, back)  # what `prune --schedule FILE` does with it
+    assert schedule_macs(again.schedule) == rec["cost"]
+    assert arch(again) == arch(prune_to_schedule(m, sched))

@@ -586,6 +586,8 @@ def budget_prune(model: FaceMobileNet, model_path: Any, out: Any, *, macs: str |
     click.echo(f"budget {fmt(budget, unit)}: {fmt(rec['cost'], unit)} ({rec['under_budget_by']:.2%} under; "
                f"{'ptflops pytorch backend' if unit == 'MACs' else 'estimated by compress.bench.estimate'}); "
                f"params {before['params']:,} -> {after['params']:,}; MACs {before['macs']:,} -> {after['macs']:,}; "
-               f"deleted blocks: {', '.join(rec['deleted_blocks']) or 'none'}; wrote {out} (schedule: "
+               f"deleted blocks: {', '.join(rec['deleted_blocks']) or 'none'}; "
+               f"trunk widths: {', '.join(f'{k} {v}' for k, v in rec['trunk_widths'].items()) or 'kept'}; "
+               f"wrote {out} (schedule: "
                f"{Path(out) / 'schedule.toml'})")
     return manifest
