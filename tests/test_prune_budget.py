@@ -14,8 +14,8 @@ import torch
 
 from compress.errors import UserError
 from compress.model.network import FaceMobileNet
-from compress.prune.budget import (LANDING, allocate_importance, derive_schedule, macs_cost, measure_costs,
-                                   parse_macs, schedule_from, schedule_toml, units_of)
+from compress.prune.budget import (LANDING, allocate_importance, cost_model, derive_schedule, macs_cost,
+                                   parse_macs, schedule_from, schedule_toml, source_widths, units_of)
 from compress.prune.in_memory import prune_to_schedule, schedule_macs
 from compress.schedules import load_schedule
 
@@ -62,16 +62,18 @@ def test_greedy_deletes_an_unimportant_block_exactly():
     m = _mfn()
     src = m.schedule
     units = units_of(src)
-    full = measure_costs(src, units, macs_cost)
+    cm, trunk, full = cost_model(src, units, macs_cost, "MACs")
+    src_w = source_widths(units, trunk)
     victim = next(u for u in units if u.removable and u.stage == 3)
     key = (victim.stage, victim.block)
-    chan = {(u.stage, u.block): np.full(u.hidden, 1e6) for u in units if u.hidden}
+    chan = {k: np.full(w, 1e6) for k, w in src_w.items()}
     block = {(u.stage, u.block): (0.0 if (u.stage, u.block) == key else 1e9) for u in units if u.removable}
-    budget = full - (victim.fixed + victim.slope * victim.hidden) + 1
-    widths, alive = allocate_importance(units, full, budget, chan, block, 8, 8)
-    assert alive == {(u.stage, u.block) for u in units} - {key}
-    assert all(widths[(u.stage, u.block)] == u.hidden for u in units if u.hidden)
-    sched = schedule_from(src, units, widths, alive, "t", "")
+    everyone = {u.key for u in units}
+    budget = cm.cost(src_w, everyone - {key}) + 1
+    widths, alive = allocate_importance(cm, units, src_w, budget, chan, block, 8, 8)
+    assert alive == everyone - {key}
+    assert widths == src_w
+    sched = schedule_from(src, units, widths, alive, "t", "", trunk)
     assert sched.stages[3].n == src.stages[3].n - 1 and victim.block + 1 not in sched.stages[3].kept
     pruned = prune_to_schedule(m, sched)
     ref = _mfn()

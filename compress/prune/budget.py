@@ -1,30 +1,37 @@
-"""Prune to a budget (MACs, or estimated latency on a board): derive the per-block widths and depth.
+"""Prune to a budget (MACs, or estimated latency on a board): derive the per-layer widths and depth.
 
-What is pruned: the hidden (expand) width of every bottleneck with an expand conv, and whole removable blocks
-(identity-shortcut blocks after a stage's first one: deleting one leaves every width unchanged). Stage, stem
-and head widths stay; a budget below what that can reach is refused.
+What is pruned: the hidden (expand) width of every bottleneck with an expand conv, whole removable blocks
+(identity-shortcut blocks after a stage's first one: deleting one leaves every width unchanged), and, for a
+MAC budget, the trunk widths: stem c, every stage's c, head c (compress/prune/trunk.py: one width per trunk
+channel space; a residual chain's stages move together; the embedding stays). Every width keeps a floor
+(the granule; 1 for uniform); a budget below that floor is refused before any importance is computed.
 
 Importance ("importance" allocation):
 - with faces: first-order Taylor on activations (Molchanov et al. 2019) of the margin loss at the faces'
   class centres (the loss `compress prune --criterion taylor` uses): a hidden channel j of block b scores
-  mean over faces of (sum over pixels of a_j * dL/da_j)^2, a removable block scores the same for its whole
-  residual output (the loss change when the branch is zeroed);
-- without faces: weight magnitude (product of the L1 norms of the channel's expand row, depthwise kernel and
-  projection column; a block scores the sum of its channels), said so in the report.
-Allocation: greedy. The cost of the network is linear per block (cost = fixed + hidden x slope; for MACs
-exactly, as ptflops counts them), with the slopes and fixed parts measured once on the source network; each
-step removes the `granule` least important channels of one block, or one whole block, whichever loses the
+  mean over faces of (sum over pixels of a_j * dL/da_j)^2; a trunk channel the same with the sum running
+  over every producer adding into the space (stem / a chain's branch outputs / head: removing the channel
+  zeroes all of them), so hidden and trunk channels are in the same units and one greedy compares them; a
+  removable block scores the same for its whole residual output (the loss change when it is zeroed);
+- without faces: weight magnitude (per channel, the sum over the convs it touches of its L1 slice divided by
+  that conv's mean: layers' magnitudes are not comparable, and a channel carrying more layers' weights weighs
+  more, which keeps trunk and hidden channels on one scale; a block scores the sum of its channels), said so
+  in the report.
+Allocation: greedy. For MACs the cost is the exact per-module model of compress/prune/trunk.py (bilinear in
+the widths: a trunk step's saving depends on every hidden width it multiplies, so each candidate step is
+costed on the current state, not by slopes measured once); for a latency estimate it is linear per block
+(cost = fixed + hidden x slope, measured once on the source) and trunk widths stay. Each step removes the
+`granule` least important channels of one hidden or trunk space, or one whole block, whichever loses the
 least importance per unit of cost saved, until the cost is under the budget; then channels are given back
 (most important per cost first, one at a time) while the cost stays under it, so the result lands just under.
-The final cost is measured on the built network, not taken from the linear model.
-"uniform": the same fraction of every hidden width (bisection on the fraction), no depth.
+The final cost is measured on the built network, not taken from the model.
+"uniform": one common fraction of every hidden and trunk width (bisection on the fraction), no depth.
 """
 
 from __future__ import annotations
 
-import heapq
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -34,6 +41,7 @@ from ..errors import UserError
 from ..model.network import FaceMobileNet
 from ..schedules import Schedule
 from .plan import block_specs
+from .trunk import Key, MacModel, TrunkSpace, _identity_spaces, mac_model, trunk_spaces
 
 ALLOCATIONS = ("importance", "uniform")
 DEFAULT_GRANULE = 8
@@ -61,8 +69,12 @@ class Unit:
     block: int
     hidden: int  # source hidden width (0: no expand conv, not width-prunable)
     removable: bool
-    slope: float = 0.0  # cost per hidden channel
-    fixed: float = 0.0  # cost of the block with no hidden channel (only needed for removable blocks)
+    slope: float = 0.0  # cost per hidden channel (linear model, --latency only)
+    fixed: float = 0.0  # cost of the block with no hidden channel (linear model, removable blocks only)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.stage, self.block)
 
 
 def units_of(s: Schedule) -> list[Unit]:
@@ -71,23 +83,45 @@ def units_of(s: Schedule) -> list[Unit]:
             for st in block_specs(s) for b in st]
 
 
-def schedule_from(src: Schedule, units: list[Unit], widths: dict[tuple[int, int], int],
-                  alive: set[tuple[int, int]], name: str, description: str) -> Schedule:
-    """The target schedule: source stages (source = k + 1), kept blocks and explicit hidden widths."""
-    stages = []
+def source_widths(units: list[Unit], trunk: list[TrunkSpace]) -> dict[Key, int]:
+    """Every width in play: hidden widths by (stage, block), trunk widths by space name."""
+    return {**{u.key: u.hidden for u in units if u.hidden}, **{t.name: t.width for t in trunk}}
+
+
+def _trunk_fields(src: Schedule, trunk: list[TrunkSpace], widths: dict[Key, int]) -> tuple[int, int, dict[int, int]]:
+    stem, head, stage_c = src.stem_c, src.head_c, {}
+    for t in trunk:
+        w = widths.get(t.name, t.width)
+        stem, head = (w if t.stem else stem), (w if t.head else head)
+        stage_c.update({k: w for k in t.stages})
+    return stem, head, stage_c
+
+
+def schedule_from(src: Schedule, units: list[Unit], widths: dict[Key, int], alive: set[tuple[int, int]],
+                  name: str, description: str, trunk: list[TrunkSpace] = ()) -> Schedule:
+    """The target schedule: source stages (source = k + 1), kept blocks, trunk widths and hidden widths
+    (explicit wherever they differ from t x the block's new input width)."""
+    stem, head, stage_c = _trunk_fields(src, list(trunk), widths)
     by_stage: dict[int, list[Unit]] = {}
     for u in units:
         by_stage.setdefault(u.stage, []).append(u)
+    stages = []
     for k, st in enumerate(src.stages):
-        kept = [u for u in by_stage[k] if (u.stage, u.block) in alive]
-        hidden = None
-        if st.t != 1 and st.residual == "a":
-            hs = [widths[(u.stage, u.block)] for u in kept]
-            hidden = None if all(h == u.hidden for h, u in zip(hs, kept)) and st.hidden is None else tuple(hs)
+        kept = [u for u in by_stage[k] if u.key in alive]
         full = len(kept) == st.n
-        stages.append(replace(st, n=len(kept), source=k + 1, hidden=hidden if st.residual == "a" else st.hidden,
+        stages.append(replace(st, c=stage_c.get(k, st.c), n=len(kept), source=k + 1,
+                              hidden=None if st.t != 1 and st.residual == "a" else st.hidden,
                               kept=None if full else tuple(u.block + 1 for u in kept)))
-    return replace(src, name=name, description=description, stages=tuple(stages), prune_from=src.name, path="")
+    out = replace(src, name=name, description=description, stem_c=stem, head_c=head, stages=tuple(stages),
+                  prune_from=src.name, path="")
+    final = []
+    for k, (st, specs) in enumerate(zip(out.stages, block_specs(out))):
+        if st.t != 1 and st.residual == "a":
+            hs = [widths.get(u.key, u.hidden) for u in by_stage[k] if u.key in alive]
+            if any(h != b.hidden for h, b in zip(hs, specs)):
+                st = replace(st, hidden=tuple(hs))
+        final.append(st)
+    return replace(out, stages=tuple(final))
 
 
 CostFn = Callable[[Schedule], float]
@@ -118,50 +152,85 @@ def latency_cost(board: str) -> CostFn:
 def measure_costs(src: Schedule, units: list[Unit], cost: CostFn) -> float:
     """Fill every unit's slope (cost per hidden channel) and fixed part; return the source's cost."""
     full = cost(src)
-    widths = {(u.stage, u.block): u.hidden for u in units}
-    alive = {(u.stage, u.block) for u in units}
+    widths = {u.key: u.hidden for u in units}
+    alive = {u.key for u in units}
     for u in units:
-        key = (u.stage, u.block)
         if u.hidden > 1:
             half = u.hidden // 2
-            s = schedule_from(src, units, {**widths, key: u.hidden - half}, alive, "probe", "")
+            s = schedule_from(src, units, {**widths, u.key: u.hidden - half}, alive, "probe", "")
             u.slope = (full - cost(s)) / half
         if u.removable:
-            s = schedule_from(src, units, widths, alive - {key}, "probe", "")
+            s = schedule_from(src, units, widths, alive - {u.key}, "probe", "")
             u.fixed = (full - cost(s)) - u.slope * u.hidden
     return full
 
 
-def floor_cost(full: float, units: list[Unit], allocation: str, min_width: int) -> float:
-    """The least cost the allocation can reach (hidden widths at their minimum, removable blocks deleted)."""
-    c = full - sum(u.slope * (u.hidden - min(u.hidden, min_width)) for u in units if u.hidden)
-    if allocation == "importance":
-        c -= sum(u.fixed + u.slope * min(u.hidden, min_width) for u in units if u.removable)
-    return c
+@dataclass
+class LinearModel:
+    """cost(widths, alive) linear per block (slopes and fixed parts measured once): for a latency estimate,
+    which has no per-module form; trunk widths are not in play with it."""
+
+    full: float
+    units: list[Unit]
+
+    def cost(self, widths: dict[Key, int], alive: set) -> float:
+        c = self.full
+        for u in self.units:
+            if u.key not in alive:
+                c -= u.fixed + u.slope * u.hidden
+            elif u.hidden:
+                c -= u.slope * (u.hidden - widths[u.key])
+        return c
+
+
+def cost_model(src: Schedule, units: list[Unit], cost: CostFn, unit: str
+               ) -> tuple[MacModel | LinearModel, list[TrunkSpace], float]:
+    """(model, trunk spaces in play, the source's measured cost): MACs get the exact per-module model with
+    trunk widths in play (compress/prune/trunk.py); a latency estimate the linear per-block one."""
+    full = cost(src)
+    if unit == "MACs":
+        trunk = trunk_spaces(src)
+        return mac_model(src, trunk, {u.key: u.hidden for u in units if u.hidden}), trunk, full
+    measure_costs(src, units, cost)
+    return LinearModel(full, units), [], full
+
+
+def floor_widths(src_w: dict[Key, int], min_width: int) -> dict[Key, int]:
+    return {k: min(w, min_width) for k, w in src_w.items()}
 
 
 # ---------------------------------------------------------------------------------------------- importance
 
 
-def taylor_importance(model: FaceMobileNet, units: list[Unit], loss_fn: Callable, batch: Any
-                      ) -> tuple[dict[tuple[int, int], np.ndarray], dict[tuple[int, int], float]]:
-    """Per hidden channel and per removable block: mean over faces of (sum a * dL/da)^2 (see module doc)."""
-    acts: dict[Any, torch.Tensor] = {}
-    hooks = []
-
-    def keep(key: Any) -> Callable:
+def _taylor_hooks(model: FaceMobileNet, units: list[Unit], trunk: list[TrunkSpace], acts: dict) -> list:
+    """Forward hooks keeping (with grad) each hidden space's activation and each trunk producer's output."""
+    def keep(key: Any, use_input: bool) -> Callable:
         def hook(mod, inp, out):
-            t = inp[0] if key[0] == "h" else out
+            t = inp[0] if use_input else out
             t.retain_grad()
             acts[key] = t
         return hook
 
+    mods = dict(model.named_modules())
+    hooks = []
     for u in units:
         blk = model.stages[u.stage][u.block]
         if u.hidden:
-            hooks.append(blk.conv[2][0].register_forward_hook(keep(("h", u.stage, u.block))))
-        if u.removable:
-            hooks.append(blk.conv.register_forward_hook(keep(("b", u.stage, u.block))))
+            hooks.append(blk.conv[2][0].register_forward_hook(keep(("h", u.key), True)))
+    produced = {p for t in trunk for p in t.producers}
+    for u in units:  # a block's branch output: its residual contribution and what it adds to its trunk space
+        if u.removable or f"stages.{u.stage}.{u.block}.conv" in produced:
+            hooks.append(model.stages[u.stage][u.block].conv.register_forward_hook(keep(("b", u.key), False)))
+    for p in produced - {f"stages.{u.stage}.{u.block}.conv" for u in units}:
+        hooks.append(mods[p].register_forward_hook(keep(("p", p), False)))
+    return hooks
+
+
+def taylor_importance(model: FaceMobileNet, units: list[Unit], loss_fn: Callable, batch: Any,
+                      trunk: list[TrunkSpace] = ()) -> tuple[dict[Key, np.ndarray], dict[tuple[int, int], float]]:
+    """Per hidden and trunk channel and per removable block: mean over faces of (sum a * dL/da)^2 (module doc)."""
+    acts: dict[Any, torch.Tensor] = {}
+    hooks = _taylor_hooks(model, units, list(trunk), acts)
     was = model.training
     model.eval()
     try:
@@ -172,128 +241,194 @@ def taylor_importance(model: FaceMobileNet, units: list[Unit], loss_fn: Callable
             h.remove()
         model.zero_grad(set_to_none=True)
         model.train(was)
-    chan, block = {}, {}
-    for key, a in acts.items():
-        prod = (a * a.grad).detach().double()
-        if key[0] == "h":
-            chan[key[1:]] = prod.sum((2, 3)).pow(2).mean(0).numpy()
-        else:
-            block[key[1:]] = float(prod.sum((1, 2, 3)).pow(2).mean())
+    prod = {k: (a * a.grad).detach().double().sum((2, 3)) for k, a in acts.items()}  # faces x channels
+    chan: dict[Key, np.ndarray] = {k[1]: v.pow(2).mean(0).numpy() for k, v in prod.items() if k[0] == "h"}
+    block = {k[1]: float(v.sum(1).pow(2).mean()) for k, v in prod.items()
+             if k[0] == "b" and next(u for u in units if u.key == k[1]).removable}
+    by_name = {(f"stages.{k[1][0]}.{k[1][1]}.conv" if k[0] == "b" else k[1]): v for k, v in prod.items() if k[0] != "h"}
+    for t in trunk:  # removing a trunk channel zeroes it in every producer's contribution: sum, then square
+        chan[t.name] = sum(by_name[p] for p in t.producers).pow(2).mean(0).numpy()
     return chan, block
 
 
 @torch.no_grad()
-def magnitude_importance(model: FaceMobileNet, units: list[Unit]
-                         ) -> tuple[dict[tuple[int, int], np.ndarray], dict[tuple[int, int], float]]:
-    """Without faces: L1(expand row) x L1(depthwise kernel) x L1(projection column) per hidden channel."""
-    chan, block = {}, {}
-    for u in units:
-        conv = model.stages[u.stage][u.block].conv
-        if u.hidden:
-            e = conv[0][0].weight.abs().flatten(1).sum(1)
-            d = conv[1][0].weight.abs().flatten(1).sum(1)
-            p = conv[2][0].weight.abs().transpose(0, 1).flatten(1).sum(1)
-            chan[(u.stage, u.block)] = (e * d * p).double().numpy()
-        if u.removable:
-            block[(u.stage, u.block)] = float(chan[(u.stage, u.block)].sum()) if u.hidden else 0.0
+def magnitude_importance(model: FaceMobileNet, units: list[Unit], trunk: list[TrunkSpace] = ()
+                         ) -> tuple[dict[Key, np.ndarray], dict[tuple[int, int], float]]:
+    """Without faces: per channel, the sum over the convs it touches (as producer row, consumer column or
+    depthwise kernel) of its L1 norm divided by that conv's mean (magnitudes of different layers are not
+    comparable; a channel carrying more layers' weights weighs more); a block scores the sum of its channels."""
+    from .importance import member_scores
+
+    mods = dict(model.named_modules())
+    keys = {f"stages.{u.stage}.{u.block}.conv.hidden": u.key for u in units if u.hidden}
+    keys.update({t.name: t.name for t in trunk})
+    chan: dict[Key, np.ndarray] = {}
+    for sp in _identity_spaces(model.schedule):
+        if sp.name not in keys:
+            continue
+        acc = np.zeros(sp.W)
+        for m in sp.members:
+            v = member_scores(mods[m.src], m.role, "l1")
+            if v is not None and v.mean() > 0:
+                np.add.at(acc, m.a * np.arange(len(v)) + m.b_src, v / v.mean())
+        chan[keys[sp.name]] = acc
+    block = {u.key: float(chan[u.key].sum()) if u.hidden else 0.0 for u in units if u.removable}
     return chan, block
 
 
 # ---------------------------------------------------------------------------------------------- allocation
 
 
-def allocate_importance(units: list[Unit], full: float, budget: float, chan: dict, block: dict,
-                        granule: int, min_width: int) -> tuple[dict, set]:
-    """Greedy removal by importance lost per cost saved, then give-back one channel at a time (module doc)."""
-    order = {(u.stage, u.block): np.argsort(chan[(u.stage, u.block)], kind="stable") for u in units if u.hidden}
-    widths = {(u.stage, u.block): u.hidden for u in units}
-    alive = {(u.stage, u.block) for u in units}
-    by_key = {(u.stage, u.block): u for u in units}
+@dataclass
+class Greedy:
+    """The allocator's state: widths and live blocks, their cost, and the channels' removal order."""
 
-    def removed_scores(key: tuple[int, int], w: int, k: int) -> float:  # the next k channels to drop at width w
-        u = by_key[key]
-        return float(chan[key][order[key][u.hidden - w: u.hidden - w + k]].sum())
+    cm: MacModel | LinearModel
+    units: list[Unit]
+    src_w: dict[Key, int]
+    chan: dict[Key, np.ndarray]
+    widths: dict[Key, int] = field(default_factory=dict)
+    alive: set = field(default_factory=set)
 
-    def cost() -> float:
-        c = full
-        for key, u in by_key.items():
-            if key not in alive:
-                c -= u.fixed + u.slope * u.hidden
-            elif u.hidden:
-                c -= u.slope * (u.hidden - widths[key])
-        return c
+    def __post_init__(self) -> None:
+        self.widths = self.widths or dict(self.src_w)
+        self.alive = self.alive or {u.key for u in self.units}
+        self.order = {k: np.argsort(self.chan[k], kind="stable") for k in self.src_w}
 
-    cur = cost()
-    while cur > budget:
+    def cost(self, widths: dict | None = None, alive: set | None = None) -> float:
+        return self.cm.cost(self.widths if widths is None else widths, self.alive if alive is None else alive)
+
+    def scores(self, key: Key, w: int, k: int) -> float:
+        """Importance of the k channels dropped when width w of `key` shrinks by k (least important first)."""
+        W = self.src_w[key]
+        return float(self.chan[key][self.order[key][W - w: W - w + k]].sum())
+
+    def live(self, key: Key) -> bool:
+        return not isinstance(key, tuple) or key in self.alive
+
+
+def _removal_step(g: Greedy, cur: float, block: dict, granule: int, min_width: int) -> tuple | None:
+    """The step losing the least importance per unit of cost saved: (ratio, kind, _, key), or None."""
+    best = None
+    for key, w in g.widths.items():
+        if g.live(key) and w - granule >= min_width:
+            saved = cur - g.cost({**g.widths, key: w - granule})
+            if saved > 0:
+                best = min(best or (np.inf,), (g.scores(key, w, granule) / saved, "w", str(key), key))
+    for u in g.units:
+        if u.removable and u.key in g.alive:
+            saved = cur - g.cost(alive=g.alive - {u.key})
+            if saved > 0:
+                best = min(best or (np.inf,), (block[u.key] / saved, "b", str(u.key), u.key))
+    return best
+
+
+def _give_back(g: Greedy, cur: float, budget: float) -> float:
+    """Channels back, most important per cost added first, one at a time, while the cost stays under."""
+    while True:
         best = None
-        for key in alive:
-            u = by_key[key]
-            w = widths[key]
-            if u.hidden and w - granule >= min_width and u.slope > 0:
-                k = granule
-                cand = (removed_scores(key, w, k) / (k * u.slope), "w", key)
-                best = cand if best is None or cand < best else best
-            if u.removable:
-                saved = u.fixed + u.slope * w
-                if saved > 0:
-                    kept_imp = float(chan[key][order[key][u.hidden - w:]].sum()) if u.hidden else 0.0
-                    imp = block.get(key, kept_imp)
-                    cand = (imp / saved, "b", key)
-                    best = cand if best is None or cand < best else best
+        for key, w in g.widths.items():
+            if g.live(key) and w < g.src_w[key]:
+                c = g.cost({**g.widths, key: w + 1})
+                if c <= budget:
+                    gain = g.scores(key, w + 1, 1) / max(c - cur, 1e-12)
+                    best = max(best or (-np.inf,), (gain, str(key), key, c))
         if best is None:
+            return cur
+        g.widths[best[2]] += 1
+        cur = best[3]
+
+
+def allocate_importance(cm: MacModel | LinearModel, units: list[Unit], src_w: dict[Key, int], budget: float,
+                        chan: dict, block: dict, granule: int, min_width: int) -> tuple[dict, set]:
+    """Greedy removal by importance lost per cost saved, then give-back one channel at a time (module doc)."""
+    g = Greedy(cm, units, src_w, chan)
+    cur = g.cost()
+    while cur > budget:
+        step = _removal_step(g, cur, block, granule, min_width)
+        if step is None:
             break
-        _, kind, key = best
+        _, kind, _, key = step
         if kind == "w":
-            widths[key] -= granule
+            g.widths[key] -= granule
         else:
-            alive.discard(key)
-        cur = cost()
-    # give back: most important removed channel per cost first, while under the budget
-    heap = []
-    for key in alive:
-        u = by_key[key]
-        if u.hidden and widths[key] < u.hidden and u.slope > 0:
-            heapq.heappush(heap, (-removed_scores(key, widths[key] + 1, 1) / u.slope, key))
-    while heap:
-        _, key = heapq.heappop(heap)
-        u = by_key[key]
-        if cur + u.slope <= budget:
-            widths[key] += 1
-            cur += u.slope
-            if widths[key] < u.hidden:
-                heapq.heappush(heap, (-removed_scores(key, widths[key] + 1, 1) / u.slope, key))
-    return widths, alive
+            g.alive.discard(key)
+        cur = g.cost()
+    _give_back(g, cur, budget)
+    return g.widths, g.alive
 
 
-def allocate_uniform(units: list[Unit], full: float, budget: float, min_width: int) -> tuple[dict, set]:
-    """The largest common fraction of every hidden width whose cost is under the budget (bisection)."""
+def allocate_uniform(cm: MacModel | LinearModel, units: list[Unit], src_w: dict[Key, int], budget: float,
+                     min_width: int) -> tuple[dict, set]:
+    """The largest common fraction of every hidden and trunk width whose cost is under the budget (bisection)."""
+    alive = {u.key for u in units}
+
     def widths_at(r: float) -> dict:
-        return {(u.stage, u.block): max(min(u.hidden, min_width), int(np.floor(r * u.hidden))) for u in units}
-
-    def cost(ws: dict) -> float:
-        return full - sum(u.slope * (u.hidden - ws[(u.stage, u.block)]) for u in units if u.hidden)
+        return {k: max(min(w, min_width), int(np.floor(r * w))) for k, w in src_w.items()}
 
     lo, hi = 0.0, 1.0
     for _ in range(40):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if cost(widths_at(mid)) <= budget else (lo, mid)
+        lo, hi = (mid, hi) if cm.cost(widths_at(mid), alive) <= budget else (lo, mid)
     ws = widths_at(lo)
-    cur = cost(ws)
-    grow = [u for u in units if u.hidden and u.slope > 0]
-    while True:  # floor() left some budget: one more channel to the blocks furthest below the fraction
-        cand = [u for u in grow if ws[(u.stage, u.block)] < u.hidden and cur + u.slope <= budget]
+    while True:  # floor() left some budget: one more channel to the widths furthest below the fraction
+        cand = [k for k in ws if ws[k] < src_w[k] and cm.cost({**ws, k: ws[k] + 1}, alive) <= budget]
         if not cand:
-            return ws, {(u.stage, u.block) for u in units}
-        u = min(cand, key=lambda v: ws[(v.stage, v.block)] / v.hidden)
-        ws[(u.stage, u.block)] += 1
-        cur += u.slope
+            return ws, alive
+        k = min(cand, key=lambda v: (ws[v] / src_w[v], str(v)))
+        ws[k] += 1
+
+
+def _check_budget(src: Schedule, budget: float, full: float, floor: float, unit: str, allocation: str,
+                  min_width: int, trunk: list[TrunkSpace]) -> None:
+    if budget >= full:
+        raise UserError(f"budget {fmt(budget, unit)} is at or above the source network's {fmt(full, unit)} "
+                        f"('{src.name}'): nothing to prune; pass a smaller budget")
+    if budget < floor:
+        kept = ("stem, stage and head widths" + (f" also at {min_width}" if trunk else " kept"))
+        raise UserError(f"budget {fmt(budget, unit)} is below the least '{src.name}' reaches by {allocation} "
+                        f"allocation ({fmt(floor, unit)}: every hidden width at {min_width}"
+                        f"{', every removable block deleted' if allocation == 'importance' else ''}; {kept}); "
+                        f"raise the budget")
+
+
+def _importance(model: FaceMobileNet, units: list[Unit], trunk: list[TrunkSpace], allocation: str,
+                taylor: Callable[[], tuple[Callable, Any]] | None) -> tuple[dict, dict, str]:
+    if taylor is not None:  # also for uniform: which channels each space keeps
+        chan, block = taylor_importance(model, units, *taylor(), trunk=trunk)
+        return chan, block, "first-order Taylor on activations of the margin loss at the faces' class centres"
+    if allocation == "importance":
+        chan, block = magnitude_importance(model, units, trunk)
+        return chan, block, ("weight magnitude (no faces given: per channel, the sum over the convs it touches "
+                             "of its L1 slice over that conv's mean)")
+    return {}, {}, "none (the pruning criterion chooses the channels)"
+
+
+def _trim(src: Schedule, units: list[Unit], trunk: list[TrunkSpace], widths: dict, alive: set, budget: float,
+          cost: CostFn, min_width: int, tag: str, description: str) -> tuple[Schedule, float]:
+    """Build the schedule and measure it; the model is exact for MACs, not for an estimate: trim the widest
+    hidden width until the measured cost is under the budget."""
+    sched = schedule_from(src, units, widths, alive, tag, description, trunk)
+    got = cost(sched)
+    for _ in range(200):
+        if got <= budget:
+            break
+        k = max((kk for kk in widths if isinstance(kk, tuple) and kk in alive and widths[kk] > min_width),
+                key=lambda kk: widths[kk], default=None)
+        if k is None:
+            break
+        widths[k] -= 1
+        sched = schedule_from(src, units, widths, alive, tag, description, trunk)
+        got = cost(sched)
+    return sched, got
 
 
 def derive_schedule(model: FaceMobileNet, budget: float, cost: CostFn, unit: str, allocation: str = "importance",
                     taylor: Callable[[], tuple[Callable, Any]] | None = None, granule: int = DEFAULT_GRANULE,
-                    name: str | None = None) -> tuple[Schedule, dict[str, Any], dict[tuple[int, int], np.ndarray]]:
+                    name: str | None = None) -> tuple[Schedule, dict[str, Any], dict[Key, np.ndarray]]:
     """The schedule `model` prunes to under `budget` (in the cost's unit), a record of how it was derived, and
-    the per-channel importance of every hidden space (for choosing which channels to keep; empty for uniform).
+    the per-channel importance of every hidden and trunk space (for choosing which channels to keep; empty for
+    uniform without faces).
 
     Refuses (UserError) a budget at or above the source's cost or below what the allocation can reach before
     `taylor()` is called: it returns (loss_fn, batch) for Taylor importance (loading faces is the slow part);
@@ -307,62 +442,40 @@ def derive_schedule(model: FaceMobileNet, budget: float, cost: CostFn, unit: str
     if not any(u.hidden for u in units):
         raise UserError(f"schedule '{src.name}' has no bottleneck with an expand conv: nothing a budget can prune; "
                         "use --schedule or --ratio")
-    full = measure_costs(src, units, cost)
+    cm, trunk, full = cost_model(src, units, cost, unit)
+    src_w = source_widths(units, trunk)
     min_width = 1 if allocation == "uniform" else granule
-    floor = floor_cost(full, units, allocation, min_width)
-    if budget >= full:
-        raise UserError(f"budget {fmt(budget, unit)} is at or above the source network's {fmt(full, unit)} "
-                        f"('{src.name}'): nothing to prune; pass a smaller budget")
-    if budget < floor:
-        raise UserError(f"budget {fmt(budget, unit)} is below the least '{src.name}' reaches by {allocation} "
-                        f"allocation ({fmt(floor, unit)}: every hidden width at {min_width}"
-                        f"{', every removable block deleted' if allocation == 'importance' else ''}; stem, stage "
-                        f"and head widths are kept); raise the budget or prune stage widths with --schedule")
-    chan: dict[tuple[int, int], np.ndarray] = {}
-    if taylor is not None:  # also for uniform: which channels each block keeps
-        chan, block = taylor_importance(model, units, *taylor())
-        how = "first-order Taylor on activations of the margin loss at the faces' class centres"
-    elif allocation == "importance":
-        chan, block = magnitude_importance(model, units)
-        how = "weight magnitude (no faces given: L1 expand row x depthwise kernel x projection column)"
-    else:
-        how = "none (the pruning criterion chooses the channels)"
+    floor_alive = {u.key for u in units if not (allocation == "importance" and u.removable)}
+    floor = cm.cost(floor_widths(src_w, min_width), floor_alive)
+    _check_budget(src, budget, full, floor, unit, allocation, min_width, trunk)
+    chan, block, how = _importance(model, units, trunk, allocation, taylor)
     if allocation == "importance":
-        widths, alive = allocate_importance(units, full, budget, chan, block, granule, min_width)
+        widths, alive = allocate_importance(cm, units, src_w, budget, chan, block, granule, min_width)
     else:
-        widths, alive = allocate_uniform(units, full, budget, min_width)
+        widths, alive = allocate_uniform(cm, units, src_w, budget, min_width)
     tag = name or f"{src.name}-{allocation}-" + (f"{budget / 1e6:g}M" if unit == "MACs" else f"{budget:g}{unit}")
-    sched = schedule_from(src, units, widths, alive, tag,
-                          f"{src.name} pruned to {fmt(budget, unit)} ({allocation} allocation)")
-    got = cost(sched)
-    # the linear model is exact for MACs; for an estimate it is not: trim until the measured cost is under
-    trims = 0
-    while got > budget and trims < 200:
-        k = max((kk for kk in alive if by_width(units, kk) and widths[kk] > min_width),
-                key=lambda kk: widths[kk], default=None)
-        if k is None:
-            break
-        widths[k] -= 1
-        trims += 1
-        sched = schedule_from(src, units, widths, alive, tag, sched.description)
-        got = cost(sched)
+    sched, got = _trim(src, units, trunk, widths, alive, budget, cost, min_width, tag,
+                       f"{src.name} pruned to {fmt(budget, unit)} ({allocation} allocation)")
     record = {"allocation": allocation, "importance": how,
               "budget": budget, "unit": unit, "source_cost": full, "floor_cost": floor, "cost": got,
               "under_budget_by": (budget - got) / budget, "granule": granule,
-              "deleted_blocks": [f"stage {s + 1} block {b + 1}" for (s, b) in sorted(set(widths) - alive)],
-              "hidden_widths": {f"stage {s + 1} block {b + 1}": w for (s, b), w in sorted(widths.items())
-                                if (s, b) in alive and by_width(units, (s, b))}}
+              "deleted_blocks": [f"stage {s + 1} block {b + 1}" for (s, b) in sorted({u.key for u in units} - alive)],
+              "hidden_widths": {f"stage {s + 1} block {b + 1}": widths[(s, b)] for (s, b) in sorted(
+                  k for k in widths if isinstance(k, tuple)) if (s, b) in alive},
+              "trunk_widths": {t.name: f"{t.width} -> {widths[t.name]}" for t in trunk}}
     return sched, record, chan
 
 
-def hidden_scores(plan: Any, chan: dict[tuple[int, int], np.ndarray]) -> dict[str, np.ndarray]:
-    """Importance per hidden space of the pruned network (surgery's space names), from the source blocks'."""
-    return {f"stages.{tk}.{tj}.conv.hidden": chan[(si, bi)] for (tk, tj), (si, bi) in plan.block_map()
-            if (si, bi) in chan}
-
-
-def by_width(units: list[Unit], key: tuple[int, int]) -> bool:
-    return any(u.hidden for u in units if (u.stage, u.block) == key)
+def hidden_scores(plan: Any, chan: dict[Key, np.ndarray]) -> dict[str, np.ndarray]:
+    """Importance per hidden and trunk space of the pruned network (surgery's space names), from the source's
+    (a trunk space is named after the block opening it, which budget pruning never deletes)."""
+    out = {name: chan[name] for name in ("stem", "head") if name in chan}
+    for (tk, tj), (si, bi) in plan.block_map():
+        if (si, bi) in chan:
+            out[f"stages.{tk}.{tj}.conv.hidden"] = chan[(si, bi)]
+        if f"stages.{si}.{bi}.out" in chan:
+            out[f"stages.{tk}.{tj}.out"] = chan[f"stages.{si}.{bi}.out"]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- TOML
@@ -473,6 +586,8 @@ def budget_prune(model: FaceMobileNet, model_path: Any, out: Any, *, macs: str |
     click.echo(f"budget {fmt(budget, unit)}: {fmt(rec['cost'], unit)} ({rec['under_budget_by']:.2%} under; "
                f"{'ptflops pytorch backend' if unit == 'MACs' else 'estimated by compress.bench.estimate'}); "
                f"params {before['params']:,} -> {after['params']:,}; MACs {before['macs']:,} -> {after['macs']:,}; "
-               f"deleted blocks: {', '.join(rec['deleted_blocks']) or 'none'}; wrote {out} (schedule: "
+               f"deleted blocks: {', '.join(rec['deleted_blocks']) or 'none'}; "
+               f"trunk widths: {', '.join(f'{k} {v}' for k, v in rec['trunk_widths'].items()) or 'kept'}; "
+               f"wrote {out} (schedule: "
                f"{Path(out) / 'schedule.toml'})")
     return manifest
