@@ -202,11 +202,14 @@ def train(recipe, out, resume, overwrite, no_progress, **opts) -> None:
               type=_t(PruneConfig, "finetune_steps"),
               help="optimizer steps of fine-tuning after every pruning step (distillation from the unpruned model)")
 @click.option("--finetune-lr", default=PruneConfig.finetune_lr, show_default=True, type=_t(PruneConfig, "finetune_lr"))
+@click.option("--reconstruct", is_flag=True,
+              help="--macs/--latency: re-fit every pointwise conv to the source's output on --data faces (least "
+                   "squares, no training; compress.prune.reconstruct)")
 @click.option("--out", type=click.Path(path_type=Path), help="pruned artifact folder  [runs/pruned/<model>-<schedule>]")
 @click.option("--overwrite", is_flag=True)
 @click.option("--no-progress", is_flag=True)
 def prune(model_path, schedule, ratio, macs, latency, board, allocation, criterion, round_to, steps, depth, lfw,
-          data, align, finetune_steps, finetune_lr, out, overwrite, no_progress) -> None:
+          data, align, finetune_steps, finetune_lr, reconstruct, out, overwrite, no_progress) -> None:
     """Structured pruning (channels and whole blocks) of a trained model down to a schedule, one-shot or in
     --steps with short fine-tuning between them."""
     from .prune.folders import prune_artifact
@@ -217,7 +220,7 @@ def prune(model_path, schedule, ratio, macs, latency, board, allocation, criteri
     prune_artifact(model_path, out, schedule=schedule, ratio=ratio, criterion=criterion, round_to=round_to,
                    steps=steps, depth=depth, lfw=lfw, overwrite=overwrite, data=data, align=align,
                    finetune_steps=finetune_steps, finetune_lr=finetune_lr, progress=not no_progress, macs=macs,
-                   latency=latency, board=board, allocation=allocation)
+                   latency=latency, board=board, allocation=allocation, reconstruct=reconstruct)
     _say_model(model_path)
     if not finetune_steps:
         # the recipe that fine-tunes this network family: MobileFaceNet's (a GDC head) or the paper's networks'

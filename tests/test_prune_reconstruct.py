@@ -5,8 +5,10 @@ source, and a network that lost nothing is left as it was."""
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import replace
 
+import pytest
 import torch
 
 from compress.prune.budget import derive_schedule, macs_cost
@@ -46,3 +48,31 @@ def test_an_unpruned_network_is_left_as_it_was():
     assert max(r["relative_error_after"] for r in rec["convs"]) < 1e-6
     for a, b in zip(src.parameters(), same.parameters()):
         assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_cli_refuses_reconstruct_without_faces(tmp_path):
+    from click.testing import CliRunner
+
+    from compress.cli import cli
+
+    r = CliRunner().invoke(cli, ["prune", "--model", "zoo:table3", "--macs", "12M", "--reconstruct",
+                                 "--out", str(tmp_path / "p"), "--no-progress"])
+    from compress.errors import UserError
+
+    assert isinstance(r.exception, UserError) and "--data" in str(r.exception)
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.slow
+def test_cli_reconstructs_a_budget_pruning_on_faces(tmp_path):
+    from click.testing import CliRunner
+
+    from compress.cli import cli
+
+    out = tmp_path / "p"
+    r = CliRunner().invoke(cli, ["prune", "--model", "zoo:table2", "--macs", "50M", "--data", "synthetic",
+                                 "--reconstruct", "--out", str(out), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((out / "manifest.json").read_text())["method"]["budget"]["reconstruction"]
+    assert rec["one_minus_cos_to_source"]["after"] < rec["one_minus_cos_to_source"]["before"]
+    assert "1 - cos to the source" in r.output

@@ -466,6 +466,29 @@ def derive_schedule(model: FaceMobileNet, budget: float, cost: CostFn, unit: str
     return sched, record, chan
 
 
+def _reconstruct(model: FaceMobileNet, pruned: FaceMobileNet, plan: Any, sel: Any, images: np.ndarray,
+                 progress: bool) -> dict[str, Any]:
+    """Least-squares re-fit of the pruned network's pointwise convs on up to RECONSTRUCT_FACES of the faces."""
+    import click
+
+    from ..data.transforms import to_float
+    from .reconstruct import RECONSTRUCT_FACES, reconstruct, relative_error
+    from .surgery import kept_output_channels
+
+    pick = np.random.default_rng(0).permutation(len(images))
+    fit, held = pick[:RECONSTRUCT_FACES], pick[RECONSTRUCT_FACES:RECONSTRUCT_FACES + 256]
+    x = to_float(torch.from_numpy(images[fit]))
+    check = to_float(torch.from_numpy(images[held if len(held) else fit[:256]]))
+    before = relative_error(model, pruned, check)
+    r = reconstruct(model, pruned, x, plan.source_module, kept_output_channels(sel, pruned),
+                    progress=click.echo if progress else None)
+    r["one_minus_cos_to_source"] = {"before": before, "after": relative_error(model, pruned, check),
+                                    "faces": "held out" if len(held) else "the fitted faces (too few to hold out)"}
+    click.echo(f"reconstruction on {len(fit)} faces: 1 - cos to the source {before:.4f} -> "
+               f"{r['one_minus_cos_to_source']['after']:.4f} ({r['one_minus_cos_to_source']['faces']})")
+    return r
+
+
 def hidden_scores(plan: Any, chan: dict[Key, np.ndarray]) -> dict[str, np.ndarray]:
     """Importance per hidden and trunk space of the pruned network (surgery's space names), from the source's
     (a trunk space is named after the block opening it, which budget pruning never deletes)."""
@@ -510,8 +533,8 @@ def schedule_toml(s: Schedule, header: str = "") -> str:
 
 def budget_prune(model: FaceMobileNet, model_path: Any, out: Any, *, macs: str | None, latency: float | None,
                  board: str | None, allocation: str, criterion: str, round_to: int | None, lfw: Any,
-                 overwrite: bool, data: str | None, align: bool, finetune_steps: int, progress: bool
-                 ) -> dict[str, Any]:
+                 overwrite: bool, data: str | None, align: bool, finetune_steps: int, progress: bool,
+                 reconstruct: bool = False) -> dict[str, Any]:
     """`compress prune --macs/--latency`: derive the schedule, prune one-shot, write the artifact with the
     derived schedule as schedule.toml (readable by `schedules show` and `prune --schedule`)."""
     from pathlib import Path
@@ -544,6 +567,7 @@ def budget_prune(model: FaceMobileNet, model_path: Any, out: Any, *, macs: str |
 
         faces = load_faces(data, progress=progress, align=align)
         taylor.faces = faces.describe()
+        taylor.images = faces.images
         return taylor_loss(model, faces, batch_size=TAYLOR_BATCH)
 
     sched, rec, chan = derive_schedule(model, budget, cost, unit, allocation, taylor if data else None)
@@ -553,6 +577,8 @@ def budget_prune(model: FaceMobileNet, model_path: Any, out: Any, *, macs: str |
     click.echo(format_plan(plan))
     sel = select_channels(model, plan, "l1" if chan else criterion, scores=hidden_scores(plan, chan))
     pruned = apply_selection(model, sel).eval()
+    if reconstruct:
+        rec["reconstruction"] = _reconstruct(model, pruned, plan, sel, taylor.images, progress)
     before, after = model_size(model), model_size(pruned)
     acc: dict[str, Any] = {}
     if lfw:

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..model.network import FaceMobileNet
 
+RECONSTRUCT_FACES = 512  # faces the command fits on (each conv's moments are summed over all their pixels)
 RIDGE = 1e-4  # lambda relative to the mean diagonal of X X^T: keeps near-dead channels from blowing up
 
 
