@@ -127,11 +127,13 @@ def build(name: str) -> dict[str, Any]:
     sha = file_sha256(folder / "model.pt")
     model = load_model(folder / "model.pt")  # the shipped file, not the run's
     s = model.schedule
-    record = evaluate_lfw(TorchEmbedder(model, name=f"zoo:{name} ({s.name}, sha256 {sha[:12]})"), LFW,
-                          roc_path=ROOT / "reports" / "zoo" / f"{name}-lfw-roc.png")
-    record.update({"zoo_entry": f"zoo:{name}", "model_file": f"compress/zoo/{name}/model.pt", "model_sha256": sha})
     rec_path = ROOT / "reports" / "zoo" / f"{name}-lfw.json"
-    write_json(rec_path, record)
+    record = _same_weights(rec_path, sha)  # a re-run after a failed later step does not score the same file again
+    if record is None:
+        record = evaluate_lfw(TorchEmbedder(model, name=f"zoo:{name} ({s.name}, sha256 {sha[:12]})"), LFW,
+                              roc_path=ROOT / "reports" / "zoo" / f"{name}-lfw-roc.png")
+        record.update({"zoo_entry": f"zoo:{name}", "model_file": f"compress/zoo/{name}/model.pt", "model_sha256": sha})
+        write_json(rec_path, record)
     runs = [_run_summary(ROOT / r) for r in spec["runs"]]
     last = runs[-1]
     manifest = {
@@ -160,6 +162,22 @@ def build(name: str) -> dict[str, Any]:
     return manifest
 
 
+def _same_weights(path: Path, sha: str) -> dict[str, Any] | None:
+    """The record at `path` if it was made for these weights."""
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if rec.get("model_sha256") == sha else None
+
+
+def _summary(path: Path, results: dict[str, Any]) -> dict[str, Any]:
+    g = results["100"]
+    print(f"{path.name}: gallery 100: rank-1 {100 * g['rank1']:.2f}%, DIR@FAR=1% {100 * g['dir@far=0.01']:.2f}%")
+    return {"record": str(path.relative_to(ROOT)), "gallery_100": {k: g[k] for k in g if k.startswith(("rank1", "dir@"))},
+            "gallery_all": {k: v for k, v in results["all"].items() if k.startswith(("rank1", "dir@"))}}
+
+
 def open_set_record(name: str, model: Any, sha: str) -> dict[str, Any]:
     """Open-set 1:N on all of LFW (benchmarks/lfw_open_set.py's protocol and code) for the shipped weights:
     writes reports/zoo/NAME-open-set.json and returns the manifest's summary (gallery 100)."""
@@ -167,12 +185,15 @@ def open_set_record(name: str, model: Any, sha: str) -> dict[str, Any]:
 
     from compress.evaluate.lfw import align_benchmark_images, locate_lfw
 
+    path = ROOT / "reports" / "zoo" / f"{name}-open-set.json"
+    done = _same_weights(path, sha)
+    if done is not None:
+        return _summary(path, done["results"])
     _, root = locate_lfw(LFW)
     split = los.lfw_split(root)
     images, align = align_benchmark_images(split["files"], None, progress=True)
     emb = TorchEmbedder(model, name=f"zoo:{name}").embed(images, batch_size=64, flip=True, progress=True)
     results = los.evaluate(emb, split)
-    path = ROOT / "reports" / "zoo" / f"{name}-open-set.json"
     write_json(path, {
         "format": "compress.identify.lfw_open_set/1", "created": now_iso(), "zoo_entry": f"zoo:{name}",
         "model_file": f"compress/zoo/{name}/model.pt", "model_sha256": sha, "sha256": sha,
@@ -183,10 +204,7 @@ def open_set_record(name: str, model: Any, sha: str) -> dict[str, Any]:
         "counts": {"people_with_2plus": len(split["people"]), "genuine_probes": len(split["probes"]),
                    "impostor_probes": len(split["impostors"])},
         "alignment": {k: v for k, v in align.items() if k != "failed_images"}, "results": results})
-    g = results["100"]
-    print(f"zoo:{name} open-set, gallery 100: rank-1 {100 * g['rank1']:.2f}%, DIR@FAR=1% {100 * g['dir@far=0.01']:.2f}%")
-    return {"record": str(path.relative_to(ROOT)), "gallery_100": {k: g[k] for k in g if k.startswith(("rank1", "dir@"))},
-            "gallery_all": {k: v for k, v in results["all"].items() if k.startswith(("rank1", "dir@"))}}
+    return _summary(path, results)
 
 
 def int8_record(name: str, float_record: dict[str, Any]) -> dict[str, Any]:
@@ -196,15 +214,18 @@ def int8_record(name: str, float_record: dict[str, Any]) -> dict[str, Any]:
 
     c = str(ROOT / ".venv" / "bin" / "compress")
     q, e = ROOT / "runs" / "zoo-int8" / f"{name}-ptq", ROOT / "runs" / "zoo-int8" / f"{name}-onnx-int8"
-    for cmd in ([c, "quantize", "--model", f"zoo:{name}", "--out", str(q), "--calibration", str(LFW.parent / "celeba-299"),
-                 "--align", "--calibration-images", "256", "--overwrite", "--no-progress"],
-                [c, "export", "--target", "onnx", "--precision", "int8", "--model", str(q), "--lfw", str(LFW),
-                 "--out", str(e), "--overwrite", "--no-progress"]):
+    sha = file_sha256(ZOO_DIR / name / "model.pt")
+    made = (e / "parity.json").is_file() and sha in (q / "manifest.json").read_text()  # exported from these weights
+    cmds = [[c, "quantize", "--model", f"zoo:{name}", "--out", str(q), "--calibration", str(LFW.parent / "celeba-299"),
+             "--align", "--calibration-images", "256", "--overwrite", "--no-progress"],
+            [c, "export", "--target", "onnx", "--precision", "int8", "--model", str(q), "--lfw", str(LFW),
+             "--out", str(e), "--overwrite", "--no-progress"]]
+    for cmd in [] if made else cmds:
         subprocess.run(cmd, check=True, cwd=ROOT)
     m = json.loads((e / "manifest.json").read_text())
-    lfw = m["parity"]["lfw"]
-    rec = {"zoo_entry": f"zoo:{name}", "float_sha256": file_sha256(ZOO_DIR / name / "model.pt"),
-           "export_manifest": m, "commands": ["compress quantize --model zoo:NAME --calibration ../shared/data/celeba-299 "
+    lfw = json.loads((e / "parity.json").read_text())["lfw"]
+    rec = {"zoo_entry": f"zoo:{name}", "float_sha256": sha, "model_sha256": m["model_sha256"], "lfw": lfw,
+           "parity": m["parity"], "export_manifest": m, "commands": ["compress quantize --model zoo:NAME --calibration ../shared/data/celeba-299 "
                                               "--align --calibration-images 256", "compress export --target onnx "
                                               "--precision int8 --lfw ../shared/data/lfw"]}
     path = ROOT / "reports" / "zoo" / f"{name}-int8-lfw.json"
