@@ -21,7 +21,7 @@ from compress.identify.dose import check_dose, due, load_plan, parse_at
 from compress.identify.enrol import threshold_at_far
 from compress.identify.gallery import SCHEMA_VERSION, Gallery
 from compress.identify.pipeline import AlignedFinder
-from compress.zoo import load_entry
+from compress.zoo import WARD_MODEL, load_entry
 from tests.identify_helpers import run_cli, save
 
 needs_weights = pytest.mark.skipif(not weights_present(), reason="MTCNN weights absent (compress data fetch-mtcnn)")
@@ -97,7 +97,7 @@ def test_threshold_at_far_lets_through_at_most_far_n_impostors():
 # ------------------------------------------------------------------------------------------------ enrol + identify
 
 def test_enrol_stores_model_hash_runtime_precision_and_threshold(ward):
-    sha = load_entry("table3").sha256
+    sha = load_entry(WARD_MODEL.split(":", 1)[1]).sha256
     with Gallery(ward) as g:
         m = g.meta()
         assert m["model_sha256"] == sha and m["runtime"] == "pytorch" and m["precision"] == "fp32"
@@ -131,7 +131,7 @@ def test_identify_names_enrolled_faces_and_rejects_strangers(ward, crops, tmp_pa
 
 def test_identify_with_another_model_is_refused(ward, crops):
     rc, _, err = run_cli("identify", "--db", ward, "--aligned", "--model", "zoo:table2", crops / "probes" / "P0.png")
-    assert rc == 2 and "re-enrol" in err and "zoo:table3" in err
+    assert rc == 2 and "re-enrol" in err and WARD_MODEL in err
 
 
 def test_enrol_without_model_uses_the_ward_model_then_the_gallerys_own(crops, tmp_path, monkeypatch):
@@ -268,7 +268,7 @@ def test_check_dose_confirms_once_and_refuses_otherwise(ward, crops, tmp_path):
         rows = [r for r in g.audit_rows() if r["command"] == "check-dose"]
         assert [r["decision"] for r in rows] == ["confirmed", "refused", "confirmed", "refused", "refused",
                                                  "refused", "refused", "refused"]
-        assert all(r["model_sha256"] == load_entry("table3").sha256 and json.loads(r["scores"]) for r in rows)
+        assert all(r["model_sha256"] == load_entry(WARD_MODEL.split(":", 1)[1]).sha256 and json.loads(r["scores"]) for r in rows)
 
 
 def test_check_dose_cli_exit_codes(ward, crops, tmp_path):
