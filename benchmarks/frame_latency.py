@@ -35,10 +35,11 @@ GOAL = {"detect": 5.0, "total": 15.0}  # issue 27, one thread, median ms
 
 def rows() -> list[tuple[str, int | None, str]]:
     emb = [str(EXPORT)] if (EXPORT / "manifest.json").is_file() else []
-    out = [("mtcnn", None, "zoo:table3"), ("yunet", 640, "zoo:table3"), ("yunet", None, "zoo:table3")]
+    out = [("mtcnn", None, "zoo:table3"), ("yunet", 640, "zoo:table3"), ("yunet", None, "zoo:table3"),
+           ("blazeface", 640, "zoo:table3"), ("blazeface", 320, "zoo:table3")]
     out += [("yunet", s, e) for e in emb for s in (None, 640)] + [("mtcnn", None, e) for e in emb]
     if TEACHER.is_file():
-        out.append(("yunet", None, str(TEACHER)))
+        out += [("yunet", None, str(TEACHER)), ("blazeface", None, str(TEACHER))]
     return out
 
 
@@ -69,7 +70,8 @@ def main() -> None:
                       "stages_p90_ms": p90, "stages_min_ms": low,
                       "total_min_ms": float(min(r["total"]["min_ms"] for r in rs)), "total_median_ms": float(np.median(tot)),
                       "total_p90_ms": float(np.median([r["total"]["p90_ms"] for r in rs])),
-                      "total_median_ms_per_round": tot, "runs_per_round": [r["runs"] for r in rs]})
+                      "total_median_ms_per_round": tot, "runs_per_round": [r["runs"] for r in rs],
+                      "detect_median_ms_per_round": [r["stages"]["detect"]["median_ms"] for r in rs]})
     report = {"format": "compress.detectors.frame_latency/1", "created": now_iso(), "measured": True,
               "host": host_description(), "cpu_flags": results[0][0]["cpu_flags"], "threads": 1,
               "photo": str(args.photo), "frame": results[0][0]["frame"], "templates": results[0][0]["templates"],
@@ -90,14 +92,27 @@ def readme(r: dict) -> str:
              f"{r['templates']} templates. Goal (issue 27): detect <= {r['goal_ms']['detect']} ms, total <= "
              f"{r['goal_ms']['total']} ms.", "",
              "| detector (detected at) | embedder [runtime, sha256] | detect | align | embed | match | total median | "
-             "total p90 | detect / total min |", "|---|---|---|---|---|---|---|---|---|"]
+             "total p90 | detect / total min | detect vs yunet 320 (median / min) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    base = {t["model"]["sha256"]: t for t in r["rows"] if t["detector"]["name"] == "yunet"
+            and t["detector"]["detect_max_side"] == 320}
     for t in r["rows"]:
         s, d, m = t["stages_median_ms"], t["detector"], t["model"]
         lines.append(f"| {d['name']} ({d['detect_max_side']} px max side) | {m['name']} [{m['runtime']}, "
                      f"{m['sha256'][:12]}] | {s['detect']:.1f} | {s['align']:.1f} | {s['embed']:.1f} | "
                      f"{s['match']:.1f} | {t['total_median_ms']:.1f} | {t['total_p90_ms']:.1f} | "
-                     f"{t['stages_min_ms']['detect']:.1f} / {t['total_min_ms']:.1f} |")
+                     f"{t['stages_min_ms']['detect']:.1f} / {t['total_min_ms']:.1f} | " + ratio(t, base) + " |")
     return "\n".join(lines)
+
+
+def ratio(t: dict, base: dict) -> str:
+    """Detect time over YuNet-at-320's with the same embedder, measured in the same interleaved rounds (the
+    ratio survives the shared host's load better than the milliseconds): median of per-round ratios, and min/min."""
+    b = base.get(t["model"]["sha256"])
+    if b is None or "detect_median_ms_per_round" not in t:
+        return "-"
+    per = np.median(np.array(t["detect_median_ms_per_round"]) / np.array(b["detect_median_ms_per_round"]))
+    return f"{per:.2f} / {t['stages_min_ms']['detect'] / b['stages_min_ms']['detect']:.2f}"
 
 
 if __name__ == "__main__":

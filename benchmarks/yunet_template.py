@@ -46,7 +46,8 @@ def main() -> None:
     mt = _Cache(default_cache_dir(), AlignConfig().tag())
     yunet = get_aligner(AlignConfig(detector=args.detector))
     pts = []
-    arcface = TEMPLATE_112 if args.detector == "yunet" else np.r_[TEMPLATE_112[:3], TEMPLATE_112[3:].mean(0, keepdims=True)]
+    # BlazeFace's mouth centre against the midpoint of the ArcFace mouth corners
+    arcface = TEMPLATE_112 if args.detector == "yunet" else np.r_[TEMPLATE_112[:3], TEMPLATE_112[3:].mean(0)[None]]
     for p in tqdm(pick, desc="fit"):
         data = p.read_bytes()
         m = mt.get(mt.key(data))
