@@ -216,6 +216,7 @@ def main() -> None:
         for name, ps in (("lfw", files), ("celeba-299", celeba)):
             for det in detectors:
                 r = (detection_rate(ps, det) if det == "mtcnn" and name == "lfw" else detection_rate_fast(ps, det))
+                r["measured"] = now_iso()  # rows of detectors not re-run keep their own date
                 rates["rates"].setdefault(det, {})[name] = r
                 write_json(OUT / "detection_rate.json", rates)
                 write_section(OUT / "README.md", "rates", readme({"detection_rate": rates["rates"], **rates,
@@ -292,13 +293,15 @@ def readme(r: dict) -> str:
              f"(numbers in [{'quality' if r['lfw'] else 'detection_rate'}.json]"
              f"({'quality' if r['lfw'] else 'detection_rate'}.json)).", ""]
     if r["detection_rate"]:
-        lines += ["| detector | LFW found (of 13,233) | CelebA-299 found | multi-face (LFW) |", "|---|---|---|---|"]
+        lines += ["| detector | LFW found (of 13,233) | CelebA-299 found | multi-face (LFW) | measured |",
+                  "|---|---|---|---|---|"]
     for det, d in r["detection_rate"].items():
         lf, ce = d.get("lfw"), d.get("celeba-299")
         if lf is None:
             continue
         cel = f"{ce['found']} of {ce['images']} ({100 * ce['rate']:.2f}%)" if ce else "not run"
-        lines.append(f"| {det} | {lf['found']} ({100 * lf['rate']:.2f}%) | {cel} | {lf['multi_face']} |")
+        when = lf.get("measured", "an earlier run (before dates per row)")[:16]
+        lines.append(f"| {det} | {lf['found']} ({100 * lf['rate']:.2f}%) | {cel} | {lf['multi_face']} | {when} |")
     if r["lfw"]:
         lines += ["", "LFW View 2, 10 folds, flip fusion, accuracy with crops aligned by each detector; the "
                   "difference is paired by fold (mean +- std of the 10 per-fold differences to MTCNN). 'yunet': "
