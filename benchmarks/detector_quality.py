@@ -300,7 +300,7 @@ def readme(r: dict) -> str:
         if lf is None:
             continue
         cel = f"{ce['found']} of {ce['images']} ({100 * ce['rate']:.2f}%)" if ce else "not run"
-        when = lf.get("measured", "an earlier run (before dates per row)")[:16]
+        when = lf.get("measured", "before rows were dated")[:16]
         lines.append(f"| {det} | {lf['found']} ({100 * lf['rate']:.2f}%) | {cel} | {lf['multi_face']} | {when} |")
     if r["lfw"]:
         lines += ["", "LFW View 2, 10 folds, flip fusion, accuracy with crops aligned by each detector; the "
