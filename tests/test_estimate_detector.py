@@ -7,11 +7,9 @@ import math
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
 from compress.bench.onnx_layers import detector_layers, onnx_layers, yunet_input_hw
-from compress.cli import main
 from compress.data.detectors import YUNET_FILE
+from tests.identify_helpers import run_cli
 
 
 def _independent_conv_macs(path, h: int, w: int) -> tuple[int, int]:
@@ -47,10 +45,10 @@ def test_yunet_walk_matches_an_independent_mac_count():
 
 def test_estimate_cli_prints_detect_embed_total_per_board(tmp_path):
     out = tmp_path / "e.json"
-    r = CliRunner().invoke(main, ["estimate", "--model", "table3", "--target", "raspberry-pi-5", "--detector",
-                                  "yunet", "--detect-side", "320", "--json", str(out)])
-    assert r.exit_code == 0, r.output
-    line = next(x for x in r.output.splitlines() if "frame" in x and "detect" in x)
+    code, stdout, err = run_cli("estimate", "--model", "table3", "--target", "raspberry-pi-5", "--detector", "yunet",
+                                "--detect-side", "320", "--json", out)
+    assert code == 0, err
+    line = next(x for x in stdout.splitlines() if "frame" in x and "detect" in x)
     assert "estimated" in line and "embed" in line and "total" in line and "320x256" in line
     import json
 
@@ -63,5 +61,5 @@ def test_estimate_cli_prints_detect_embed_total_per_board(tmp_path):
                                          (["--detect-side", "320"], "needs --detector"),
                                          (["--detector", "yunet", "--detect-side", "8"], "below")])
 def test_estimate_detector_bad_input_is_one_line(args, words):
-    r = CliRunner().invoke(main, ["estimate", "--model", "table3", "--target", "raspberry-pi-5", *args])
-    assert r.exit_code == 2 and words in r.output
+    code, _, err = run_cli("estimate", "--model", "table3", "--target", "raspberry-pi-5", *args)
+    assert code == 2 and words in err
