@@ -48,7 +48,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--photo", type=Path, default=PHOTO)
+    ap.add_argument("--detect-only", type=int, metavar="N", help="only the interleaved detect comparison (N calls "
+                    "per detector, alternating), added to the existing latency.json")
     args = ap.parse_args()
+    if args.detect_only:
+        import json
+
+        report = json.loads((OUT / "latency.json").read_text())
+        report["detect_interleaved"] = detect_interleaved(args.photo, args.detect_only)
+        write_json(OUT / "latency.json", report)
+        write_section(OUT / "README.md", "latency", readme(report), "Face detectors (issue 27)")
+        return print(readme(report))
     from compress.bench.frame import bench_frame
 
     results: dict[int, list[dict]] = {}
@@ -84,6 +94,44 @@ def main() -> None:
     print(readme(report))
 
 
+DETECT_ROWS = (("yunet", 320), ("blazeface", 640), ("blazeface", 320), ("yunet", 640))
+
+
+def detect_interleaved(photo: Path, n: int) -> dict:
+    """Detect alone (the aligner's frame preparation + the detector; what `bench --frame` times as 'detect'), the
+    detectors called in turn on the same frame, one thread, so neighbouring calls share the host's load: per
+    detector median / p90 / min, and the median of the per-turn ratios to the first (YuNet at 320)."""
+    import time
+
+    import cv2
+
+    from compress.bench.frame import place_in_frame
+    from compress.data.align import frame_config
+    from compress.identify.pipeline import FaceFinder, read_image
+
+    cv2.setNumThreads(1)
+    frame = place_in_frame(read_image(photo))
+    finders = [FaceFinder(config=frame_config(d, s)) for d, s in DETECT_ROWS]
+    times = np.zeros((n, len(finders)))
+    load = [round(x, 2) for x in os.getloadavg()]
+    for f in finders:
+        for _ in range(5):  # warm-up
+            f.detect(frame)
+    for i in range(n):
+        for j in np.roll(np.arange(len(finders)), i):  # rotate who goes first
+            t0 = time.perf_counter()
+            f = finders[j].detect(frame)
+            times[i, j] = (time.perf_counter() - t0) * 1e3
+    rows = []
+    for j, (d, s) in enumerate(DETECT_ROWS):
+        t = times[:, j]
+        rows.append({"detector": d, "detect_max_side": s, "median_ms": round(float(np.median(t)), 3),
+                     "p90_ms": round(float(np.percentile(t, 90)), 3), "min_ms": round(float(t.min()), 3),
+                     "ratio_to_first_median": round(float(np.median(t / times[:, 0])), 3)})
+    return {"created": now_iso(), "calls_per_detector": n, "load_average_at_start": load,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "rows": rows}
+
+
 def readme(r: dict) -> str:
     lines = [f"Frame latency measured {r['created'][:16]} on {r['host']} (CPU flags {' '.join(r['cpu_flags'])}), "
              f"one thread, by `benchmarks/frame_latency.py` ({r['rounds']} interleaved rounds; median of the round "
@@ -102,6 +150,16 @@ def readme(r: dict) -> str:
                      f"{m['sha256'][:12]}] | {s['detect']:.1f} | {s['align']:.1f} | {s['embed']:.1f} | "
                      f"{s['match']:.1f} | {t['total_median_ms']:.1f} | {t['total_p90_ms']:.1f} | "
                      f"{t['stages_min_ms']['detect']:.1f} / {t['total_min_ms']:.1f} | " + ratio(t, base) + " |")
+    di = r.get("detect_interleaved")
+    if di:
+        lines += ["", f"Detect alone, the detectors called in turn on the same frame ({di['calls_per_detector']} calls "
+                  f"each, one thread; {di['created'][:16]}, load average {di['load_average_at_start'][0]} at start; "
+                  "`benchmarks/frame_latency.py --detect-only N`): the ratio is the median of per-turn ratios, "
+                  "the figure least moved by the shared host's load.", "",
+                  "| detector (detected at) | median ms | p90 ms | min ms | vs yunet 320 (median of ratios) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {x['detector']} ({x['detect_max_side']} px max side) | {x['median_ms']:.2f} | {x['p90_ms']:.2f} "
+                  f"| {x['min_ms']:.2f} | {x['ratio_to_first_median']:.2f} |" for x in di["rows"]]
     return "\n".join(lines)
 
 
