@@ -113,7 +113,9 @@ def frame_estimate(embed: dict, detector: str, detect_side: int | None, target, 
     total = round(e_ms + d_ms, 4) if e_ms is not None and d_ms is not None else None
     return {"detector": detector, "network": what, "detect_side": side, "macs": d["macs"], "layers": d["layers"],
             "status": d["status"], "detect_ms": d_ms, "embed_ms": e_ms, "total_ms": total, "label": d["label"],
-            "note": "detect + embed (one pass; the frame benchmark's embed adds a flipped pass); alignment, "
+            "precision": precision,
+            "note": f"detect + embed (one pass; the frame benchmark's embed adds a flipped pass), the detector at "
+                    f"the embedder's precision ({precision}: a detector run unquantized costs more); alignment, "
                     "matching and image resizing are not modelled", "warnings": d["warnings"]}
 
 
