@@ -6,10 +6,13 @@ crops aligned by each detector. Writes reports/detectors/quality.json and its se
 - LFW View 2, 10 folds, flip fusion, for the MobileFaceNet teacher and zoo:table3, crops aligned by each detector
   (an image without a face gets the LFW benchmark's centre-crop fallback, counted). Paired by fold: the mean
   +- std of the per-fold differences to the MTCNN-aligned accuracy.
-- "yunet frame": each LFW pair image centred in a 640x480 grey frame and detected by YuNet on the frame at the
-  robot's size (compress.data.align.frame_config: no padding, 320x240): the cost of detecting small.
+- "D frame" (D: yunet, blazeface): each LFW pair image centred in a 640x480 grey frame and detected by D on the
+  frame at the robot's settings (compress.data.align.frame_config; YuNet: no padding, 320x240): the cost of
+  detecting small.
 - Open-set 1:N (teacher; the protocol of benchmarks/lfw_open_set.py) with each detector's crops.
 Steps run most important first and the report is saved after each (a run cut short reports what finished).
+Results of detectors not named in --detectors are kept from the existing JSON (MTCNN's are needed as the
+reference, and are recomputed from the caches when named).
 
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/detector_quality.py
 Crops come from the shared alignment cache (~/.cache/facecompress/aligned); embeddings are cached in
@@ -82,8 +85,8 @@ def detection_rate_fast(paths: list[Path], detector: str) -> dict:
             "seconds": round(time.perf_counter() - t0, 1), "how": "detector only, the aligner's padding and size"}
 
 
-def frame_crops(paths: list[Path]) -> tuple[np.ndarray, dict]:
-    """YuNet on each photo centred in a 640x480 frame at the robot's detection size; centre-crop fallback."""
+def frame_crops(paths: list[Path], detector: str = "yunet") -> tuple[np.ndarray, dict]:
+    """``detector`` on each photo centred in a 640x480 frame at the robot's detection size; centre-crop fallback."""
     from tqdm import tqdm
 
     from compress.bench.frame import place_in_frame
@@ -92,11 +95,11 @@ def frame_crops(paths: list[Path]) -> tuple[np.ndarray, dict]:
     from compress.evaluate.lfw import centre_crop
     from compress.identify.pipeline import FaceFinder, read_image
 
-    config = frame_config("yunet")
+    config = frame_config(detector)
     finder = FaceFinder(config=config)
     crops = np.zeros((len(paths), 112, 112, 3), np.uint8)
     failed = 0
-    for i, p in enumerate(tqdm(paths, desc="yunet frame", dynamic_ncols=True)):
+    for i, p in enumerate(tqdm(paths, desc=f"{detector} frame", dynamic_ncols=True)):
         frame = place_in_frame(read_image(p))
         boxes, lms, _ = finder.detect(frame)
         if len(boxes) == 0:
@@ -104,7 +107,7 @@ def frame_crops(paths: list[Path]) -> tuple[np.ndarray, dict]:
             failed += 1
             continue
         k = pick_face(boxes, *frame.shape[:2]) if len(boxes) > 1 else 0
-        crops[i] = warp_to_template(frame, lms[k])[0]
+        crops[i] = warp_to_template(frame, lms[k], template=finder.aligner.template)[0]
     return crops, {"aligner": f"{config.version}, 640x480 frame detected at max side {config.detect_max_side}, "
                               f"padding {config.pad_frac}", "images": len(paths), "aligned": len(paths) - failed,
                    "failures": failed}
@@ -163,7 +166,8 @@ def render(path: Path = OUT / "quality.json") -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--detectors", default="mtcnn,yunet")
+    ap.add_argument("--detectors", default="mtcnn,yunet,blazeface")
+    ap.add_argument("--models", default="teacher,zoo:table3", help="which embedders' LFW accuracy to measure")
     ap.add_argument("--no-open-set", action="store_true")
     ap.add_argument("--no-frame", action="store_true", help="leave out the 640x480-frame variant")
     ap.add_argument("--render", action="store_true", help="only rewrite README.md's section from quality.json")
@@ -195,6 +199,8 @@ def main() -> None:
               "load_average_at_start": [round(x, 2) for x in os.getloadavg()], "versions": versions(),
               "protocol": __doc__.split("\n\n")[0].replace("\n", " "), "goal": f"teacher within {GOAL_PP} pp of "
               "its MTCNN-aligned LFW accuracy", "detection_rate": {}, "lfw": {}, "open_set": {}, "alignment": {}}
+    for k in ("lfw", "open_set", "alignment"):  # other detectors' results, kept
+        report[k] = _previous(OUT / "quality.json").get(k, {})
     OUT.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
@@ -205,10 +211,12 @@ def main() -> None:
     if args.part == "rates":
         rates = {"format": "compress.detectors.detection_rate/1", "created": now_iso(), "host": host_description(),
                  "protocol": "a face found in the image with the photo settings (25% border padding, detection up to "
-                             "1280 px); MTCNN from the shared alignment cache, YuNet by the detector alone", "rates": {}}
+                             "1280 px); MTCNN from the shared alignment cache, the others by the detector alone",
+                 "rates": _previous(OUT / "detection_rate.json").get("rates", {})}
         for name, ps in (("lfw", files), ("celeba-299", celeba)):
             for det in detectors:
                 r = (detection_rate(ps, det) if det == "mtcnn" and name == "lfw" else detection_rate_fast(ps, det))
+                r["measured"] = now_iso()  # rows of detectors not re-run keep their own date
                 rates["rates"].setdefault(det, {})[name] = r
                 write_json(OUT / "detection_rate.json", rates)
                 write_section(OUT / "README.md", "rates", readme({"detection_rate": rates["rates"], **rates,
@@ -237,13 +245,15 @@ def main() -> None:
         teacher[det] = lfw_folds(e, {rel[i]: j for j, i in enumerate(order[:in_pairs.sum()])}, pairs)
         _paired_all(teacher)
         save()
-    fc = None
-    if "yunet" in detectors and not args.no_frame:
-        fc, report["alignment"]["yunet frame"] = frame_crops(pair_paths)
-        e = embed(m, fc, pair_paths, "yunet-frame")
-        teacher["yunet frame"] = lfw_folds(e, {n: i for i, n in enumerate(pair_names)}, pairs)
+    fcs = {}
+    for det in ([] if args.no_frame else [d for d in detectors if d != "mtcnn"]):
+        fcs[det], report["alignment"][f"{det} frame"] = frame_crops(pair_paths, det)
+        e = embed(m, fcs[det], pair_paths, f"{det}-frame")
+        teacher[f"{det} frame"] = lfw_folds(e, {n: i for i, n in enumerate(pair_names)}, pairs)
         _paired_all(teacher)
         save()
+    if "zoo:table3" not in args.models.split(","):
+        return print(f"wrote {OUT / 'quality.json'} and {OUT / 'README.md'} (teacher only)")
     m3 = load_embed_model("zoo:table3")
     row = report["lfw"].setdefault("zoo:table3", {"name": m3.name, "sha256": m3.sha256, "runtime": m3.runtime})
     for det in detectors:
@@ -251,16 +261,16 @@ def main() -> None:
         row[det] = lfw_folds(e, {rel[i]: j for j, i in enumerate(order[:in_pairs.sum()])}, pairs)
         _paired_all(row)
         save()
-    if fc is not None:
-        e = embed(m3, fc, pair_paths, "yunet-frame")
-        row["yunet frame"] = lfw_folds(e, {n: i for i, n in enumerate(pair_names)}, pairs)
+    for det, fc in fcs.items():
+        e = embed(m3, fc, pair_paths, f"{det}-frame")
+        row[f"{det} frame"] = lfw_folds(e, {n: i for i, n in enumerate(pair_names)}, pairs)
         _paired_all(row)
         save()
-    for det in detectors:
-        crops[det], info = align_benchmark_images(files, None, True, config=photo_config(det))
-        report["alignment"][det] = {k: v for k, v in info.items() if k != "failed_images"}
-        save()
     if not args.no_open_set:
+        for det in detectors:
+            crops[det], info = align_benchmark_images(files, None, True, config=photo_config(det))
+            report["alignment"][det] = {k: v for k, v in info.items() if k != "failed_images"}
+            save()
         rest = order[in_pairs.sum():]
         for det in detectors:
             emb = np.zeros((len(files), pair_emb[det].shape[1]), np.float32)
@@ -271,25 +281,36 @@ def main() -> None:
     print(f"wrote {OUT / 'quality.json'} and {OUT / 'README.md'}")
 
 
+def _previous(path: Path) -> dict:
+    """An earlier run's report (its other detectors' results are kept), or {}."""
+    import json
+
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def readme(r: dict) -> str:
     lines = [f"Measured {r['created'][:16]} on {r['host']} by `benchmarks/detector_quality.py` "
              f"(numbers in [{'quality' if r['lfw'] else 'detection_rate'}.json]"
              f"({'quality' if r['lfw'] else 'detection_rate'}.json)).", ""]
     if r["detection_rate"]:
-        lines += ["| detector | LFW found (of 13,233) | CelebA-299 found | multi-face (LFW) |", "|---|---|---|---|"]
+        lines += ["| detector | LFW found (of 13,233) | CelebA-299 found | multi-face (LFW) | measured |",
+                  "|---|---|---|---|---|"]
     for det, d in r["detection_rate"].items():
         lf, ce = d.get("lfw"), d.get("celeba-299")
         if lf is None:
             continue
         cel = f"{ce['found']} of {ce['images']} ({100 * ce['rate']:.2f}%)" if ce else "not run"
-        lines.append(f"| {det} | {lf['found']} ({100 * lf['rate']:.2f}%) | {cel} | {lf['multi_face']} |")
+        when = lf.get("measured", "before rows were dated")[:16]
+        lines.append(f"| {det} | {lf['found']} ({100 * lf['rate']:.2f}%) | {cel} | {lf['multi_face']} | {when} |")
     if r["lfw"]:
         lines += ["", "LFW View 2, 10 folds, flip fusion, accuracy with crops aligned by each detector; the "
                   "difference is paired by fold (mean +- std of the 10 per-fold differences to MTCNN). 'yunet': "
                   "photo settings (25% border, up to 1280 px); 'yunet frame': each photo centred in a 640x480 grey "
-                  "frame detected at 320x240 (the robot's settings). YuNet's points are warped onto its "
+                  "frame detected at 320x240 (the robot's settings); 'blazeface frame' likewise, the whole "
+                  "640x480 frame letterboxed into BlazeFace's 128x128 input. YuNet's points are warped onto its "
                   "MTCNN-matched template (yunet_template.json); on the ArcFace template instead the teacher "
-                  "was at 99.12% (quality_arcface_template.json). Goal: " + r["goal"] + ".", "",
+                  "was at 99.12% (quality_arcface_template.json). BlazeFace's four points (eyes, nose tip, mouth "
+                  "centre) onto theirs (blazeface_template.json). Goal: " + r["goal"] + ".", "",
                   "| model (sha256) | aligned by | accuracy | vs MTCNN (pp) |", "|---|---|---|---|"]
         for label, row in r["lfw"].items():
             for det, v in row.items():

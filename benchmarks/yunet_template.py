@@ -5,9 +5,11 @@ crops slightly off the ones the models were trained and benchmarked on; warping 
 the MTCNN crop on average. Fitted on LFW images NOT named in pairs.txt (the LFW accuracy never sees them):
 MTCNN's transform from the shared alignment cache, YuNet's points from the aligner (photo settings).
 Prints the template to paste into compress/data/detectors.py (YUNET_TEMPLATE_112) and writes
-reports/detectors/yunet_template.json.
+reports/detectors/yunet_template.json. ``--detector blazeface``: the same fit for BlazeFace's four points (eyes,
+nose tip, mouth centre; BLAZEFACE_TEMPLATE_112, blazeface_template.json); its ArcFace counterpart puts the
+mouth centre midway between the template's mouth corners.
 
-    nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/yunet_template.py [--images 1000]
+    nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/yunet_template.py [--images 1000] [--detector D]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ LFW = ROOT.parent / "shared" / "data" / "lfw"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--detector", default="yunet", choices=("yunet", "blazeface"))
     args = ap.parse_args()
     from tqdm import tqdm
 
@@ -41,8 +44,10 @@ def main() -> None:
     rest = sorted(p for p in root.glob("*/*.jpg") if f"{p.parent.name}/{p.name}" not in used)
     pick = [rest[i] for i in sorted(np.random.default_rng(0).permutation(len(rest))[:args.images])]
     mt = _Cache(default_cache_dir(), AlignConfig().tag())
-    yunet = get_aligner(AlignConfig(detector="yunet"))
+    yunet = get_aligner(AlignConfig(detector=args.detector))
     pts = []
+    # BlazeFace's mouth centre against the midpoint of the ArcFace mouth corners
+    arcface = TEMPLATE_112 if args.detector == "yunet" else np.r_[TEMPLATE_112[:3], TEMPLATE_112[3:].mean(0)[None]]
     for p in tqdm(pick, desc="fit"):
         data = p.read_bytes()
         m = mt.get(mt.key(data))
@@ -56,8 +61,9 @@ def main() -> None:
     out = {"created": now_iso(), "host": host_description(), "images": len(pts),
            "data": f"LFW deep-funneled images not in pairs.txt, {args.images} drawn with seed 0",
            "template_112": tmpl.round(4).tolist(), "std_px": pts.std(0).round(3).tolist(),
-           "arcface_template_112": TEMPLATE_112.tolist(), "shift_px": (tmpl - TEMPLATE_112).round(3).tolist()}
-    write_json(ROOT / "reports" / "detectors" / "yunet_template.json", out)
+           "detector": args.detector, "arcface_template_112": arcface.tolist(),
+           "shift_px": (tmpl - arcface).round(3).tolist()}
+    write_json(ROOT / "reports" / "detectors" / f"{args.detector}_template.json", out)
     print(np.array2string(tmpl.round(4), separator=", "))
 
 

@@ -337,7 +337,7 @@ def export(target, model_path, precision, out, lfw, parity_spec, parity_images, 
 @click.option("--frame", "frame_photo", type=click.Path(path_type=Path),
               help="time the robot's whole frame instead: this photo in a 640x480 frame, detect + align + embed "
                    "(flip) + match against --templates")
-@click.option("--detector", help="--frame: yunet or mtcnn  [yunet]")
+@click.option("--detector", help="--frame: yunet, blazeface or mtcnn  [yunet]")
 @click.option("--model", "model_path", help=f"--frame: the embedder (as `compress enrol --model`)  [{WARD_MODEL}]")
 @click.option("--templates", default=1000, show_default=True, help="--frame: enrolled templates matched against")
 @click.option("--detect-side", type=int, help="--frame: longer side the frame is detected at  [yunet 320]")
@@ -382,7 +382,11 @@ def bench(artifacts, threads, seconds, rounds, json_out, frame_photo, detector, 
 @click.option("--target", "target_names", multiple=True, help="board(s); default: every target")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), help="[each target's default]")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="write the estimates as JSON here")
-def estimate(model_path, target_names, precision, json_out) -> None:
+@click.option("--detector", "frame_detector", help="also estimate this face detector on the robot's 640x480 frame "
+              "(yunet: its ONNX graph) and print detect + embed + total per board")
+@click.option("--detect-side", type=int, help="with --detector: the longer side the frame is detected at "
+              "[the robot's: compress.data.align.FRAME_SETTINGS]")
+def estimate(model_path, target_names, precision, json_out, frame_detector, detect_side) -> None:
     """Per-board latency estimate (per-layer model calibrated on published reference latencies), with its
     leave-one-out error on those references; boards without calibration data get no number."""
     from .bench.estimate import estimate_latency, format_estimate, reference_estimate
@@ -390,6 +394,10 @@ def estimate(model_path, target_names, precision, json_out) -> None:
     from .targets import list_targets, load_target
 
     check_output(json_out, "--json")
+    if frame_detector or detect_side:  # bad detector / size: one line before any work
+        from .bench.onnx_layers import check_frame_detector
+
+        check_frame_detector(frame_detector, detect_side)
 
     targets = [load_target(t) for t in target_names] if target_names else list_targets()
     if precision and target_names:  # a named board that does not offer the precision is an error, like export's
@@ -419,6 +427,11 @@ def estimate(model_path, target_names, precision, json_out) -> None:
         r["reference_estimate"] = reference_estimate(t, r["precision"])  # MobileFaceNet, same calibration
         results.append(r)
         click.echo(format_estimate(r))
+        if frame_detector:
+            from .bench.onnx_layers import format_frame_estimate, frame_estimate
+
+            r["frame_estimate"] = frame_estimate(r, frame_detector, detect_side, t, r["precision"])
+            click.echo(format_frame_estimate(r["frame_estimate"]))
     if is_zoo_spec(model_path) or p.is_dir() or p.suffix == ".pt":
         _say_model(model_path)
     if json_out:
@@ -474,7 +487,7 @@ def emulate(bundle, json_out, threads, rebuild, timeout, overwrite) -> None:
 @click.option("--bin", "bins", multiple=True, type=click.Path(path_type=Path),
               help="insightface verification .bin (lfw.bin, cfp_fp.bin, ...), 10-fold; repeatable")
 @click.option("--detector", default="mtcnn", show_default=True, help="--lfw: the face detector that aligns the "
-              "raw images (mtcnn or yunet)")
+              "raw images (mtcnn, yunet or blazeface)")
 def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc, bins, detector) -> None:
     """Face-verification accuracy of a model (PyTorch artifact or ONNX) on pairs."""
     from .evaluate.embed import load_embedder
@@ -657,7 +670,8 @@ def ablation(recipe, out, epochs, variants, device, no_progress) -> None:
 @click.option("--no-flip", is_flag=True, help="no horizontal-flip fusion (about half the embedding time)")
 @click.option("--aligned", is_flag=True, help="the photos are already aligned 112x112 crops (`compress data align`)")
 @click.option("--overwrite", is_flag=True, help="replace the photos of people already enrolled")
-@click.option("--detector", help="face detector: yunet or mtcnn  [the gallery's own; yunet for a new gallery]")
+@click.option("--detector", help="face detector: yunet, blazeface or mtcnn  [the gallery's own; yunet for a new "
+              "gallery]")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the result as JSON")
 def enrol(model_path, gallery_dir, db, far, calibration, calibration_images, no_flip, aligned, overwrite,
           detector, json_out) -> None:
@@ -686,7 +700,7 @@ def enrol(model_path, gallery_dir, db, far, calibration, calibration_images, no_
 @click.option("--top-k", default=3, show_default=True, help="people listed per face")
 @click.option("--model", "model_path", help="check that the gallery was enrolled with this model  [its own]")
 @click.option("--aligned", is_flag=True, help="the images are already aligned 112x112 crops (one face each)")
-@click.option("--detector", help="face detector: yunet or mtcnn  [the one the gallery was enrolled with]")
+@click.option("--detector", help="face detector: yunet, blazeface or mtcnn  [the one the gallery was enrolled with]")
 @click.option("--camera", type=int, help="read frames from this camera index instead of files")
 @click.option("--vote", default="3/5", show_default=True, help="video/camera: confirmed after k of the last n frames")
 @click.option("--max-frames", type=int, help="video/camera: stop after this many frames")
@@ -737,7 +751,7 @@ def identify(db, images, top_k, model_path, aligned, detector, camera, vote, max
 @click.option("--allow-uncalibrated", is_flag=True,
               help="confirm even with a threshold not set on real faces (unsafe; every audit row records it)")
 @click.option("--aligned", is_flag=True, help="the image is an already aligned 112x112 crop (one face)")
-@click.option("--detector", help="face detector: yunet or mtcnn  [the one the gallery was enrolled with]")
+@click.option("--detector", help="face detector: yunet, blazeface or mtcnn  [the one the gallery was enrolled with]")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the decision as JSON")
 def check_dose(db, plan_path, image, video, camera, vote, max_frames, at, margin, allow_uncalibrated, aligned,
                detector, json_out) -> None:
@@ -803,7 +817,8 @@ def data_fetch_mtcnn(force) -> None:
               help="crops the Haar cascade sees no face in: keep and list them, or drop (and list) them")
 @click.option("--no-cache", is_flag=True, help="do not read or write the aligned-crop cache")
 @click.option("--batch-size", default=16, show_default=True, type=_t(Range(1, 1024, integer=True)))
-@click.option("--detector", default="mtcnn", show_default=True, help="face detector: mtcnn (the reference) or yunet")
+@click.option("--detector", default="mtcnn", show_default=True,
+              help="face detector: mtcnn (the reference), yunet or blazeface")
 def data_align(src, dst, haar_policy, no_cache, batch_size, detector) -> None:
     """Detect (MTCNN, or --detector) and 5-point align every image under SRC to 112x112 crops in DST (same tree)."""
     from .data.align import align_tree

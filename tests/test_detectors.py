@@ -81,9 +81,9 @@ def test_cache_key_names_the_detector_and_keeps_mtcnns(tmp_path):
 def test_unknown_detector_is_a_user_error():
     with pytest.raises(UserError, match="unknown detector 'nope'"):
         AlignConfig(detector="nope").version
-    with pytest.raises(UserError, match="choose one of mtcnn, yunet"):
+    with pytest.raises(UserError, match="choose one of mtcnn, yunet, blazeface"):
         frame_config("nope")
-    assert DETECTORS == ("mtcnn", "yunet")
+    assert DETECTORS == ("mtcnn", "yunet", "blazeface")
 
 
 @pytest.mark.parametrize("args", [

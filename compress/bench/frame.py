@@ -126,6 +126,10 @@ def detector_file(name: str) -> dict[str, str]:
 
     if name == "yunet":
         return {"file": YUNET_FILE.name, "sha256": file_sha256(YUNET_FILE), "runtime": "opencv FaceDetectorYN (dnn)"}
+    if name == "blazeface":
+        from ..data.blazeface import BLAZEFACE_FILE
+
+        return {"file": BLAZEFACE_FILE.name, "sha256": file_sha256(BLAZEFACE_FILE), "runtime": "LiteRT (XNNPACK)"}
     from ..data.mtcnn_weights import weights_dir
 
     return {"file": "MTCNN pnet/rnet/onet (facenet-pytorch 2.6 weights)", "weights": str(weights_dir()),

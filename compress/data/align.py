@@ -40,7 +40,8 @@ from .image_limits import check_bytes
 CROP_SIZE = 112
 ALIGN_VERSION = "mtcnn-facenet2.6/arcface112-umeyama/haar-loose/v1"
 # Per detector (compress.data.detectors): crops of different detectors never share a cache entry.
-ALIGN_VERSIONS = {"mtcnn": ALIGN_VERSION, "yunet": "yunet-ebafce4e-cv2/mtcnn-matched112-umeyama/haar-loose/v2"}
+ALIGN_VERSIONS = {"mtcnn": ALIGN_VERSION, "yunet": "yunet-ebafce4e-cv2/mtcnn-matched112-umeyama/haar-loose/v2",
+                  "blazeface": "blazeface-sr-3bc182eb-litert/mtcnn-matched112-4pt-umeyama/haar-loose/v1"}
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 HAAR_POLICIES = ("flag", "drop")
 STATUSES = ("ok", "haar_reject", "no_face", "unreadable")
@@ -171,7 +172,9 @@ def _haar() -> cv2.CascadeClassifier:
 
 def haar_has_face(img: np.ndarray, landmarks: np.ndarray, config: AlignConfig = AlignConfig()) -> bool:
     """Run the frontal-face Haar cascade on a loose aligned crop around the landmarks."""
-    loose, _ = warp_to_template(img, landmarks, CROP_SIZE, margin=config.haar_margin)
+    # five points: the ArcFace template, as the cached MTCNN/YuNet checks were made; BlazeFace's four: its own
+    tmpl = TEMPLATE_112 if len(landmarks) == len(TEMPLATE_112) else template_for(config.detector)
+    loose, _ = warp_to_template(img, landmarks, CROP_SIZE, margin=config.haar_margin, template=tmpl)
     gray = cv2.cvtColor(loose, cv2.COLOR_RGB2GRAY)
     side = loose.shape[0]
     m = int(side * config.haar_min_frac)
@@ -566,7 +569,7 @@ def align_tree(src: str | Path, dst: str | Path, *, batch_size: int = 16, progre
 # Camera frames, per detector: (border padding, longer side the frame is detected at). MTCNN keeps the photo
 # settings (the baseline in reports/identify/latency.json); YuNet sees no padding (a frame is not a tight crop)
 # and a half-size 640x480 frame, its speed lever (the quality cost is measured in reports/detectors/).
-FRAME_SETTINGS = {"mtcnn": (0.25, 1280), "yunet": (0.0, 320)}
+FRAME_SETTINGS = {"mtcnn": (0.25, 1280), "yunet": (0.0, 320), "blazeface": (0.0, 640)}  # BlazeFace: 128 inside
 
 
 def frame_config(detector: str, detect_side: int | None = None) -> "AlignConfig":

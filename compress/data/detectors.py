@@ -5,9 +5,12 @@
 - ``yunet``: YuNet (libfacedetection, Shiqi Yu et al.; MIT licence), the ONNX file shipped in
   compress/data/yunet/, run by OpenCV's ``cv2.FaceDetectorYN``. One pass at one resolution, so it is cheap on a
   downscaled camera frame; docs/identify.md has its measured quality and frame latency against MTCNN.
+- ``blazeface``: MediaPipe BlazeFace short range (Apache-2.0; compress/data/blazeface.py), a 128x128 input run by
+  LiteRT. Four points (eyes, nose tip, mouth centre), warped onto their own MTCNN-matched template.
 
-Both return :class:`compress.data.mtcnn.Detections` (0-based pixels; landmarks left eye, right eye, nose,
-left and right mouth corner, "left" meaning the image's left), so the 5-point alignment is the same.
+All return :class:`compress.data.mtcnn.Detections` (0-based pixels; landmarks left eye, right eye, nose,
+left and right mouth corner, "left" meaning the image's left; BlazeFace: eyes, nose, mouth centre), and the
+similarity fit onto the detector's template (template_for) is the same.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 
 from ..errors import UserError
 
-DETECTORS = ("mtcnn", "yunet")
+DETECTORS = ("mtcnn", "yunet", "blazeface")
 # Photos that become training or benchmark data keep the reference aligner.
 DATA_DETECTOR = "mtcnn"
 # The robot's path (enrol, identify, check-dose, video, the frame benchmark): chosen by measurement,
@@ -45,9 +48,15 @@ YUNET_TEMPLATE_112 = np.array([[38.2534, 52.1371], [74.9051, 52.4964], [56.0315,
                                [71.9643, 90.0491]], dtype=np.float64)
 
 
+# Where BlazeFace's eyes, nose tip and mouth centre fall, on average, in MTCNN-aligned crops (the same fit:
+# benchmarks/yunet_template.py --detector blazeface; reports/detectors/blazeface_template.json).
+BLAZEFACE_TEMPLATE_112 = np.array([[37.9203, 53.3239], [74.0883, 53.3382], [55.5766, 74.0751],
+                                   [55.5366, 92.4005]], dtype=np.float64)
+
+
 def template_for(name: str) -> np.ndarray:
-    """The 112x112 template a detector's five points are warped onto."""
-    return YUNET_TEMPLATE_112 if check_detector(name) == "yunet" else TEMPLATE_112
+    """The 112x112 template a detector's points are warped onto."""
+    return {"yunet": YUNET_TEMPLATE_112, "blazeface": BLAZEFACE_TEMPLATE_112}.get(check_detector(name), TEMPLATE_112)
 
 
 class Detector(Protocol):
@@ -116,6 +125,10 @@ def make_detector(name: str, **mtcnn_opts) -> Detector:
     check_detector(name)
     if name == "yunet":
         return YunetDetector()
+    if name == "blazeface":
+        from .blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector()
     from .mtcnn import MTCNN
 
     return MTCNN(**mtcnn_opts)
