@@ -23,7 +23,7 @@ DEFAULT_MODEL = "zoo:table3"  # what export, quantize, evaluate, estimate and be
 DEFAULT_PRUNE_SOURCE = "zoo:table2"  # what prune starts from without --model
 # What the robot's path (enrol a new gallery, the frame bench) uses without --model: the entry README's
 # trade-off table recommends for a ward of 100 people (open-set rank-1 and DIR@FAR=1% at gallery 100).
-WARD_MODEL = "zoo:mfn-57m"
+WARD_MODEL = "zoo:mfn-113m"
 ZOO_KIND = "zoo"
 
 
