@@ -144,11 +144,12 @@ def table_rows(entries: list[ZooEntry]) -> list[dict[str, Any]]:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'name':<18}{'family':<15}{'schedule':<10}{'params':>11}{'MACs':>13}  {'LFW % (flip)':<16}{'TAR@1e-3':>9}  sha256"
+    w = max([len("schedule")] + [len(r["schedule"]) for r in rows]) + 2  # derived schedules have long names
+    head = f"{'name':<18}{'family':<15}{'schedule':<{w}}{'params':>11}{'MACs':>13}  {'LFW % (flip)':<16}{'TAR@1e-3':>9}  sha256"
     lines = [head]
     for r in rows:
         f = r["lfw_flip"]
-        lines.append(f"{r['name']:<18}{r['family']:<15}{r['schedule']:<10}{r['params']:>11,}{r['macs']:>13,}  "
+        lines.append(f"{r['name']:<18}{r['family']:<15}{r['schedule']:<{w}}{r['params']:>11,}{r['macs']:>13,}  "
                      f"{100 * f['accuracy_mean']:.2f} +- {100 * f['accuracy_std']:.2f}   "
                      f"{100 * f['tar_at_far']['1e-3']:>7.2f}  {r['sha256'][:16]}")
     lines.append("LFW: deep-funneled View 2, 6000 pairs, 10-fold, flip fusion, PyTorch float on the CPU host named in "
