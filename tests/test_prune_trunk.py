@@ -125,3 +125,16 @@ def test_derived_trunk_schedule_round_trips(derived_18m, tmp_path):
     again = prune_to_schedule(m, back)  # what `prune --schedule FILE` does with it
     assert schedule_macs(again.schedule) == rec["cost"]
     assert arch(again) == arch(prune_to_schedule(m, sched))
+
+
+def test_a_pruned_paper_schedule_is_budget_pruned_from_its_own_stages():
+    """table3's stages name table2's stages as their `source`: the trunk spaces of table3 itself must map each
+    stage onto itself (it raised 'stride 2 differs from source stage 6' before)."""
+    from compress.model.network import FaceMobileNet
+    from compress.prune.budget import derive_schedule, macs_cost
+    from compress.schedules import load_schedule
+
+    m = FaceMobileNet(load_schedule("table3")).eval()
+    budget = 0.7 * macs_cost(m.schedule)
+    sched, rec, _ = derive_schedule(m, budget, macs_cost, "MACs", "importance")
+    assert rec["cost"] <= budget

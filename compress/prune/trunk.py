@@ -20,7 +20,7 @@ Networks with residual (b) blocks keep their trunk widths (the split/shuffle tie
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Hashable
 
 import numpy as np
@@ -48,7 +48,9 @@ def _identity_spaces(src: Schedule) -> list:
     from .plan import plan_pruning
     from .surgery import build_spaces
 
-    return build_spaces(plan_pruning(src, src, layers=False))
+    # a pruned schedule (table3) names the stages of *its* source (table2): map each stage onto itself
+    own = replace(src, stages=tuple(replace(st, source=k + 1, kept=None) for k, st in enumerate(src.stages)))
+    return build_spaces(plan_pruning(src, own, layers=False))
 
 
 def _hidden_key(name: str) -> tuple[int, int] | None:
