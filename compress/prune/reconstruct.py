@@ -36,7 +36,8 @@ def pointwise_convs(model: nn.Module) -> list[str]:
 @torch.no_grad()
 def _moments(source: nn.Module, pruned: nn.Module, src_name: str, tgt_name: str, out_idx: np.ndarray | None,
              images: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """(X X^T, Y X^T, ||Y||^2) over all pixels of all faces, X with a row of ones when the conv has a bias."""
+    """(X X^T, Y X^T, ||Y||^2) over all pixels of all faces; X gets a row of ones when the conv has a bias, so the
+    fit reproduces the source output bias included."""
     smod, tmod = dict(source.named_modules())[src_name], dict(pruned.named_modules())[tgt_name]
     got: dict[str, torch.Tensor] = {}
     hs = [smod.register_forward_hook(lambda m, i, o: got.__setitem__("y", o)),
@@ -52,8 +53,6 @@ def _moments(source: nn.Module, pruned: nn.Module, src_name: str, tgt_name: str,
             y = got["y"].double().transpose(0, 1).reshape(got["y"].shape[1], -1)
             if out_idx is not None:
                 y = y[torch.as_tensor(out_idx)]
-            if smod.bias is not None:  # the source's bias is part of its output; the fit has its own
-                y = y - smod.bias.double()[torch.as_tensor(out_idx) if out_idx is not None else slice(None), None]
             if tmod.bias is not None:
                 x = torch.cat([x, torch.ones(1, x.shape[1], dtype=x.dtype)])
             xx = x @ x.T if xx is None else xx + x @ x.T
