@@ -127,7 +127,7 @@ def import_onnx_cmd(onnx_file: Path, out: Path, overwrite: bool) -> None:
 @click.option("--distill-weight", type=float, help="weight of the 1 - cos(student, teacher) term")
 @click.option("--teacher-views", type=click.Choice(["cached", "online"]),
               help="teacher embeds each image once (cached) or every augmented view the student sees (online)")
-@click.option("--augment-policy", type=click.Choice(["light", "strong"]), help="training augmentation  [light]")
+@click.option("--augment-policy", type=click.Choice(["light", "strong", "mirror"]), help="training augmentation  [light]")
 @click.option("--mixup", type=float, help="online teacher: fraction of each batch made of two-image mixes")
 @click.option("--data", help="'synthetic' (built-in generator), an ImageFolder of aligned 112x112 crops, or an "
                             "insightface train.rec (streamed)")

@@ -51,7 +51,9 @@ class TrainConfig:
     momentum: float = num(0.9, Range(0, 1))
     weight_decay: float = num(5e-4, Range(0, 1, why="a fraction of the weights removed per step"))
     augment: bool = True
-    augment_policy: str = "light"  # "light": mirror + small crop/shift; "strong": + rotation, zoom, colour, grey
+    # "light": mirror + small crop/shift; "strong": + rotation, zoom, colour, grey; "mirror": mirror only (exact
+    # for cached teacher views)
+    augment_policy: str = "light"
     seed: int = num(0, SEED)
     device: str = "auto"
     threads: int = num(0, THREADS)

@@ -26,7 +26,7 @@ from ..artifacts import (atomic_write, code_fingerprint, folder_lock, manifest_k
 from ..data.folder import FaceSet
 from ..data.lazy import StreamedFaces, epoch_batches, open_for_training
 from ..data.sources import EVAL_IDENTITY_OFFSET, load_faces, recipe_extras, synthetic_faces
-from ..data.transforms import augment, augment_strong, to_float
+from ..data.transforms import augment, augment_mirror, augment_strong, to_float
 from ..errors import UserError
 from ..evaluate.embed import Embedder, load_embedder
 from ..model.io import load_model, save_model
@@ -442,7 +442,8 @@ def _prepare_batch(run: _Run, idx: torch.Tensor | None, xb: torch.Tensor, yb: to
     x = to_float(xb.to(device))
     flip = torch.zeros(len(x), dtype=torch.bool)
     if cfg.augment:
-        x, flip = (augment_strong if cfg.augment_policy == "strong" else augment)(x, g, return_flip=True)
+        policy = {"strong": augment_strong, "mirror": augment_mirror}.get(cfg.augment_policy, augment)
+        x, flip = policy(x, g, return_flip=True)
     y = yb.to(device)
     if cfg.mixup:  # the first k images become mixes of two batch images: new points for distillation
         k = int(round(cfg.mixup * len(x)))
