@@ -5,7 +5,7 @@ from PIL import Image
 
 from compress.data.folder import read_image_folder
 from compress.data.pairs import make_pairs
-from compress.data.transforms import augment, augment_strong, to_float
+from compress.data.transforms import augment, augment_mirror, augment_strong, to_float
 from compress.errors import UserError
 
 
@@ -57,6 +57,14 @@ def test_augment_mirror_shift_crop():
     assert torch.allclose(same, x, atol=1e-4)
     flipped = augment(x, torch.Generator().manual_seed(0), max_shift=0, min_scale=1.0, p_flip=1.0)
     assert torch.allclose(flipped, x.flip(-1), atol=1e-4)
+
+
+def test_mirror_policy_is_exactly_the_reported_mirror():
+    # cached teacher views are exact targets only if nothing but the mirror changes a pixel
+    x = to_float(torch.randint(0, 256, (32, 112, 112, 3), dtype=torch.uint8))
+    out, flip = augment_mirror(x, torch.Generator().manual_seed(3), return_flip=True)
+    assert 0 < flip.sum() < len(flip)
+    assert torch.equal(out, torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x))
 
 
 def test_strong_augment_geometry_colour_and_flip_mask():
