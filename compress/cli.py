@@ -205,11 +205,13 @@ def train(recipe, out, resume, overwrite, no_progress, **opts) -> None:
 @click.option("--reconstruct", is_flag=True,
               help="--macs/--latency: re-fit every pointwise conv to the source's output on --data faces (least "
                    "squares, no training; compress.prune.reconstruct)")
+@click.option("--min-keep", type=float, default=0.0, show_default=True,
+              help="--macs/--latency: every width keeps at least this fraction of its source width")
 @click.option("--out", type=click.Path(path_type=Path), help="pruned artifact folder  [runs/pruned/<model>-<schedule>]")
 @click.option("--overwrite", is_flag=True)
 @click.option("--no-progress", is_flag=True)
 def prune(model_path, schedule, ratio, macs, latency, board, allocation, criterion, round_to, steps, depth, lfw,
-          data, align, finetune_steps, finetune_lr, reconstruct, out, overwrite, no_progress) -> None:
+          data, align, finetune_steps, finetune_lr, reconstruct, min_keep, out, overwrite, no_progress) -> None:
     """Structured pruning (channels and whole blocks) of a trained model down to a schedule, one-shot or in
     --steps with short fine-tuning between them."""
     from .prune.folders import prune_artifact
@@ -220,7 +222,7 @@ def prune(model_path, schedule, ratio, macs, latency, board, allocation, criteri
     prune_artifact(model_path, out, schedule=schedule, ratio=ratio, criterion=criterion, round_to=round_to,
                    steps=steps, depth=depth, lfw=lfw, overwrite=overwrite, data=data, align=align,
                    finetune_steps=finetune_steps, finetune_lr=finetune_lr, progress=not no_progress, macs=macs,
-                   latency=latency, board=board, allocation=allocation, reconstruct=reconstruct)
+                   latency=latency, board=board, allocation=allocation, reconstruct=reconstruct, min_keep=min_keep)
     _say_model(model_path)
     if not finetune_steps:
         # the recipe that fine-tunes this network family: MobileFaceNet's (a GDC head) or the paper's networks'

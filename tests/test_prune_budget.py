@@ -57,6 +57,28 @@ def test_refuses_impossible_budgets_before_work():
     assert "\n" not in str(e.value)
 
 
+def test_min_keep_floors_every_width_and_refuses_a_floor_above_the_budget():
+    m = _mfn()
+    full = schedule_macs(m.schedule)
+    hidden = {f"stage {s + 1} block {b + 1}": u.hidden for u in units_of(m.schedule) if u.hidden
+              for (s, b) in [u.key]}
+    sched, rec, _ = derive_schedule(m, 0.3 * full, macs_cost, "MACs", "importance", min_keep=0.25)
+    assert rec["min_keep"] == 0.25 and (1 - LANDING) * 0.3 * full <= rec["cost"] <= 0.3 * full
+    for name, w in rec["hidden_widths"].items():
+        assert w >= np.ceil(0.25 * hidden[name]), name
+    for name, change in rec["trunk_widths"].items():
+        src_w, w = (int(v) for v in change.split(" -> "))
+        assert w >= np.ceil(0.25 * src_w), name
+    _, plain, _ = derive_schedule(m, 0.3 * full, macs_cost, "MACs", "importance")
+    def least_fraction(r: dict) -> float:
+        trunk = [int(b) / int(a) for a, b in (c.split(" -> ") for c in r["trunk_widths"].values())]
+        return min(trunk + [w / hidden[k] for k, w in r["hidden_widths"].items()])
+
+    assert least_fraction(plain) < 0.25 <= least_fraction(rec)  # the floor changed the allocation
+    with pytest.raises(UserError, match="lower --min-keep"):
+        derive_schedule(m, 0.3 * full, macs_cost, "MACs", min_keep=0.8, taylor=lambda: pytest.fail("work started"))
+
+
 def test_greedy_deletes_an_unimportant_block_exactly():
     """A removable block with no importance goes first; the pruned network is the source minus that branch."""
     m = _mfn()

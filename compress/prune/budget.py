@@ -195,8 +195,10 @@ def cost_model(src: Schedule, units: list[Unit], cost: CostFn, unit: str
     return LinearModel(full, units), [], full
 
 
-def floor_widths(src_w: dict[Key, int], min_width: int) -> dict[Key, int]:
-    return {k: min(w, min_width) for k, w in src_w.items()}
+def floor_widths(src_w: dict[Key, int], min_width: int, min_keep: float = 0.0) -> dict[Key, int]:
+    """The least every width may keep: the granule floor, or min_keep of its source width if that is more (a
+    width cut far below its neighbours destroys the function the distillation then has to rebuild)."""
+    return {k: max(min(w, min_width), int(np.ceil(min_keep * w))) for k, w in src_w.items()}
 
 
 # ---------------------------------------------------------------------------------------------- importance
@@ -307,11 +309,11 @@ class Greedy:
         return not isinstance(key, tuple) or key in self.alive
 
 
-def _removal_step(g: Greedy, cur: float, block: dict, granule: int, min_width: int) -> tuple | None:
+def _removal_step(g: Greedy, cur: float, block: dict, granule: int, floors: dict[Key, int]) -> tuple | None:
     """The step losing the least importance per unit of cost saved: (ratio, kind, _, key), or None."""
     best = None
     for key, w in g.widths.items():
-        if g.live(key) and w - granule >= min_width:
+        if g.live(key) and w - granule >= floors[key]:
             saved = cur - g.cost({**g.widths, key: w - granule})
             if saved > 0:
                 best = min(best or (np.inf,), (g.scores(key, w, granule) / saved, "w", str(key), key))
@@ -340,12 +342,12 @@ def _give_back(g: Greedy, cur: float, budget: float) -> float:
 
 
 def allocate_importance(cm: MacModel | LinearModel, units: list[Unit], src_w: dict[Key, int], budget: float,
-                        chan: dict, block: dict, granule: int, min_width: int) -> tuple[dict, set]:
+                        chan: dict, block: dict, granule: int, floors: dict[Key, int]) -> tuple[dict, set]:
     """Greedy removal by importance lost per cost saved, then give-back one channel at a time (module doc)."""
     g = Greedy(cm, units, src_w, chan)
     cur = g.cost()
     while cur > budget:
-        step = _removal_step(g, cur, block, granule, min_width)
+        step = _removal_step(g, cur, block, granule, floors)
         if step is None:
             break
         _, kind, _, key = step
@@ -359,12 +361,12 @@ def allocate_importance(cm: MacModel | LinearModel, units: list[Unit], src_w: di
 
 
 def allocate_uniform(cm: MacModel | LinearModel, units: list[Unit], src_w: dict[Key, int], budget: float,
-                     min_width: int) -> tuple[dict, set]:
+                     floors: dict[Key, int]) -> tuple[dict, set]:
     """The largest common fraction of every hidden and trunk width whose cost is under the budget (bisection)."""
     alive = {u.key for u in units}
 
     def widths_at(r: float) -> dict:
-        return {k: max(min(w, min_width), int(np.floor(r * w))) for k, w in src_w.items()}
+        return {k: max(floors[k], int(np.floor(r * w))) for k, w in src_w.items()}
 
     lo, hi = 0.0, 1.0
     for _ in range(40):
@@ -380,16 +382,17 @@ def allocate_uniform(cm: MacModel | LinearModel, units: list[Unit], src_w: dict[
 
 
 def _check_budget(src: Schedule, budget: float, full: float, floor: float, unit: str, allocation: str,
-                  min_width: int, trunk: list[TrunkSpace]) -> None:
+                  min_width: int, trunk: list[TrunkSpace], min_keep: float) -> None:
     if budget >= full:
         raise UserError(f"budget {fmt(budget, unit)} is at or above the source network's {fmt(full, unit)} "
                         f"('{src.name}'): nothing to prune; pass a smaller budget")
     if budget < floor:
-        kept = ("stem, stage and head widths" + (f" also at {min_width}" if trunk else " kept"))
+        at = f"{min_width}" + (f" or {min_keep:g} of its source width" if min_keep else "")
+        kept = ("stem, stage and head widths" + (" also" if trunk else " kept"))
         raise UserError(f"budget {fmt(budget, unit)} is below the least '{src.name}' reaches by {allocation} "
-                        f"allocation ({fmt(floor, unit)}: every hidden width at {min_width}"
+                        f"allocation ({fmt(floor, unit)}: every hidden width at {at}"
                         f"{', every removable block deleted' if allocation == 'importance' else ''}; {kept}); "
-                        f"raise the budget")
+                        f"raise the budget{' or lower --min-keep' if min_keep else ''}")
 
 
 def _importance(model: FaceMobileNet, units: list[Unit], trunk: list[TrunkSpace], allocation: str,
@@ -405,7 +408,7 @@ def _importance(model: FaceMobileNet, units: list[Unit], trunk: list[TrunkSpace]
 
 
 def _trim(src: Schedule, units: list[Unit], trunk: list[TrunkSpace], widths: dict, alive: set, budget: float,
-          cost: CostFn, min_width: int, tag: str, description: str) -> tuple[Schedule, float]:
+          cost: CostFn, floors: dict[Key, int], tag: str, description: str) -> tuple[Schedule, float]:
     """Build the schedule and measure it; the model is exact for MACs, not for an estimate: trim the widest
     hidden width until the measured cost is under the budget."""
     sched = schedule_from(src, units, widths, alive, tag, description, trunk)
@@ -413,7 +416,7 @@ def _trim(src: Schedule, units: list[Unit], trunk: list[TrunkSpace], widths: dic
     for _ in range(200):
         if got <= budget:
             break
-        k = max((kk for kk in widths if isinstance(kk, tuple) and kk in alive and widths[kk] > min_width),
+        k = max((kk for kk in widths if isinstance(kk, tuple) and kk in alive and widths[kk] > floors[kk]),
                 key=lambda kk: widths[kk], default=None)
         if k is None:
             break
@@ -425,18 +428,22 @@ def _trim(src: Schedule, units: list[Unit], trunk: list[TrunkSpace], widths: dic
 
 def derive_schedule(model: FaceMobileNet, budget: float, cost: CostFn, unit: str, allocation: str = "importance",
                     taylor: Callable[[], tuple[Callable, Any]] | None = None, granule: int = DEFAULT_GRANULE,
-                    name: str | None = None) -> tuple[Schedule, dict[str, Any], dict[Key, np.ndarray]]:
+                    name: str | None = None, min_keep: float = 0.0
+                    ) -> tuple[Schedule, dict[str, Any], dict[Key, np.ndarray]]:
     """The schedule `model` prunes to under `budget` (in the cost's unit), a record of how it was derived, and
     the per-channel importance of every hidden and trunk space (for choosing which channels to keep; empty for
     uniform without faces).
 
     Refuses (UserError) a budget at or above the source's cost or below what the allocation can reach before
     `taylor()` is called: it returns (loss_fn, batch) for Taylor importance (loading faces is the slow part);
-    None means weight-magnitude importance."""
+    None means weight-magnitude importance. min_keep: every width keeps at least this fraction of its source
+    width (0: only the granule floor)."""
     if allocation not in ALLOCATIONS:
         raise UserError(f"unknown allocation '{allocation}'; choose one of {', '.join(ALLOCATIONS)}")
     if granule < 1:
         raise UserError(f"granule must be >= 1, got {granule}")
+    if not 0 <= min_keep < 1:
+        raise UserError(f"--min-keep is a fraction of each source width in [0, 1), got {min_keep:g}")
     src = model.schedule
     units = units_of(src)
     if not any(u.hidden for u in units):
@@ -446,19 +453,20 @@ def derive_schedule(model: FaceMobileNet, budget: float, cost: CostFn, unit: str
     src_w = source_widths(units, trunk)
     min_width = 1 if allocation == "uniform" else granule
     floor_alive = {u.key for u in units if not (allocation == "importance" and u.removable)}
-    floor = cm.cost(floor_widths(src_w, min_width), floor_alive)
-    _check_budget(src, budget, full, floor, unit, allocation, min_width, trunk)
+    floors = floor_widths(src_w, min_width, min_keep)
+    floor = cm.cost(floors, floor_alive)
+    _check_budget(src, budget, full, floor, unit, allocation, min_width, trunk, min_keep)
     chan, block, how = _importance(model, units, trunk, allocation, taylor)
     if allocation == "importance":
-        widths, alive = allocate_importance(cm, units, src_w, budget, chan, block, granule, min_width)
+        widths, alive = allocate_importance(cm, units, src_w, budget, chan, block, granule, floors)
     else:
-        widths, alive = allocate_uniform(cm, units, src_w, budget, min_width)
+        widths, alive = allocate_uniform(cm, units, src_w, budget, floors)
     tag = name or f"{src.name}-{allocation}-" + (f"{budget / 1e6:g}M" if unit == "MACs" else f"{budget:g}{unit}")
-    sched, got = _trim(src, units, trunk, widths, alive, budget, cost, min_width, tag,
+    sched, got = _trim(src, units, trunk, widths, alive, budget, cost, floors, tag,
                        f"{src.name} pruned to {fmt(budget, unit)} ({allocation} allocation)")
     record = {"allocation": allocation, "importance": how,
               "budget": budget, "unit": unit, "source_cost": full, "floor_cost": floor, "cost": got,
-              "under_budget_by": (budget - got) / budget, "granule": granule,
+              "under_budget_by": (budget - got) / budget, "granule": granule, "min_keep": min_keep,
               "deleted_blocks": [f"stage {s + 1} block {b + 1}" for (s, b) in sorted({u.key for u in units} - alive)],
               "hidden_widths": {f"stage {s + 1} block {b + 1}": widths[(s, b)] for (s, b) in sorted(
                   k for k in widths if isinstance(k, tuple)) if (s, b) in alive},
@@ -534,7 +542,7 @@ def schedule_toml(s: Schedule, header: str = "") -> str:
 def budget_prune(model: FaceMobileNet, model_path: Any, out: Any, *, macs: str | None, latency: float | None,
                  board: str | None, allocation: str, criterion: str, round_to: int | None, lfw: Any,
                  overwrite: bool, data: str | None, align: bool, finetune_steps: int, progress: bool,
-                 reconstruct: bool = False) -> dict[str, Any]:
+                 reconstruct: bool = False, min_keep: float = 0.0) -> dict[str, Any]:
     """`compress prune --macs/--latency`: derive the schedule, prune one-shot, write the artifact with the
     derived schedule as schedule.toml (readable by `schedules show` and `prune --schedule`)."""
     from pathlib import Path
@@ -570,7 +578,8 @@ def budget_prune(model: FaceMobileNet, model_path: Any, out: Any, *, macs: str |
         taylor.images = faces.images
         return taylor_loss(model, faces, batch_size=TAYLOR_BATCH)
 
-    sched, rec, chan = derive_schedule(model, budget, cost, unit, allocation, taylor if data else None)
+    sched, rec, chan = derive_schedule(model, budget, cost, unit, allocation, taylor if data else None,
+                                     min_keep=min_keep)
     if board:
         rec["board"] = board
     plan = prune_plan_for(model, sched)

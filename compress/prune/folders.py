@@ -60,7 +60,8 @@ def prune_artifact(model_path: str | Path, out: str | Path, schedule: str | None
                    finetune_lr: float = _P.finetune_lr,
                    batch_size: int = 32, progress: bool = True, macs: str | None = None,
                    latency: float | None = None, board: str | None = None,
-                   allocation: str = "importance", reconstruct: bool = False) -> dict[str, Any]:
+                   allocation: str = "importance", reconstruct: bool = False, min_keep: float = 0.0
+                   ) -> dict[str, Any]:
     if sum(x is not None for x in (schedule, ratio, macs, latency)) != 1:
         raise UserError("pass exactly one of --schedule (a channel schedule), --ratio (keep this fraction), "
                         "--macs (a MAC budget) or --latency with --target (an estimated-latency budget)")
@@ -91,6 +92,9 @@ def prune_artifact(model_path: str | Path, out: str | Path, schedule: str | None
     if reconstruct and (data is None or (macs is None and latency is None)):
         raise UserError("--reconstruct re-fits a --macs/--latency pruning on real faces: add --data FACES (and "
                         "--macs or --latency), or drop --reconstruct")
+    if min_keep and macs is None and latency is None:
+        raise UserError("--min-keep floors the widths a --macs/--latency budget derives; add --macs or --latency, "
+                        "or drop --min-keep")
     out = Path(out)
     check_out(out, "prune", overwrite)  # before minutes of work, not after
     model = load_model(model_path)
@@ -100,7 +104,8 @@ def prune_artifact(model_path: str | Path, out: str | Path, schedule: str | None
 
         return budget_prune(model, model_path, out, macs=macs, latency=latency, board=board, allocation=allocation,
                             criterion=criterion, round_to=round_to, lfw=lfw, overwrite=overwrite, data=data,
-                            align=align, finetune_steps=finetune_steps, progress=progress, reconstruct=reconstruct)
+                            align=align, finetune_steps=finetune_steps, progress=progress, reconstruct=reconstruct,
+                            min_keep=min_keep)
     target = (_ratio_target(src, ratio, round_to) if ratio is not None
               else plan_pruning(src, schedule, layers=False).target)
     if round_to and ratio is None:
