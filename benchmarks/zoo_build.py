@@ -66,21 +66,30 @@ MFN_TEACHER = "../shared/models/mobilefacenet-teacher/MobileFaceNet.onnx"
 MFN_TERMS = ENTRIES["table3-faces"]["terms"]
 
 
-def _mfn(budget: str, tag: str, epochs: int | None = None) -> dict[str, Any]:
-    """A MobileFaceNet entry: the teacher pruned to `budget` MACs, recovered by distillation
-    (`BUDGET=... [EPOCHS=...] benchmarks/mfn_chain.sh`; its commands, in order)."""
-    more = f" --epochs {epochs}" if epochs else ""
+def _mfn(budget: str, tag: str, epochs: int | None = None, min_keep: float | None = None,
+         policy: str | None = None, polish: int | None = None, polish_lr: float = 0.0005) -> dict[str, Any]:
+    """A MobileFaceNet entry: the teacher pruned to `budget` MACs, recovered by distillation, optionally polished
+    (more epochs with mirror-only augmentation) (`BUDGET=... [EPOCHS MIN_KEEP POLICY POLISH]
+    benchmarks/mfn_chain.sh`; its commands, in order)."""
+    more = (f" --epochs {epochs}" if epochs else "") + (f" --augment-policy {policy}" if policy else "")
+    keep = f" --min-keep {min_keep:g}" if min_keep else ""
+    ft = f"runs/mfn-chain/ft-{budget}"
+    chain = [f"compress prune --model {MFN_TEACHER} --macs {budget}{keep} --allocation importance "
+             f"--data ../shared/data/celeba-299 --align --out runs/mfn-chain/pruned-{budget}",
+             f"compress train --recipe mfn-distill --init-model runs/mfn-chain/pruned-{budget} "
+             f"--teacher {MFN_TEACHER}{more} --out {ft}"]
+    runs = [f"runs/mfn-chain/pruned-{budget}", ft]
+    if polish:
+        chain.append(f"compress train --recipe mfn-distill --init-model {ft} --teacher {MFN_TEACHER} --epochs {polish} "
+                     f"--augment-policy mirror --lr {polish_lr:g} --out {ft}-polish")
+        runs.append(f"{ft}-polish")
     return {
-        "run": f"runs/mfn-chain/ft-{budget}", "recipe": "profiles/mfn-distill.toml",
-        "chain_script": "benchmarks/mfn_chain.sh", "family": "mobilefacenet", "open_set": True,
-        "chain": [f"compress prune --model {MFN_TEACHER} --macs {budget} --allocation importance "
-                  f"--data ../shared/data/celeba-299 --align --out runs/mfn-chain/pruned-{budget}",
-                  f"compress train --recipe mfn-distill --init-model runs/mfn-chain/pruned-{budget} "
-                  f"--teacher {MFN_TEACHER}{more} --out runs/mfn-chain/ft-{budget}"],
+        "run": runs[-1], "recipe": "profiles/mfn-distill.toml",
+        "chain_script": "benchmarks/mfn_chain.sh", "family": "mobilefacenet", "open_set": True, "chain": chain,
         "description": f"MobileFaceNet (the teacher's network) pruned to {budget} MACs by `compress prune --macs` "
                        "(Taylor importance on CelebA-299 faces) and recovered by distillation from the unpruned "
                        f"teacher on 26,641 faces: {tag}",
-        "runs": [f"runs/mfn-chain/pruned-{budget}", f"runs/mfn-chain/ft-{budget}"], "terms": MFN_TERMS}
+        "runs": runs, "terms": MFN_TERMS}
 
 
 ENTRIES["mfn-113m"] = _mfn("113.5M", "the most accurate pruned point", epochs=3)
