@@ -171,3 +171,31 @@ def test_bundle_without_a_detector_is_one_line(onnx_bundle):
     sums[CONFIG_FILE] = board_runner.sha256_file(str(onnx_bundle / CONFIG_FILE))
     (onnx_bundle / SUMS_FILE).write_text("".join(f"{d}  {n}\n" for n, d in sorted(sums.items())))
     _one_line_error(run_board(onnx_bundle, "--frame", *QUICK), onnx_bundle, "carries no face detector")
+
+
+@needs_lfw
+@pytest.mark.slow
+@pytest.mark.parametrize("target,precision,runtime", [("intel-nuc", "fp16", "openvino"),
+                                                      ("raspberry-pi-4", "fp32", "litert"),
+                                                      ("jetson-nano", "fp16", "tensorrt")])
+def test_frame_in_every_runtime(bundles, tmp_path, target, precision, runtime):
+    """--frame embeds through the runner's own backend of each runtime (TensorRT: the fake bindings)."""
+    from .test_bundle import FAKE_TRT
+
+    pytest.importorskip({"openvino": "openvino", "litert": "ai_edge_litert", "tensorrt": "onnxruntime"}[runtime])
+    folder = tmp_path / target
+    shutil.copytree(bundles(target, precision), folder)
+    fake = "10" if runtime == "tensorrt" else None
+    if fake:
+        log = tmp_path / "trtexec.log"
+        log.write_text("")
+        r = run_board(folder, "--frame", str(ONE_FACE), "--trtexec-log", str(log), *QUICK)
+        assert r.returncode == 2 and "Python bindings" in r.stderr and r.stderr.count("\n") == 1
+        env = {**os.environ, "PYTHONPATH": str(FAKE_TRT), "FAKE_TRT_API": fake}
+        b = subprocess.run([sys.executable, "build_engine.py", "model.onnx", "model.engine", "--precision", precision],
+                           cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+        assert b.returncode == 0, b.stderr
+    r = run_board(folder, "--frame", str(ONE_FACE), *QUICK, fake_trt_api=fake)
+    assert r.returncode == 0, r.stderr
+    f = result(folder)["frame"]
+    assert f["stage_runtime"]["embed"].startswith(runtime) and all(f["stages"][s]["median_ms"] > 0 for s in STAGES)

@@ -541,7 +541,8 @@ class TensorRtBackend(Backend):
 # The host's frame path (compress/bench/frame.py, identify/pipeline.py run_frame, data/align.py) re-implemented
 # with numpy and OpenCV only, every setting read from bundle.json's "frame"; tests/test_board_frame.py checks the
 # geometry against the package's.
-CV2_INSTALL = "pip install opencv-python-headless (OpenCV 4.8+; or JetPack's OpenCV if it is 4.8+)"
+CV2_INSTALL = ("pip install opencv-python-headless (OpenCV 4.8+; JetPack's own OpenCV serves only if it is 4.8+, "
+               "JetPack 4.6 ships 4.1)")
 
 
 def import_cv2() -> Any:
@@ -907,6 +908,9 @@ def measure_bundle(folder: str, cfg: Dict[str, Any], ident: Dict[str, Any], a: a
     runtime = board_runtime(cfg, a.runtime)
     if a.trtexec_log and runtime != "tensorrt":
         raise BundleError("--trtexec-log is for TensorRT bundles; this one runs {}".format(runtime))
+    if a.frame is not None and runtime == "tensorrt" and (a.trtexec_log or not _importable("tensorrt")):
+        raise BundleError("--frame runs the engine from Python, which trtexec cannot: install TensorRT's Python "
+                          "bindings (sudo apt install python3-libnvinfer)")
     if runtime == "tensorrt" and a.trtexec_log:
         if not os.path.isfile(a.trtexec_log):
             raise BundleError("--trtexec-log {} not found; pass the file trtexec's output was saved to".format(
@@ -925,9 +929,6 @@ def measure_bundle(folder: str, cfg: Dict[str, Any], ident: Dict[str, Any], a: a
                                    "trtexec's own protocol (--warmUp, --duration, --iterations), its Latency line: "
                                    "H2D + GPU compute + D2H per query, batch 1"),
                     engine_sha256=sha256_file(engine_path(folder, cfg)))
-    if a.frame is not None and runtime == "tensorrt" and (a.trtexec_log or not _importable("tensorrt")):
-        raise BundleError("--frame runs the engine from Python, which trtexec cannot: install TensorRT's Python "
-                          "bindings (sudo apt install python3-libnvinfer)")
     fpath = frame = None
     if a.frame is not None:  # OpenCV, the detector, the photo and its face: checked before minutes of timing
         fr = frame_config(folder, cfg)

@@ -261,10 +261,11 @@ bundle with its licence, sha256 in `SHA256SUMS`) through OpenCV's FaceDetectorYN
 {fr['detect_max_side']} (score {d['score_threshold']}, NMS {d['nms_threshold']}, top-k {d['top_k']}); **align**
 its five points onto the {fr['crop_size']}x{fr['crop_size']} template by a least-squares similarity and
 cv2.warpAffine; **embed** with the model above in the board's runtime{' and its mirror image' if fr['flip'] else ''};
-**match** against {fr['templates']} random unit templates. {fr['threads']} thread unless `--threads`; per stage and
-in total: median, p90 and min over at least {fr['min_runs']} frames and {fr['seconds']} s after {fr['warmup']}
+**match** against {fr['templates']} random unit templates. Threads: {fr['threads']} unless `--threads`; per stage
+and in total: median, p90 and min over at least {fr['min_runs']} frames and {fr['seconds']} s after {fr['warmup']}
 warm-up frames. The result JSON gains a `frame` object; `compress report` shows it. Exit 2 with one line when
-OpenCV is missing, the photo is unreadable or has no face.
+OpenCV is missing or older than 4.8 (JetPack 4.6 ships 4.1), the photo is unreadable or has not exactly one face.
+{"TensorRT: `--frame` runs the engine through the Python bindings (not trtexec)." if cfg["runtime"] == "tensorrt" else ""}
 """
 
 
