@@ -598,7 +598,8 @@ class FramePath(object):
         self.cv2, self.fr, self.backend, self.cfg = cv2, fr, backend, cfg
         try:
             self.net = cv2.FaceDetectorYN.create(os.path.join(folder, d["file"]), "", (side, side),
-                                                 float(d["score_threshold"]), float(d["nms_threshold"]), int(d["top_k"]))
+                                                 float(d["score_threshold"]), float(d["nms_threshold"]),
+                                                 int(d["top_k"]))
         except cv2.error as e:
             raise BundleError("OpenCV {} cannot load {} ({}): {}".format(cv2.__version__, d["file"],
                                                                          str(e).strip().splitlines()[-1], CV2_INSTALL))

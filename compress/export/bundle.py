@@ -75,7 +75,8 @@ def detector_files() -> dict[str, Path]:
 def frame_section(stage: Path) -> dict[str, Any] | None:
     """bundle.json "frame": what run_on_board.py --frame needs to repeat `compress bench --frame` (compress.bench.
     frame, identify.pipeline.run_frame) without the package; None when the bundle carries no detector."""
-    from ..bench.frame import CANVAS_GREY, DEFAULT_TEMPLATES, FRAME_MIN_RUNS, FRAME_SIZE, FRAME_WARMUP, STAGES, bench_frame
+    from ..bench.frame import (CANVAS_GREY, DEFAULT_TEMPLATES, FRAME_MIN_RUNS, FRAME_SIZE, FRAME_WARMUP, STAGES,
+                               bench_frame)
     from ..data.align import CROP_SIZE, frame_config
     from ..data.detectors import ROBOT_DETECTOR, YunetDetector, template_for
     from ..identify.pipeline import match
