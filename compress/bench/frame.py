@@ -20,6 +20,8 @@ FRAME_SIZE = (640, 480)  # width, height
 CANVAS_GREY = 114
 DEFAULT_TEMPLATES = 1000
 STAGES = ("detect", "align", "embed", "match")
+FRAME_WARMUP = 3  # untimed frames first: the first calls allocate
+FRAME_MIN_RUNS = 20  # timed frames at least, however short --seconds
 
 
 def place_in_frame(img: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
@@ -93,10 +95,10 @@ def bench_frame(photo: str | Path, detector: str, model_spec: str, *, templates:
     names = [f"person_{i:04d}" for i in range(templates)]
     per: dict[str, list[float]] = {s: [] for s in STAGES}
     totals: list[float] = []
-    for _ in range(3):  # warm-up: first calls allocate
+    for _ in range(FRAME_WARMUP):
         run_frame(frame, finder, model, names, gallery, 0.5, flip)
     t_end = time.perf_counter() + seconds
-    while time.perf_counter() < t_end or len(totals) < 20:
+    while time.perf_counter() < t_end or len(totals) < FRAME_MIN_RUNS:
         r = run_frame(frame, finder, model, names, gallery, 0.5, flip)
         for s in STAGES:
             per[s].append(r.timings_ms[s])

@@ -7,9 +7,15 @@ So it imports nothing from the compress package, and uses no syntax newer than P
 with vermin)::
 
     python3 run_on_board.py                     # verify SHA256SUMS, time, parity -> <target>-<precision>.json
+    python3 run_on_board.py --frame [PHOTO]     # also the robot's whole frame: detect, align, embed, match
 
 The JSON it writes is a "compress.bench/1" record: copy it into RUN/board/ and `compress report --run RUN`
-shows it as "measured on board", with the on-board parity. BOARD.md in the bundle has the exact commands.
+shows it as "measured on board", with the on-board parity (and, with --frame, the per-stage frame times).
+--frame also needs OpenCV 4.8+ (cv2.FaceDetectorYN runs the YuNet detector the bundle carries).
+BOARD.md in the bundle has the exact commands.
+
+Exit codes: 0 done; 2 a problem the user can fix, said in one line on stderr (a missing, changed or unlisted
+file, a runtime or OpenCV that is not importable, an unreadable photo, a photo without exactly one face).
 """
 
 import os
@@ -531,6 +537,265 @@ class TensorRtBackend(Backend):
         return call
 
 
+# ---------------------------------------------------------------- the robot's frame (--frame)
+# The host's frame path (compress/bench/frame.py, identify/pipeline.py run_frame, data/align.py) re-implemented
+# with numpy and OpenCV only, every setting read from bundle.json's "frame"; tests/test_board_frame.py checks the
+# geometry against the package's.
+CV2_INSTALL = ("pip install opencv-python-headless (OpenCV 4.8+; JetPack's own OpenCV serves only if it is 4.8+, "
+               "JetPack 4.6 ships 4.1)")
+
+
+def import_cv2() -> Any:
+    """OpenCV, the detector's runtime on every board, or a BundleError naming how to install it."""
+    try:
+        import cv2
+    except ImportError as e:
+        raise BundleError("--frame needs OpenCV, the face detector's runtime, and it is not importable here ({}): "
+                          "{}".format(e, CV2_INSTALL))
+    if not hasattr(cv2, "FaceDetectorYN"):
+        raise BundleError("OpenCV {} has no FaceDetectorYN (--frame needs 4.8+): {}".format(cv2.__version__,
+                                                                                           CV2_INSTALL))
+    return cv2
+
+
+def frame_config(folder: str, cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """bundle.json's "frame", its detector file inside the bundle with the sha256 it names."""
+    fr = cfg.get("frame")
+    if not isinstance(fr, dict) or not isinstance(fr.get("detector"), dict):
+        raise BundleError("this bundle carries no face detector (no \"frame\" in {}): export it again with a newer "
+                          "compress to time the whole frame".format(CONFIG))
+    name = bundle_name(str(fr["detector"].get("file")), "a file name in {}".format(CONFIG))
+    path = os.path.join(folder, name)
+    if not os.path.isfile(path) or sha256_file(path) != fr["detector"].get("sha256"):
+        raise BundleError("{} does not match the sha256 in {}: copy the export folder again".format(name, CONFIG))
+    return fr
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (Umeyama, no reflection) mapping src (N,2) onto dst: the (2,3) matrix."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s0, d0 = src - mu_s, dst - mu_d
+    var_s = (s0 ** 2).sum() / len(src)
+    u, s, vt = np.linalg.svd(d0.T.dot(s0) / len(src))
+    d = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[1, 1] = -1
+    r = u.dot(d).dot(vt)
+    scale = (s * np.diag(d)).sum() / var_s if var_s > 0 else 1.0
+    m = np.zeros((2, 3))
+    m[:, :2] = scale * r
+    m[:, 2] = mu_d - scale * r.dot(mu_s)
+    return m
+
+
+class FramePath(object):
+    """detect -> align -> embed (flip) -> match on one RGB frame, as the host's run_frame."""
+
+    def __init__(self, cv2: Any, folder: str, fr: Dict[str, Any], backend: Backend, cfg: Dict[str, Any]) -> None:
+        d = fr["detector"]
+        side = int(fr["detect_max_side"])
+        self.cv2, self.fr, self.backend, self.cfg = cv2, fr, backend, cfg
+        try:
+            self.net = cv2.FaceDetectorYN.create(os.path.join(folder, d["file"]), "", (side, side),
+                                                 float(d["score_threshold"]), float(d["nms_threshold"]),
+                                                 int(d["top_k"]))
+        except cv2.error as e:
+            raise BundleError("OpenCV {} cannot load {} ({}): {}".format(cv2.__version__, d["file"],
+                                                                         str(e).strip().splitlines()[-1], CV2_INSTALL))
+        self.size = (side, side)
+        self.template = np.asarray(fr["template"], np.float64)
+        self.crop = int(fr["crop_size"])
+        n, dim = int(fr["templates"]), int(backend.run(prepare(np.zeros((1, self.crop, self.crop, 3), np.uint8),
+                                                                   cfg)).shape[1])
+        # random unit templates, as the host's: matching costs the same whoever is enrolled
+        g = np.random.RandomState(0).standard_normal((n, dim)).astype(np.float32)
+        self.gallery = g / np.linalg.norm(g, axis=1, keepdims=True)
+        self.names = ["person_{:04d}".format(i) for i in range(n)]
+
+    def detect(self, rgb: np.ndarray) -> Any:
+        """(boxes [N,4], landmarks [N,5,2], scores [N]) in frame pixels, best score first."""
+        cv2, fr = self.cv2, self.fr
+        h, w = rgb.shape[:2]
+        py, px = int(round(h * fr["pad_frac"])), int(round(w * fr["pad_frac"]))
+        img = cv2.copyMakeBorder(rgb, py, py, px, px, cv2.BORDER_REPLICATE)
+        f, big = 1.0, max(img.shape[:2])
+        if big > fr["detect_max_side"]:
+            f = float(fr["detect_max_side"]) / big
+            img = cv2.resize(img, (int(round(img.shape[1] * f)), int(round(img.shape[0] * f))),
+                             interpolation=cv2.INTER_AREA)
+        bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+        if self.size != (bgr.shape[1], bgr.shape[0]):
+            self.size = (bgr.shape[1], bgr.shape[0])
+            self.net.setInputSize(self.size)
+        _, faces = self.net.detect(bgr)
+        if faces is None or len(faces) == 0:
+            return np.zeros((0, 4)), np.zeros((0, 5, 2)), np.zeros((0,))
+        faces = faces[np.argsort(-faces[:, 14], kind="stable")]
+        pts = np.concatenate([faces[:, 0:2], faces[:, 0:2] + faces[:, 2:4], faces[:, 4:14]], 1).reshape(-1, 7, 2)
+        pts = pts.astype(np.float64)
+        if f != 1.0:  # cv2.resize maps pixel centres: x' = (x + 0.5) * f - 0.5
+            pts = (pts + 0.5) / f - 0.5
+        pts = pts - np.array([px, py], np.float64)
+        return pts[:, :2].reshape(-1, 4), pts[:, 2:], faces[:, 14].astype(np.float64)
+
+    def align(self, rgb: np.ndarray, landmarks: np.ndarray) -> List[np.ndarray]:
+        """Each face warped so its five points land on the template (two steps when shrinking below half)."""
+        cv2, out = self.cv2, []
+        for lm in landmarks:
+            m = similarity_transform(lm, self.template)
+            src = rgb
+            scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+            if scale < 0.5:
+                h, w = rgb.shape[:2]
+                src = cv2.resize(rgb, (max(1, int(round(w * 2 * scale))), max(1, int(round(h * 2 * scale)))),
+                                 interpolation=cv2.INTER_AREA)
+                r = np.array([src.shape[1] / float(w), src.shape[0] / float(h)])
+                m = similarity_transform((lm + 0.5) * r - 0.5, self.template)
+            out.append(cv2.warpAffine(src, m, (self.crop, self.crop), flags=cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REPLICATE))
+        return out
+
+    def embed(self, crops: List[np.ndarray]) -> np.ndarray:
+        rows = []
+        for c in crops:
+            e = self.backend.run(prepare(c[None], self.cfg))
+            if self.fr["flip"]:
+                e = e + self.backend.run(prepare(np.ascontiguousarray(c[None, :, ::-1]), self.cfg))
+            rows.append(np.asarray(e, np.float32).reshape(1, -1))
+        emb = np.concatenate(rows) if rows else np.zeros((0, self.gallery.shape[1]), np.float32)
+        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+
+    def match(self, emb: np.ndarray) -> List[Any]:
+        scores = emb.dot(self.gallery.T)
+        k = max(1, int(self.fr["match_top_k"]))
+        return [[(self.names[j], round(float(row[j]), 4)) for j in np.argsort(-row, kind="stable")[:k]]
+                for row in scores]
+
+    def run(self, rgb: np.ndarray) -> Dict[str, float]:
+        """The whole chain once, timed per stage (ms)."""
+        t0 = time.perf_counter()
+        _, landmarks, _ = self.detect(rgb)
+        t1 = time.perf_counter()
+        crops = self.align(rgb, landmarks)
+        t2 = time.perf_counter()
+        emb = self.embed(crops)
+        t3 = time.perf_counter()
+        if len(crops):
+            self.match(emb)
+        t4 = time.perf_counter()
+        return {"detect": 1e3 * (t1 - t0), "align": 1e3 * (t2 - t1), "embed": 1e3 * (t3 - t2), "match": 1e3 * (t4 - t3)}
+
+
+def place_in_frame(cv2: Any, img: np.ndarray, fr: Dict[str, Any]) -> np.ndarray:
+    """The photo at the frame's centre on grey (shrunk to fit when larger), as the host's place_in_frame."""
+    fw, fh = fr["frame_size"]
+    h, w = img.shape[:2]
+    if w > fw or h > fh:
+        f = min(float(fw) / w, float(fh) / h)
+        img = cv2.resize(img, (max(1, int(w * f)), max(1, int(h * f))), interpolation=cv2.INTER_AREA)
+        h, w = img.shape[:2]
+    frame = np.full((fh, fw, 3), fr["canvas_grey"], np.uint8)
+    y0, x0 = (fh - h) // 2, (fw - w) // 2
+    frame[y0:y0 + h, x0:x0 + w] = img
+    return frame
+
+
+def read_photo(cv2: Any, path: str) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise BundleError("--frame {}: no such file; pass a photo with one face (JPEG or PNG)".format(path))
+    try:
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+    except cv2.error:
+        img = None
+    if img is None or img.size == 0:
+        raise BundleError("--frame {}: not a readable image (JPEG, PNG, BMP or WebP expected)".format(path))
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def frame_input(cv2: Any, path: FramePath, folder: str, photo: str) -> Any:
+    """(frame, what it shows): the photo, or else the first parity face the detector finds alone in the frame."""
+    fr = path.fr
+    if photo:
+        frame = place_in_frame(cv2, read_photo(cv2, photo), fr)
+        n = len(path.detect(frame)[0])
+        if n != 1:
+            raise BundleError("--frame {}: {} faces found by {} in the {}x{} frame; pass a photo with exactly one "
+                              "face".format(photo, n, fr["detector"]["file"], *fr["frame_size"]))
+        return frame, "{}, centred on grey".format(os.path.basename(photo))
+    faces = np.load(os.path.join(folder, path.cfg["parity"]["file"]))["images"]
+    for i, face in enumerate(faces):
+        # doubled: an aligned crop is tight, and a face of LFW-photo size is what the host benchmark sees
+        big = cv2.resize(np.ascontiguousarray(face), (2 * face.shape[1], 2 * face.shape[0]),
+                         interpolation=cv2.INTER_LINEAR)
+        frame = place_in_frame(cv2, big, fr)
+        if len(path.detect(frame)[0]) == 1:
+            return frame, "parity face {} of {} (enlarged 2x), centred on grey".format(i, path.cfg["parity"]["file"])
+    raise BundleError("{} found no face alone in any of the {} parity faces (synthetic faces are not found): pass "
+                      "--frame PHOTO, a photo with one face".format(fr["detector"]["file"], len(faces)))
+
+
+def _frame_stats(values: List[float]) -> Dict[str, float]:
+    a = np.asarray(values, np.float64)
+    return {"median_ms": round(float(np.median(a)), 3), "p90_ms": round(float(np.percentile(a, 90)), 3),
+            "min_ms": round(float(a.min()), 3)}
+
+
+def cpu_flags() -> List[str]:
+    """The CPU's SIMD flags that matter to these runtimes (as compress/bench/frame.py cpu_flags)."""
+    wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8",
+              "asimd", "asimddp", "neon")
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("flags") or line.startswith("Features"):  # x86 / Arm
+            have = set(line.split(":", 1)[1].split())
+            return [f for f in wanted if f in have]
+    return []
+
+
+def time_frame(path: FramePath, frame_shows: Any, a: argparse.Namespace) -> Dict[str, Any]:
+    """The whole frame (from frame_input), timed per stage: the record's "frame" object. The warm-up, runs and
+    seconds of the host's frame benchmark unless given on the command line."""
+    fr, backend, cv2, threads = path.fr, path.backend, path.cv2, a.threads
+    frame, shows = frame_shows
+    warmup = a.explicit.get("warmup", fr["warmup"])
+    min_runs = a.explicit.get("min_runs", fr["min_runs"])
+    seconds = a.explicit.get("seconds", fr["seconds"])
+    for _ in range(warmup):
+        path.run(frame)
+    per = dict((s, []) for s in fr["stages"])  # type: Dict[str, List[float]]
+    totals = []  # type: List[float]
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end or len(totals) < min_runs:
+        ms = path.run(frame)
+        for s in fr["stages"]:
+            per[s].append(ms[s])
+        totals.append(sum(ms.values()))
+    d = fr["detector"]
+    runtime = "{} {}".format(backend.runtime, backend.version)
+    return {"photo": shows, "frame": "{}x{}".format(*fr["frame_size"]), "runs": len(totals), "warmup": warmup,
+            "stages": dict((s, _frame_stats(per[s])) for s in fr["stages"]), "total": _frame_stats(totals),
+            "detector": {"name": d["name"], "file": d["file"], "sha256": d["sha256"],
+                         "detect_max_side": fr["detect_max_side"], "pad_frac": fr["pad_frac"],
+                         "score_threshold": d["score_threshold"], "nms_threshold": d["nms_threshold"],
+                         "top_k": d["top_k"]},
+            "stage_runtime": {"detect": "OpenCV {} cv2.FaceDetectorYN".format(cv2.__version__),
+                              "align": "numpy similarity fit + OpenCV {} warpAffine".format(cv2.__version__),
+                              "embed": runtime + (", with its mirror image" if fr["flip"] else ""),
+                              "match": "numpy {} (cosine, top {})".format(np.__version__, fr["match_top_k"])},
+            "templates": len(path.names), "flip": fr["flip"], "threads": threads or "runtime default",
+            "cpu_flags": cpu_flags(), "timed": "per stage, perf_counter, the same frame every run, as `{}` on the "
+                                               "host".format(fr["host"])}
+
+
+def frame_line(f: Dict[str, Any]) -> str:
+    parts = ", ".join("{} {:.2f}".format(k, v["median_ms"]) for k, v in f["stages"].items())
+    return ("frame {} ({}): total median {:.2f} ms, p90 {:.2f} ms ({} ms medians; {} runs); detector {} at {}; "
+            "embed {}; {} templates; threads {}; CPU flags {}".format(
+                f["frame"], f["photo"], f["total"]["median_ms"], f["total"]["p90_ms"], parts, f["runs"],
+                f["detector"]["file"], f["detector"]["detect_max_side"], f["stage_runtime"]["embed"], f["templates"],
+                f["threads"], " ".join(f["cpu_flags"]) or "unknown"))
+
+
 # ---------------------------------------------------------------- trtexec
 def parse_trtexec(text: str) -> Dict[str, Any]:
     """Timing from a trtexec 8.x log: its "Latency" summary line (H2D + GPU compute + D2H per query)."""
@@ -644,6 +909,9 @@ def measure_bundle(folder: str, cfg: Dict[str, Any], ident: Dict[str, Any], a: a
     runtime = board_runtime(cfg, a.runtime)
     if a.trtexec_log and runtime != "tensorrt":
         raise BundleError("--trtexec-log is for TensorRT bundles; this one runs {}".format(runtime))
+    if a.frame is not None and runtime == "tensorrt" and (a.trtexec_log or not _importable("tensorrt")):
+        raise BundleError("--frame runs the engine from Python, which trtexec cannot: install TensorRT's Python "
+                          "bindings (sudo apt install python3-libnvinfer)")
     if runtime == "tensorrt" and a.trtexec_log:
         if not os.path.isfile(a.trtexec_log):
             raise BundleError("--trtexec-log {} not found; pass the file trtexec's output was saved to".format(
@@ -662,10 +930,23 @@ def measure_bundle(folder: str, cfg: Dict[str, Any], ident: Dict[str, Any], a: a
                                    "trtexec's own protocol (--warmUp, --duration, --iterations), its Latency line: "
                                    "H2D + GPU compute + D2H per query, batch 1"),
                     engine_sha256=sha256_file(engine_path(folder, cfg)))
+    fpath = frame = None
+    if a.frame is not None:  # OpenCV, the detector, the photo and its face: checked before minutes of timing
+        fr = frame_config(folder, cfg)
+        cv2 = import_cv2()
+        if a.frame:
+            read_photo(cv2, a.frame)
+        if a.threads:
+            cv2.setNumThreads(a.threads)
     backend = load_backend(runtime, folder, cfg, a.threads)
+    if a.frame is not None:
+        fpath = FramePath(cv2, folder, fr, backend, cfg)
+        frame = frame_input(cv2, fpath, folder, a.frame)
     out = time_backend(backend, cfg, a)
     out.update(runtime=backend.runtime, runtime_version=backend.version, parity=board_parity(backend, folder, cfg),
                timed="runtime call only (input prepared beforehand), single face, after warm-up: " + backend.how)
+    if fpath is not None:
+        out["frame"] = time_frame(fpath, frame, a)
     if runtime == "tensorrt":
         out.update(model_file=cfg["engine_file"], engine_sha256=sha256_file(engine_path(folder, cfg)))
     else:
@@ -748,19 +1029,32 @@ def summary_line(rec: Dict[str, Any]) -> str:
         rec["median_ms"], p90, rec["runs"], par, rec["measured"], rec["model_sha256"][:12]))
 
 
-def parse_args(argv: Optional[List[str]], cfg_defaults: Dict[str, Any]) -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]], cfg_defaults: Dict[str, Any],
+               frame_defaults: Optional[Dict[str, Any]] = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Verify, time and check this export bundle on the board")
     ap.add_argument("--out", help="result JSON  [BUNDLE/<target>-<precision>.json]")
     ap.add_argument("--runtime", default="auto", choices=["auto", "tensorrt", "openvino", "litert", "onnxruntime"])
-    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = the runtime's default)")
-    ap.add_argument("--warmup", type=int, default=cfg_defaults.get("warmup", 20))
-    ap.add_argument("--min-runs", type=int, default=cfg_defaults.get("min_runs", 100))
-    ap.add_argument("--seconds", type=float, default=cfg_defaults.get("min_seconds", 3.0), help="minimum timed s")
+    ap.add_argument("--threads", type=int, help="CPU threads (0 = the runtime's default)  [0; --frame: the "
+                                                "host frame benchmark's]")
+    ap.add_argument("--warmup", type=int, help="[{}]".format(cfg_defaults.get("warmup", 20)))
+    ap.add_argument("--min-runs", type=int, help="[{}]".format(cfg_defaults.get("min_runs", 100)))
+    ap.add_argument("--seconds", type=float, help="minimum timed s  [{}]".format(cfg_defaults.get("min_seconds", 3.0)))
     ap.add_argument("--max-seconds", type=float, default=cfg_defaults.get("max_seconds", 30.0))
     ap.add_argument("--warmup-ms", type=float, default=500.0, help="trtexec only: --warmUp in ms")
     ap.add_argument("--trtexec-log", help="TensorRT: read the timing from this trtexec log instead of timing")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing result JSON")
+    ap.add_argument("--frame", nargs="?", const="", metavar="PHOTO",
+                    help="also time the robot's whole frame (detect, align, embed, match) on this photo with one face; "
+                         "without PHOTO on a parity face; needs OpenCV 4.8+")
     a = ap.parse_args(argv)
+    # what was given explicitly also applies to --frame, whose own defaults are the host frame benchmark's
+    a.explicit = dict((k, getattr(a, k)) for k in ("threads", "warmup", "min_runs", "seconds")
+                      if getattr(a, k) is not None)
+    frame_threads = (frame_defaults or {}).get("threads", 0) if a.frame is not None else 0
+    a.threads = a.explicit.get("threads", frame_threads)
+    a.warmup = a.explicit.get("warmup", cfg_defaults.get("warmup", 20))
+    a.min_runs = a.explicit.get("min_runs", cfg_defaults.get("min_runs", 100))
+    a.seconds = a.explicit.get("seconds", cfg_defaults.get("min_seconds", 3.0))
     if a.threads < 0 or a.warmup < 0 or a.min_runs < 1 or not 0 < a.seconds <= a.max_seconds:
         raise BundleError("need --threads >= 0, --warmup >= 0, --min-runs >= 1 and 0 < --seconds <= --max-seconds")
     return a
@@ -772,7 +1066,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not os.path.isfile(os.path.join(folder, CONFIG)):
             raise BundleError("{} has no {}: copy the whole export folder to the board".format(folder, CONFIG))
         cfg = read_config(folder)
-        a = parse_args(argv, cfg.get("timing", {}))
+        a = parse_args(argv, cfg.get("timing", {}), cfg.get("frame") if isinstance(cfg.get("frame"), dict) else {})
         out = a.out or os.path.join(folder, "{}-{}.json".format(cfg["target"], cfg["precision"]))
         may_add = [os.path.relpath(os.path.abspath(p), folder).replace(os.sep, "/") for p in (out, a.trtexec_log) if p]
         n = verify_bundle(folder, may_add + [str(cfg.get("engine_file", ""))])
@@ -785,6 +1079,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("run_on_board.py: error: {}".format(e), file=sys.stderr)
         return 2
     print(summary_line(rec))
+    if "frame" in rec:
+        print(frame_line(rec["frame"]))
     print("wrote {}: copy it into RUN/board/ on the host and run `compress report --run RUN`".format(out))
     return 0
 

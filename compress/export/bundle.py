@@ -8,6 +8,9 @@ only the board's Python, numpy and runtime (no compress package).
     bundle.json        what the runner needs: model file and sha256, input layout and normalisation, timing
                        protocol of `compress bench`, the target's board software
     parity_faces.npz   a few of the export's parity faces (uint8) with their PyTorch float embeddings
+    face_detection_yunet.onnx (+ .README.md, its MIT licence)
+                       the robot's face detector, for `run_on_board.py --frame` (bundle.json "frame": the host's
+                       frame path of `compress bench --frame`, every setting taken from the package)
     BOARD.md           the exact commands on the board
     SHA256SUMS         sha256 of every file except itself and manifest.json (`sha256sum -c SHA256SUMS` works)
 
@@ -55,6 +58,50 @@ def timing_protocol() -> dict[str, Any]:
     return {k: sig[k].default for k in ("warmup", "min_runs", "min_seconds", "max_seconds")}
 
 
+def detector_files() -> dict[str, Path]:
+    """The robot's face detector and its licence text: name in the bundle -> source file; empty when the robot's
+    detector is not one the runner runs (it has OpenCV's FaceDetectorYN, i.e. YuNet, only)."""
+    from ..data.detectors import ROBOT_DETECTOR, YUNET_FILE
+
+    if ROBOT_DETECTOR != "yunet":
+        return {}
+    out = {YUNET_FILE.name: YUNET_FILE}
+    licence = YUNET_FILE.parent / "README.md"  # its provenance and MIT licence text
+    if licence.is_file():
+        out[YUNET_FILE.stem + ".README.md"] = licence
+    return out
+
+
+def frame_section(stage: Path) -> dict[str, Any] | None:
+    """bundle.json "frame": what run_on_board.py --frame needs to repeat `compress bench --frame` (compress.bench.
+    frame, identify.pipeline.run_frame) without the package; None when the bundle carries no detector."""
+    from ..bench.frame import (CANVAS_GREY, DEFAULT_TEMPLATES, FRAME_MIN_RUNS, FRAME_SIZE, FRAME_WARMUP, STAGES,
+                               bench_frame)
+    from ..data.align import CROP_SIZE, frame_config
+    from ..data.detectors import ROBOT_DETECTOR, YunetDetector, template_for
+    from ..identify.pipeline import match
+
+    files = detector_files()
+    if not files:
+        return None
+    model, licence = (list(files) + [None])[:2]
+    det = inspect.signature(YunetDetector).parameters
+    bench = inspect.signature(bench_frame).parameters
+    align = frame_config(ROBOT_DETECTOR)
+    return {"detector": {"name": ROBOT_DETECTOR, "file": model, "sha256": file_sha256(stage / model),
+                         "licence": licence, "runtime": "OpenCV cv2.FaceDetectorYN (4.8+)",
+                         "score_threshold": det["score"].default, "nms_threshold": det["nms"].default,
+                         "top_k": det["top_k"].default},
+            "detect_max_side": align.detect_max_side, "pad_frac": align.pad_frac, "crop_size": CROP_SIZE,
+            "template": template_for(ROBOT_DETECTOR).tolist(), "frame_size": list(FRAME_SIZE),
+            "canvas_grey": CANVAS_GREY, "templates": DEFAULT_TEMPLATES, "flip": bench["flip"].default,
+            "threads": bench["threads"].default, "seconds": bench["seconds"].default, "warmup": FRAME_WARMUP,
+            "min_runs": FRAME_MIN_RUNS, "match_top_k": inspect.signature(match).parameters["top_k"].default,
+            "stages": list(STAGES),
+            "host": f"compress bench --frame PHOTO --detector {ROBOT_DETECTOR} --model EXPORT_FOLDER --threads "
+                    f"{bench['threads'].default}"}
+
+
 def _input_config(spec: dict[str, Any]) -> dict[str, Any]:
     size = spec["shape"][2] if spec["layout"] == "NCHW" else spec["shape"][1]
     return {"layout": spec["layout"], "shape": spec["shape"], "size": int(size), "mean": list(MEAN),
@@ -62,7 +109,8 @@ def _input_config(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def bundle_config(target: Target, precision: str, artifact: str, model_file: str, model_sha256: str,
-                  input_spec: dict[str, Any], faces: dict[str, Any]) -> dict[str, Any]:
+                  input_spec: dict[str, Any], faces: dict[str, Any], frame: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
     """bundle.json: everything run_on_board.py reads (it cannot import this package)."""
     cfg = {"format": BUNDLE_FORMAT, "artifact": artifact, "target": target.name, "runtime": target.runtime,
            "runtime_version": target.runtime_version, "precision": precision, "model_file": model_file,
@@ -70,6 +118,8 @@ def bundle_config(target: Target, precision: str, artifact: str, model_file: str
            "timing": timing_protocol(),
            "board": {"model": target.board_model or None, "os": list(target.board_os),
                      "python": list(target.board_python), "runtime": list(target.board_runtime)}}
+    if frame:
+        cfg["frame"] = frame
     if target.runtime == "tensorrt":
         cfg["engine_file"] = ENGINE_FILE
         cfg["build"] = f"python3 build_engine.py {model_file} {ENGINE_FILE} --precision {precision}"
@@ -100,11 +150,14 @@ def write_bundle(stage: Path, target: Target, precision: str, model_file: str, i
     for name, src in board_scripts(target).items():
         if not (stage / name).exists():
             atomic_write_text(stage / name, src.read_text())
+    for name, src in detector_files().items():
+        atomic_write(stage / name, lambda p, src=src: p.write_bytes(src.read_bytes()))
     faces = write_parity_faces(stage, images, embeddings, images_desc, reference_desc)
-    cfg = bundle_config(target, precision, artifact, model_file, file_sha256(stage / model_file), input_spec, faces)
+    cfg = bundle_config(target, precision, artifact, model_file, file_sha256(stage / model_file), input_spec, faces,
+                        frame_section(stage))
     write_json(stage / CONFIG_FILE, cfg)
     atomic_write_text(stage / BOARD_FILE, board_md(target, cfg, host_parity))
-    return [RUNNER_FILE, CONFIG_FILE, FACES_FILE, BOARD_FILE]
+    return [RUNNER_FILE, CONFIG_FILE, FACES_FILE, BOARD_FILE, *detector_files()]
 
 
 def write_sums(stage: Path) -> str:
@@ -183,11 +236,37 @@ def board_md(target: Target, cfg: dict[str, Any], host_parity: dict[str, Any]) -
 
 Options: `--threads N`, `--seconds S`, `--runtime onnxruntime` (any bundle with an ONNX model), `--out FILE`,
 `--overwrite`.{trt}
-
+{_frame_md(cfg)}
 ## Back on the host
 
     scp BOARD:{art}/{out} RUN/board/
     compress report --run RUN          # shows it as "measured on board", with the on-board parity
+"""
+
+
+def _frame_md(cfg: dict[str, Any]) -> str:
+    """BOARD.md's section on `--frame`: the robot's whole frame, as `compress bench --frame` on the host."""
+    fr = cfg.get("frame")
+    if not fr:
+        return ""
+    d, (w, h) = fr["detector"], fr["frame_size"]
+    return f"""
+## The robot's whole frame
+
+    python3 -m pip install opencv-python-headless      # OpenCV 4.8+ (cv2.FaceDetectorYN); or the board's own
+    python3 run_on_board.py --frame PHOTO              # a photo with one face; without PHOTO: a parity face
+
+Times what `{fr['host']}` times on the host, stage by stage: the photo centred in a {w}x{h} frame on grey
+{fr['canvas_grey']} (a larger photo is shrunk to fit); **detect** with `{d['file']}` (YuNet, carried in this
+bundle with its licence, sha256 in `SHA256SUMS`) through OpenCV's FaceDetectorYN at longer side
+{fr['detect_max_side']} (score {d['score_threshold']}, NMS {d['nms_threshold']}, top-k {d['top_k']}); **align**
+its five points onto the {fr['crop_size']}x{fr['crop_size']} template by a least-squares similarity and
+cv2.warpAffine; **embed** with the model above in the board's runtime{' and its mirror image' if fr['flip'] else ''};
+**match** against {fr['templates']} random unit templates. Threads: {fr['threads']} unless `--threads`; per stage
+and in total: median, p90 and min over at least {fr['min_runs']} frames and {fr['seconds']} s after {fr['warmup']}
+warm-up frames. The result JSON gains a `frame` object; `compress report` shows it. Exit 2 with one line when
+OpenCV is missing or older than 4.8 (JetPack 4.6 ships 4.1), the photo is unreadable or has not exactly one face.
+{"TensorRT: `--frame` runs the engine through the Python bindings (not trtexec)." if cfg["runtime"] == "tensorrt" else ""}
 """
 
 

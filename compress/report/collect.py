@@ -103,6 +103,10 @@ def _board_fields(rec: dict[str, Any], out: dict[str, Any], check: str = "on_boa
     if board.get("on_target") is False:  # the runner found another machine than the target board
         out["provenance"] = rec.get("measured") or "NOT measured on the target board"
         out["warning"] = f"{rec['_file']}: {out['provenance']}"
+    frame = rec.get("frame")
+    if isinstance(frame, dict) and isinstance(frame.get("stages"), dict) and isinstance(frame.get("total"), dict):
+        # run_on_board.py --frame: the robot's whole frame (detect, align, embed, match), per stage
+        out["frame"] = {**frame, "provenance": f"{out['provenance']}: run_on_board.py --frame"}
     par = rec.get("parity") if isinstance(rec.get("parity"), dict) else {}
     if isinstance(par.get("cosine_mean"), (int, float)) and isinstance(par.get("cosine_min"), (int, float)):
         out["parity"] = {"check": check, **{k: par.get(k) for k in (

@@ -228,6 +228,13 @@ def tables(report: dict[str, Any]) -> list[tuple[str, str, list[str], list[list[
                 "run_on_board.py on an emulated Arm CPU (`compress emulate`, QEMU)", ["export", "check", "n", "cos mean", "cos min", "reference",
                                                "runtime", "faces"], rows or [["no exports", "", "", "", "", "", "", ""]]))
 
+    rows = frame_rows(report, hosts)
+    if rows:  # only when a board record has them (run_on_board.py --frame)
+        out.append(("Robot frame measured on board", "run_on_board.py --frame: a 640x480 frame with one face, "
+                    "detect + align + embed (flip) + match, per stage median / p90 ms; total also min (the least "
+                    "disturbed run)", ["export", "photo", "detect", "align", "embed", "match", "total median / p90 / "
+                                       "min", "detector", "embed runtime", "threads, templates", "measured on"], rows))
+
     rows = []
     ref_acc = report["reference"]["accuracy"]
     for t in report["targets"]:
@@ -247,6 +254,27 @@ def tables(report: dict[str, Any]) -> list[tuple[str, str, list[str], list[list[
 
     out.append(("Hosts", "", ["tag", "host"], [[tag, h] for h, tag in hosts.items()] or [["-", "no measurements"]]))
     return out
+
+
+def frame_rows(report: dict[str, Any], hosts: dict[str, str]) -> list[list[str]]:
+    """One row per export whose board record carries the whole-frame timing."""
+    rows = []
+    for t in report["targets"]:
+        for v in t["variants"]:
+            lat = v["latency"]["board"]
+            f = lat.get("frame")
+            if not f:
+                continue
+            st, tot, det = f["stages"], f["total"], f.get("detector") or {}
+            cell = [f"{_ms(st[s].get('median_ms'))} / {_ms(st[s].get('p90_ms'))}" if s in st else "?"
+                    for s in ("detect", "align", "embed", "match")]
+            warn = " (NOT on the target board)" if (lat.get("board") or {}).get("on_target") is False else ""
+            rows.append([v["key"], str(f.get("photo")), *cell,
+                         f"{_ms(tot.get('median_ms'))} / {_ms(tot.get('p90_ms'))} / {_ms(tot.get('min_ms'))}",
+                         f"{det.get('file')} at {det.get('detect_max_side')} (sha256 {str(det.get('sha256'))[:12]})",
+                         str((f.get("stage_runtime") or {}).get("embed")), f"{f.get('threads')}, {f.get('templates')}",
+                         f"{hosts.get(lat.get('host'), lat.get('host'))}{warn}"])
+    return rows
 
 
 # ---------------------------------------------------------------- plots
