@@ -273,8 +273,13 @@ def quantize(model_path, out, mode, calibration_spec, calibration_images, keep_f
                           activations=activations, progress=not no_progress, overwrite=overwrite, seed=seed)
     cos = m.get("metrics", {}).get("cosine", {})
     if cos:
+        from .export.parity import low_int8_warning
+
         click.echo(f"int8 vs float embeddings (PyTorch fake-quant, {cos.get('n')} held-out faces): "
                    f"cosine mean {cos['mean']:.5f}, min {cos['min']:.5f}")
+        warning = low_int8_warning(cos["mean"], "PyTorch fake-quant")
+        if warning:
+            click.echo(warning, err=True)
     _say_model(model_path)
     click.echo(f"wrote {out}")
 
@@ -312,9 +317,15 @@ def export(target, model_path, precision, out, lfw, parity_spec, parity_images, 
         c = qmeta["calibration"]
         click.echo(f"quantized on the way to int8 (NNCF PTQ, {c['n']} {c['source']} calibration faces, float layers "
                    f"{', '.join(qmeta['keep_float']) or 'none'}); recorded in the manifest (source.quantize_meta)")
+    from .export.parity import low_int8_warning
+
     for key, p in m["parity"].items():
         click.echo(f"parity {key}: cosine mean {p['cosine_mean']:.6f}, min {p['cosine_min']:.6f} over {p['n']} faces "
                    f"({p['runtime']} on this host vs {p['reference']})")
+        warning = low_int8_warning(p["cosine_mean"], f"parity {key}") if key == "vs_float" and \
+            m["precision"] == "int8" else None
+        if warning:
+            click.echo(warning, err=True)
     if "engine" in m:
         click.echo(f"TensorRT engine: {m['engine']}")
     _say_model(model_path)

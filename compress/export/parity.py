@@ -19,6 +19,18 @@ from ..errors import UserError
 from ..evaluate.embed import Embedder, TorchEmbedder, execution_notes
 
 MIN_FACES = 200
+# Below this mean cosine to the float model an int8 file is a different face space, not a rounding of it (the
+# paper entries' int8 exports are at 0.97-0.99; a narrow pruned network's per-tensor PTQ reached 0.42): warn.
+LOW_INT8_COSINE = 0.9
+
+
+def low_int8_warning(cosine_mean: float, what: str) -> str | None:
+    """The one-line warning for an int8 result this far from float, or None."""
+    if cosine_mean >= LOW_INT8_COSINE:
+        return None
+    return (f"warning: {what}: int8 embeddings are at cosine {cosine_mean:.3f} to float (< {LOW_INT8_COSINE}): "
+            "accuracy is lost; measure it (--lfw), keep the worst layers in float (`compress quantize --keep-float`) "
+            "or fine-tune with `compress quantize --mode qat`")
 
 
 def cosine_stats(a: np.ndarray, b: np.ndarray) -> dict:
