@@ -131,6 +131,13 @@ def test_fold_batchnorms_is_exact_and_round_trips(tmp_path, model, data):
 
 def test_keep_float_names(model):
     assert resolve_keep_float(model, ["stem", "embedding"]) == ["stem", "embedding", "bn"]
+    # a GDC head (MobileFaceNet) is part of the embedding: per-tensor int8 there broke the pruned entries
+    from compress.model.network import FaceMobileNet
+    from compress.schedules import load_schedule
+
+    mfn = FaceMobileNet(load_schedule("mobilefacenet"))
+    assert resolve_keep_float(mfn, ["stem", "embedding"]) == ["stem", "pool", "embedding", "bn"]
+    assert resolve_keep_float(mfn, ["stem"]) == ["stem"]
     assert resolve_keep_float(model, []) == []
     assert resolve_keep_float(model, ["stages.0.0"]) == ["stages.0.0"]
     with pytest.raises(UserError) as e:

@@ -29,6 +29,11 @@ DEFAULT_KEEP_FLOAT: tuple[str, ...] = QuantizeConfig.keep_float  # why these two
 # The paper's last row is "conv2d 1x1 + BN": keeping `embedding` float also keeps the final BatchNorm1d float.
 # Otherwise NNCF quantizes the embedding conv's output (the BN's input) to 8 bits, i.e. the embedding itself.
 _ALIASES: dict[str, tuple[str, ...]] = {"embedding": ("embedding", "bn")}
+# A MobileFaceNet's embedding starts one layer earlier, at its global depthwise conv (GDC, `pool` with weights):
+# quantized per tensor, it took the pruned entries' int8 embeddings to cosine 0.43 / 0.81 / 0.94 to float
+# (mfn-18m / 57m / 113m; 0.94 / 0.99 / 0.997 with the GDC in float, 256 CelebA calibration faces, 128 others);
+# it is ~20 k MACs, so `embedding` keeps it float too. A weightless pool (the paper's networks) is unaffected.
+_GDC_EMBEDDING = ("pool",)
 
 
 # NNCF's OverflowFix values. "first_layer_only" (NNCF's default) halves the weight range of the first quantized
@@ -65,10 +70,16 @@ def resolve_keep_float(model: FaceMobileNet, keep_float: Iterable[str] | None) -
             top = [n for n, _ in model.named_children()]
             raise UserError(f"unknown layer '{k}' in keep-float; use FaceMobileNet module names: {', '.join(top)} "
                             "or a sub-module such as stages.0.0 (or none for full int8)")
-        for name in _ALIASES.get(k, (k,)):
+        for name in _expand(model, k):
             if name not in out:
                 out.append(name)
     return out
+
+
+def _expand(model: nn.Module, name: str) -> tuple[str, ...]:
+    pool = getattr(model, "pool", None)
+    gdc = name == "embedding" and pool is not None and any(True for _ in pool.parameters())
+    return (_GDC_EMBEDDING if gdc else ()) + _ALIASES.get(name, (name,))
 
 
 def ignored_scope_for(keep_float: Sequence[str]):
