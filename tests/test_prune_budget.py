@@ -14,7 +14,7 @@ import torch
 
 from compress.errors import UserError
 from compress.model.network import FaceMobileNet
-from compress.prune.budget import (LANDING, allocate_importance, cost_model, derive_schedule, macs_cost,
+from compress.prune.budget import (LANDING, allocate_importance, cost_model, derive_schedule, floor_widths, macs_cost,
                                    parse_macs, schedule_from, schedule_toml, source_widths, units_of)
 from compress.prune.in_memory import prune_to_schedule, schedule_macs
 from compress.schedules import load_schedule
@@ -92,7 +92,7 @@ def test_greedy_deletes_an_unimportant_block_exactly():
     block = {(u.stage, u.block): (0.0 if (u.stage, u.block) == key else 1e9) for u in units if u.removable}
     everyone = {u.key for u in units}
     budget = cm.cost(src_w, everyone - {key}) + 1
-    widths, alive = allocate_importance(cm, units, src_w, budget, chan, block, 8, 8)
+    widths, alive = allocate_importance(cm, units, src_w, budget, chan, block, 8, floor_widths(src_w, 8))
     assert alive == everyone - {key}
     assert widths == src_w
     sched = schedule_from(src, units, widths, alive, "t", "", trunk)
