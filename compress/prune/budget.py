@@ -388,7 +388,7 @@ def _check_budget(src: Schedule, budget: float, full: float, floor: float, unit:
                         f"('{src.name}'): nothing to prune; pass a smaller budget")
     if budget < floor:
         at = f"{min_width}" + (f" or {min_keep:g} of its source width" if min_keep else "")
-        kept = ("stem, stage and head widths" + (" also" if trunk else " kept"))
+        kept = ("stem, stage and head widths" + (f" also at {at}" if trunk else " kept"))
         raise UserError(f"budget {fmt(budget, unit)} is below the least '{src.name}' reaches by {allocation} "
                         f"allocation ({fmt(floor, unit)}: every hidden width at {at}"
                         f"{', every removable block deleted' if allocation == 'importance' else ''}; {kept}); "
