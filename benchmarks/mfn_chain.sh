@@ -6,7 +6,8 @@
 #   BUDGET=57M bash benchmarks/mfn_chain.sh          (also 113.5M, 18.1M; DEVICE=cuda on a GPU)
 # EPOCHS overrides the recipe's epochs; MIN_KEEP floors every derived width (prune --min-keep); POLICY sets the
 # augmentation (mirror: the cached teacher views are exact targets, and it trains ~2x faster than light on a CPU);
-# POLISH=N continues the distilled run N more epochs with mirror augmentation at POLISH_LR (ft-BUDGET-polish).
+# POLISH=N[,N2...] continues the distilled run N more epochs with mirror augmentation at POLISH_LR
+# (ft-BUDGET-polish), then N2 more from that (ft-BUDGET-polish-r2; a warm restart of the cosine schedule), ...
 # Each step's wall time is printed; images/s is in the run's manifest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,19 +28,26 @@ mkdir -p "$R"
 [ -f "$R/pruned-$BUDGET/manifest.json" ] || { step "1. prune to $BUDGET MACs"; $C prune --model "$TEACHER" \
     --macs "$BUDGET" "${KEEP[@]}" --allocation importance --data ../shared/data/celeba-299 --align --out "$R/pruned-$BUDGET" \
     --no-progress; }
-WHERE=(--out "$R/ft-$BUDGET")  # an interrupted run continues from its checkpoint
-[ -d "$R/ft-$BUDGET" ] && [ ! -f "$R/ft-$BUDGET/model.pt" ] && WHERE=(--resume "$R/ft-$BUDGET" --out "$R/ft-$BUDGET")
-[ -f "$R/ft-$BUDGET/model.pt" ] || { step "2. distil"; $C train --recipe mfn-distill --init-model "$R/pruned-$BUDGET" \
-    --teacher "$TEACHER" --device "$DEVICE" --threads "$T" "${EXTRA[@]}" "${WHERE[@]}" --no-progress; }
+# train NAME ARGS...: runs/mfn-chain/NAME, skipped when finished; an interrupted run continues from its checkpoint
+train() {
+  local name=$1; shift
+  [ -f "$R/$name/model.pt" ] && { step "$name: done before"; return 0; }
+  local where=(--out "$R/$name")
+  [ -d "$R/$name" ] && where=(--resume "$R/$name" --out "$R/$name")
+  step "$name: train $*"
+  $C train --recipe mfn-distill --teacher "$TEACHER" --device "$DEVICE" --threads "$T" "$@" "${where[@]}" --no-progress
+}
+train "ft-$BUDGET" --init-model "$R/pruned-$BUDGET" "${EXTRA[@]}"
 LAST=ft-$BUDGET
-if [ -n "${POLISH:-}" ]; then
-  LAST=ft-$BUDGET-polish
-  WHERE=(--out "$R/$LAST")
-  [ -d "$R/$LAST" ] && [ ! -f "$R/$LAST/model.pt" ] && WHERE=(--resume "$R/$LAST" --out "$R/$LAST")
-  [ -f "$R/$LAST/model.pt" ] || { step "2b. polish"; $C train --recipe mfn-distill --init-model "$R/ft-$BUDGET" \
-      --teacher "$TEACHER" --device "$DEVICE" --threads "$T" --epochs "$POLISH" --augment-policy mirror \
-      --lr "${POLISH_LR:-0.0005}" "${WHERE[@]}" --no-progress; }
-fi
-[ -f "$R/lfw-$LAST.json" ] || { step "3. LFW"; $C evaluate --model "$R/$LAST" --lfw ../shared/data/lfw \
-    --json "$R/lfw-$LAST.json"; }
+# POLISH=2,6: round 1 (ft-B-polish) 2 epochs from the distilled run, round 2 (ft-B-polish-r2) 6 from round 1, ...
+round=0
+P=${POLISH:-}
+for epochs in ${P//,/ }; do
+  round=$((round + 1)); name=ft-$BUDGET-polish; [ "$round" -gt 1 ] && name=$name-r$round
+  train "$name" --init-model "$R/$LAST" --epochs "$epochs" --augment-policy mirror --lr "${POLISH_LR:-0.0005}"
+  LAST=$name
+done
+# The run's own LFW evaluation (train's eval_lfw: View 2, 10-fold, flip) is the chain's record.
+[ -f "$R/lfw-$LAST.json" ] || "$(dirname "$C")/python" -c 'import json,sys; m=json.load(open(sys.argv[1])); \
+json.dump(m["metrics"]["lfw"], open(sys.argv[2], "w"), indent=2)' "$R/$LAST/manifest.json" "$R/lfw-$LAST.json"
 step "done: $R/$LAST (schedule $R/pruned-$BUDGET/schedule.toml), LFW $R/lfw-$LAST.json"

@@ -18,7 +18,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 from compress.artifacts import atomic_write_text, write_json  # noqa: E402
+from zoo_build import _run_summary  # noqa: E402  (one reading of a train run's manifest)
 
 OUT = ROOT / "reports" / "mfn"
 VARIED = ("init_model", "augment_policy", "threads")  # what may differ between compared runs
@@ -26,19 +28,19 @@ VARIED = ("init_model", "augment_policy", "threads")  # what may differ between 
 
 def _row(run: Path) -> dict[str, Any]:
     m = json.loads((run / "manifest.json").read_text())
-    init = Path(m["init_model"]) if Path(m["init_model"]).is_absolute() else ROOT / m["init_model"]
-    p = json.loads((init / "manifest.json").read_text())
+    s = _run_summary(run.resolve())
+    init = Path(s["init_model"]) if Path(s["init_model"]).is_absolute() else ROOT / s["init_model"]
+    p = _run_summary(init)
     lfw = m["metrics"]["lfw"]
-    h = m["history"]
-    return {"run": str(run), "init_model": m["init_model"], "allocation": p["method"]["budget"]["allocation"],
+    return {"run": str(run), "init_model": s["init_model"], "allocation": p["method"]["budget"]["allocation"],
             "macs": p["macs"]["after"], "params": p["params"]["after"],
-            "augment_policy": m["config"]["augment_policy"], "epochs": len(h),
-            "images_per_s": [e["images_per_s"] for e in h], "train_seconds": m["metrics"]["train_seconds_this_run"],
-            "distill_1_minus_cos": [round(e["distill_loss"], 4) for e in h],
+            "augment_policy": s["config"]["augment_policy"], "epochs": len(s["images_per_s"]),
+            "images_per_s": s["images_per_s"], "train_seconds": s["train_seconds"],
+            "distill_1_minus_cos": [round(e["distill_loss"], 4) for e in m["history"]],
             "lfw_flip": lfw["results"]["flip"]["accuracy_mean"], "lfw_flip_std": lfw["results"]["flip"]["accuracy_std"],
             "lfw_no_flip": lfw["results"]["no_flip"]["accuracy_mean"],
-            "tar_1e-3_flip": lfw["results"]["flip"]["tar_at_far"]["1e-3"], "host": m["host"],
-            "config": {k: v for k, v in m["config"].items() if k not in VARIED}}
+            "tar_1e-3_flip": lfw["results"]["flip"]["tar_at_far"]["1e-3"], "host": s["host"],
+            "config": {k: v for k, v in s["config"].items() if k not in VARIED}}
 
 
 def main() -> None:

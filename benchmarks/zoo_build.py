@@ -67,10 +67,10 @@ MFN_TERMS = ENTRIES["table3-faces"]["terms"]
 
 
 def _mfn(budget: str, tag: str, epochs: int | None = None, min_keep: float | None = None,
-         policy: str | None = None, polish: int | None = None, polish_lr: float = 0.0005) -> dict[str, Any]:
+         policy: str | None = None, polish: tuple[int, ...] = (), polish_lr: float = 0.0005) -> dict[str, Any]:
     """A MobileFaceNet entry: the teacher pruned to `budget` MACs, recovered by distillation, optionally polished
-    (more epochs with mirror-only augmentation) (`BUDGET=... [EPOCHS MIN_KEEP POLICY POLISH]
-    benchmarks/mfn_chain.sh`; its commands, in order)."""
+    in rounds (more epochs with mirror-only augmentation, each round from the last) (`BUDGET=... [EPOCHS MIN_KEEP
+    POLICY POLISH=N,N2] benchmarks/mfn_chain.sh`; its commands, in order)."""
     more = (f" --epochs {epochs}" if epochs else "") + (f" --augment-policy {policy}" if policy else "")
     keep = f" --min-keep {min_keep:g}" if min_keep else ""
     ft = f"runs/mfn-chain/ft-{budget}"
@@ -79,10 +79,11 @@ def _mfn(budget: str, tag: str, epochs: int | None = None, min_keep: float | Non
              f"compress train --recipe mfn-distill --init-model runs/mfn-chain/pruned-{budget} "
              f"--teacher {MFN_TEACHER}{more} --out {ft}"]
     runs = [f"runs/mfn-chain/pruned-{budget}", ft]
-    if polish:
-        chain.append(f"compress train --recipe mfn-distill --init-model {ft} --teacher {MFN_TEACHER} --epochs {polish} "
-                     f"--augment-policy mirror --lr {polish_lr:g} --out {ft}-polish")
-        runs.append(f"{ft}-polish")
+    for i, n in enumerate(polish, 1):
+        out = f"{ft}-polish" + (f"-r{i}" if i > 1 else "")
+        chain.append(f"compress train --recipe mfn-distill --init-model {runs[-1]} --teacher {MFN_TEACHER} "
+                     f"--epochs {n} --augment-policy mirror --lr {polish_lr:g} --out {out}")
+        runs.append(out)
     return {
         "run": runs[-1], "recipe": "profiles/mfn-distill.toml",
         "chain_script": "benchmarks/mfn_chain.sh", "family": "mobilefacenet", "open_set": True, "chain": chain,
@@ -92,10 +93,10 @@ def _mfn(budget: str, tag: str, epochs: int | None = None, min_keep: float | Non
         "runs": runs, "terms": MFN_TERMS}
 
 
-ENTRIES["mfn-113m"] = _mfn("113.5M", "the most accurate pruned point", epochs=3, polish=2)
-ENTRIES["mfn-57m"] = _mfn("57M", "a quarter of the teacher's MACs", polish=2)
+ENTRIES["mfn-113m"] = _mfn("113.5M", "the most accurate pruned point", epochs=3, polish=(2,))
+ENTRIES["mfn-57m"] = _mfn("57M", "a quarter of the teacher's MACs", polish=(2,))
 ENTRIES["mfn-18m"] = _mfn("18.1M", "the paper's Table 3 budget, every width kept >= 20% of the teacher's",
-                           epochs=4, min_keep=0.2, policy="mirror", polish=5)
+                           epochs=4, min_keep=0.2, policy="mirror", polish=(5,))
 TERMS = ("CelebA (training identities) is for non-commercial research only; LFW (1,542 images of people in no "
          "LFW test pair, distillation only) is for research use; the MobileFaceNet teacher was trained on MS1M, "
          "whose terms are non-commercial research. These weights inherit those terms: non-commercial research use.")
@@ -103,7 +104,8 @@ TERMS = ("CelebA (training identities) is for non-commercial research only; LFW 
 
 def _run_summary(run: Path) -> dict[str, Any]:
     m = json.loads((run / "manifest.json").read_text())
-    out: dict[str, Any] = {"run": str(run.relative_to(ROOT)), "kind": m.get("kind"), "created": m.get("created"),
+    where = run.relative_to(ROOT) if run.is_relative_to(ROOT) else run
+    out: dict[str, Any] = {"run": str(where), "kind": m.get("kind"), "created": m.get("created"),
                            "host": m.get("host"), "versions": m.get("versions")}
     if m.get("kind") == "train":
         cfg = m["config"]
