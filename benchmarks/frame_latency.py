@@ -28,6 +28,8 @@ from readme_section import write_section  # noqa: E402
 
 PHOTO = ROOT.parent / "shared" / "data" / "lfw" / "lfw-deepfunneled" / "Colin_Powell" / "Colin_Powell_0001.jpg"
 EXPORT = ROOT / "runs" / "exports" / "zoo-table3-onnx-fp32"
+# the ward's default embedder, exported plain (`compress export --target onnx --model zoo:mfn-113m --out WARD`)
+WARD_EXPORT = ROOT / "runs" / "exports" / "zoo-mfn-113m-onnx-fp32"
 TEACHER = ROOT.parent / "shared" / "models" / "mobilefacenet-teacher" / "MobileFaceNet.onnx"
 OUT = ROOT / "reports" / "detectors"
 GOAL = {"detect": 5.0, "total": 15.0}  # issue 27, one thread, median ms
@@ -38,6 +40,8 @@ def rows() -> list[tuple[str, int | None, str]]:
     out = [("mtcnn", None, "zoo:table3"), ("yunet", 640, "zoo:table3"), ("yunet", None, "zoo:table3"),
            ("blazeface", 640, "zoo:table3"), ("blazeface", 320, "zoo:table3")]
     out += [("yunet", s, e) for e in emb for s in (None, 640)] + [("mtcnn", None, e) for e in emb]
+    if (WARD_EXPORT / "manifest.json").is_file():
+        out += [("yunet", None, str(WARD_EXPORT)), ("blazeface", None, str(WARD_EXPORT))]
     if TEACHER.is_file():
         out += [("yunet", None, str(TEACHER)), ("blazeface", None, str(TEACHER))]
     return out
@@ -94,7 +98,9 @@ def main() -> None:
     print(readme(report))
 
 
-DETECT_ROWS = (("yunet", 320), ("blazeface", 640), ("blazeface", 320), ("yunet", 640))
+# (detector, longer side detected at, YuNet's runtime): YuNet by onnxruntime (the default) and by OpenCV
+DETECT_ROWS = (("yunet", 320, "onnxruntime"), ("yunet", 320, "opencv"), ("blazeface", 640, None),
+               ("blazeface", 320, None), ("yunet", 640, "onnxruntime"))
 
 
 def detect_interleaved(photo: Path, n: int) -> dict:
@@ -111,7 +117,10 @@ def detect_interleaved(photo: Path, n: int) -> dict:
 
     cv2.setNumThreads(1)
     frame = place_in_frame(read_image(photo))
-    finders = [FaceFinder(config=frame_config(d, s)) for d, s in DETECT_ROWS]
+    from compress.data.detectors import YunetDetector
+
+    finders = [FaceFinder(config=frame_config(d, s), detector=YunetDetector(runtime=rt) if rt else None)
+               for d, s, rt in DETECT_ROWS]
     times = np.zeros((n, len(finders)))
     load = [round(x, 2) for x in os.getloadavg()]
     for f in finders:
@@ -123,9 +132,9 @@ def detect_interleaved(photo: Path, n: int) -> dict:
             f = finders[j].detect(frame)
             times[i, j] = (time.perf_counter() - t0) * 1e3
     rows = []
-    for j, (d, s) in enumerate(DETECT_ROWS):
+    for j, (d, s, rt) in enumerate(DETECT_ROWS):
         t = times[:, j]
-        rows.append({"detector": d, "detect_max_side": s, "median_ms": round(float(np.median(t)), 3),
+        rows.append({"detector": d, "detect_max_side": s, "runtime": rt or "LiteRT (XNNPACK)", "median_ms": round(float(np.median(t)), 3),
                      "p90_ms": round(float(np.percentile(t, 90)), 3), "min_ms": round(float(t.min()), 3),
                      "ratio_to_first_median": round(float(np.median(t / times[:, 0])), 3)})
     return {"created": now_iso(), "calls_per_detector": n, "load_average_at_start": load,
@@ -139,14 +148,14 @@ def readme(r: dict) -> str:
              f"bounds). Frame: {r['frame']} ({Path(r['photo']).name}); embed with flip; match against "
              f"{r['templates']} templates. Goal (issue 27): detect <= {r['goal_ms']['detect']} ms, total <= "
              f"{r['goal_ms']['total']} ms.", "",
-             "| detector (detected at) | embedder [runtime, sha256] | detect | align | embed | match | total median | "
+             "| detector (detected at) [runtime] | embedder [runtime, sha256] | detect | align | embed | match | total median | "
              "total p90 | detect / total min | detect vs yunet 320 (median / min) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     base = {t["model"]["sha256"]: t for t in r["rows"] if t["detector"]["name"] == "yunet"
             and t["detector"]["detect_max_side"] == 320}
     for t in r["rows"]:
         s, d, m = t["stages_median_ms"], t["detector"], t["model"]
-        lines.append(f"| {d['name']} ({d['detect_max_side']} px max side) | {m['name']} [{m['runtime']}, "
+        lines.append(f"| {d['name']} ({d['detect_max_side']} px max side) [{d.get('runtime', '?').split()[0]}] | {m['name']} [{m['runtime']}, "
                      f"{m['sha256'][:12]}] | {s['detect']:.1f} | {s['align']:.1f} | {s['embed']:.1f} | "
                      f"{s['match']:.1f} | {t['total_median_ms']:.1f} | {t['total_p90_ms']:.1f} | "
                      f"{t['stages_min_ms']['detect']:.1f} / {t['total_min_ms']:.1f} | " + ratio(t, base) + " |")
@@ -156,9 +165,9 @@ def readme(r: dict) -> str:
                   f"each, one thread; {di['created'][:16]}, load average {di['load_average_at_start'][0]} at start; "
                   "`benchmarks/frame_latency.py --detect-only N`): the ratio is the median of per-turn ratios, "
                   "the figure least moved by the shared host's load.", "",
-                  "| detector (detected at) | median ms | p90 ms | min ms | vs yunet 320 (median of ratios) |",
+                  "| detector (detected at) [runtime] | median ms | p90 ms | min ms | vs yunet 320 (median of ratios) |",
                   "|---|---|---|---|---|"]
-        lines += [f"| {x['detector']} ({x['detect_max_side']} px max side) | {x['median_ms']:.2f} | {x['p90_ms']:.2f} "
+        lines += [f"| {x['detector']} ({x['detect_max_side']} px max side) [{x.get('runtime', '?')}] | {x['median_ms']:.2f} | {x['p90_ms']:.2f} "
                   f"| {x['min_ms']:.2f} | {x['ratio_to_first_median']:.2f} |" for x in di["rows"]]
     return "\n".join(lines)
 

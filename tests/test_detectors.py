@@ -57,6 +57,58 @@ def test_yunet_finds_and_aligns_real_faces(name):
     assert np.abs(template_for("yunet") - TEMPLATE_112).max() < 3  # near ArcFace's: MTCNN-matched, not another crop
 
 
+@needs_lfw
+def test_yunet_onnxruntime_gives_opencvs_faces():
+    """The numpy decoding of the onnxruntime path is FaceDetectorYN's: same faces, same points, on real photos at
+    sizes that need padding to 32 and at the robot's downscaled frame."""
+    ort_det, cv_det = YunetDetector(), YunetDetector(runtime="opencv")
+    for name in SAMPLE:
+        for size in (None, (250, 190), (320, 240)):
+            img = _rgb(LFW / name)
+            img = img if size is None else cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+            a, b = ort_det.detect([img])[0], cv_det.detect([img])[0]
+            assert len(a) == len(b) >= 1
+            assert np.abs(a.boxes - b.boxes).max() < 1e-2 and np.abs(a.landmarks - b.landmarks).max() < 1e-2
+            assert np.abs(a.scores - b.scores).max() < 1e-4
+
+
+def test_yunet_decode_places_a_cell_and_suppresses_its_overlap():
+    from compress.data.yunet_onnx import STRIDES, decode, nms, pad_hw
+
+    assert pad_hw(240, 320) == (256, 320) and pad_hw(480, 640) == (480, 640)
+    ph, pw = 64, 64
+    out = {}
+    for s in STRIDES:
+        n = (ph // s) * (pw // s)
+        out[f"cls_{s}"], out[f"obj_{s}"] = np.zeros((1, n, 1), np.float32), np.zeros((1, n, 1), np.float32)
+        out[f"bbox_{s}"], out[f"kps_{s}"] = np.zeros((1, n, 4), np.float32), np.zeros((1, n, 10), np.float32)
+    cols = pw // 8
+    # a face at stride 8, row 2, column 3: centre (3.5, 2.5) cells, size e^1 cells, score sqrt(0.81 * 1) = 0.9
+    out["cls_8"][0, 2 * cols + 3], out["obj_8"][0, 2 * cols + 3] = 0.81, 1.5  # obj clipped to 1
+    out["bbox_8"][0, 2 * cols + 3] = [0.5, 0.5, 1.0, 1.0]
+    out["kps_8"][0, 2 * cols + 3] = np.arange(10) / 10
+    # its neighbour overlaps it almost entirely, scoring lower: suppressed
+    out["cls_8"][0, 2 * cols + 4], out["obj_8"][0, 2 * cols + 4] = 0.64, 1.0
+    out["bbox_8"][0, 2 * cols + 4] = [-0.3, 0.5, 1.0, 1.0]
+    faces = decode(out, ph, pw, score=0.6, iou=0.3, top_k=50)
+    w = np.exp(1.0) * 8
+    assert faces.shape == (1, 15)
+    np.testing.assert_allclose(faces[0, :4], [3.5 * 8 - w / 2, 2.5 * 8 - w / 2, w, w], rtol=1e-5)
+    np.testing.assert_allclose(faces[0, 4:14].reshape(5, 2), (np.arange(10).reshape(5, 2) / 10 + [3, 2]) * 8,
+                               rtol=1e-5)
+    assert faces[0, 14] == pytest.approx(0.9)
+    assert len(decode(out, ph, pw, score=0.95, iou=0.3, top_k=50)) == 0  # under the score threshold
+    assert len(decode(out, ph, pw, score=0.6, iou=0.99, top_k=50)) == 2  # a looser NMS keeps both
+    boxes = np.array([[0, 0, 10, 10], [20, 20, 10, 10], [1, 1, 10, 10]], np.float32)
+    assert nms(boxes, np.array([0.5, 0.9, 0.8]), 0.3, 50).tolist() == [1, 2]
+    assert nms(boxes, np.array([0.5, 0.9, 0.8]), 0.3, 1).tolist() == [1]
+
+
+def test_yunet_runtime_is_checked():
+    with pytest.raises(UserError, match="unknown YuNet runtime 'tvm'"):
+        YunetDetector(runtime="tvm")
+
+
 def test_yunet_finds_no_face_in_a_face_free_image():
     assert len(YunetDetector().detect([_face_free()])[0]) == 0
     assert align_image(_face_free(), config=YUNET) is None

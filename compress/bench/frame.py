@@ -127,7 +127,8 @@ def detector_file(name: str) -> dict[str, str]:
     from ..data.detectors import YUNET_FILE
 
     if name == "yunet":
-        return {"file": YUNET_FILE.name, "sha256": file_sha256(YUNET_FILE), "runtime": "opencv FaceDetectorYN (dnn)"}
+        return {"file": YUNET_FILE.name, "sha256": file_sha256(YUNET_FILE),
+                "runtime": "onnxruntime + numpy decoding (cv2.FaceDetectorYN's)"}
     if name == "blazeface":
         from ..data.blazeface import BLAZEFACE_FILE
 
