@@ -40,10 +40,11 @@ def rows() -> list[tuple[str, int | None, str]]:
     out = [("mtcnn", None, "zoo:table3"), ("yunet", 640, "zoo:table3"), ("yunet", None, "zoo:table3"),
            ("blazeface", 640, "zoo:table3"), ("blazeface", 320, "zoo:table3")]
     out += [("yunet", s, e) for e in emb for s in (None, 640)] + [("mtcnn", None, e) for e in emb]
+    out += [("yunet-onet", None, e) for e in ["zoo:table3", *emb]]
     if (WARD_EXPORT / "manifest.json").is_file():
-        out += [("yunet", None, str(WARD_EXPORT)), ("blazeface", None, str(WARD_EXPORT))]
+        out += [(d, None, str(WARD_EXPORT)) for d in ("yunet-onet", "yunet", "blazeface")]
     if TEACHER.is_file():
-        out += [("yunet", None, str(TEACHER)), ("blazeface", None, str(TEACHER))]
+        out += [("yunet-onet", None, str(TEACHER)), ("yunet", None, str(TEACHER)), ("blazeface", None, str(TEACHER))]
     return out
 
 
@@ -99,8 +100,8 @@ def main() -> None:
 
 
 # (detector, longer side detected at, YuNet's runtime): YuNet by onnxruntime (the default) and by OpenCV
-DETECT_ROWS = (("yunet", 320, "onnxruntime"), ("yunet", 320, "opencv"), ("blazeface", 640, None),
-               ("blazeface", 320, None), ("yunet", 640, "onnxruntime"))
+DETECT_ROWS = (("yunet", 320, "onnxruntime"), ("yunet", 320, "opencv"), ("yunet-onet", 320, None),
+               ("blazeface", 640, None), ("blazeface", 320, None), ("yunet", 640, "onnxruntime"))
 
 
 def detect_interleaved(photo: Path, n: int) -> dict:
@@ -119,7 +120,7 @@ def detect_interleaved(photo: Path, n: int) -> dict:
     frame = place_in_frame(read_image(photo))
     from compress.data.detectors import YunetDetector
 
-    finders = [FaceFinder(config=frame_config(d, s), detector=YunetDetector(runtime=rt) if rt else None)
+    finders = [FaceFinder(config=frame_config(d, s), detector=YunetDetector(runtime=rt) if d == "yunet" else None)
                for d, s, rt in DETECT_ROWS]
     times = np.zeros((n, len(finders)))
     load = [round(x, 2) for x in os.getloadavg()]
@@ -134,7 +135,7 @@ def detect_interleaved(photo: Path, n: int) -> dict:
     rows = []
     for j, (d, s, rt) in enumerate(DETECT_ROWS):
         t = times[:, j]
-        rows.append({"detector": d, "detect_max_side": s, "runtime": rt or "LiteRT (XNNPACK)", "median_ms": round(float(np.median(t)), 3),
+        rows.append({"detector": d, "detect_max_side": s, "runtime": rt or {"yunet-onet": "onnxruntime + pytorch ONet"}.get(d, "LiteRT (XNNPACK)"), "median_ms": round(float(np.median(t)), 3),
                      "p90_ms": round(float(np.percentile(t, 90)), 3), "min_ms": round(float(t.min()), 3),
                      "ratio_to_first_median": round(float(np.median(t / times[:, 0])), 3)})
     return {"created": now_iso(), "calls_per_detector": n, "load_average_at_start": load,

@@ -12,6 +12,7 @@ from .errors import UserError
 from .limits import FACES, SECONDS, SEED, THREADS, Range, option_type as _t
 from .recipe import EvaluateConfig, ExportConfig, PruneConfig, QuantizeConfig
 from .zoo import DEFAULT_MODEL, DEFAULT_PRUNE_SOURCE, WARD_MODEL, is_zoo_spec, safe_name
+from .data.detectors import ROBOT_DETECTOR
 
 
 def _say_model(spec: str | Path) -> None:
@@ -350,7 +351,7 @@ def export(target, model_path, precision, out, lfw, parity_spec, parity_images, 
 @click.option("--frame", "frame_photo", type=click.Path(path_type=Path),
               help="time the robot's whole frame instead: this photo in a 640x480 frame, detect + align + embed "
                    "(flip) + match against --templates")
-@click.option("--detector", help="--frame: yunet, blazeface or mtcnn  [yunet]")
+@click.option("--detector", help=f"--frame: yunet, yunet-onet, blazeface or mtcnn  [{ROBOT_DETECTOR}]")
 @click.option("--model", "model_path", help=f"--frame: the embedder (as `compress enrol --model`)  [{WARD_MODEL}]")
 @click.option("--templates", default=1000, show_default=True, help="--frame: enrolled templates matched against")
 @click.option("--detect-side", type=int, help="--frame: longer side the frame is detected at  [yunet 320]")
@@ -500,7 +501,7 @@ def emulate(bundle, json_out, threads, rebuild, timeout, overwrite) -> None:
 @click.option("--bin", "bins", multiple=True, type=click.Path(path_type=Path),
               help="insightface verification .bin (lfw.bin, cfp_fp.bin, ...), 10-fold; repeatable")
 @click.option("--detector", default="mtcnn", show_default=True, help="--lfw: the face detector that aligns the "
-              "raw images (mtcnn, yunet or blazeface)")
+              "raw images (mtcnn, yunet, yunet-onet or blazeface)")
 def evaluate(model_path, data, lfw, identities, no_flip, json_out, roc, bins, detector) -> None:
     """Face-verification accuracy of a model (PyTorch artifact or ONNX) on pairs."""
     from .evaluate.embed import load_embedder
@@ -683,8 +684,8 @@ def ablation(recipe, out, epochs, variants, device, no_progress) -> None:
 @click.option("--no-flip", is_flag=True, help="no horizontal-flip fusion (about half the embedding time)")
 @click.option("--aligned", is_flag=True, help="the photos are already aligned 112x112 crops (`compress data align`)")
 @click.option("--overwrite", is_flag=True, help="replace the photos of people already enrolled")
-@click.option("--detector", help="face detector: yunet, blazeface or mtcnn  [the gallery's own; yunet for a new "
-              "gallery]")
+@click.option("--detector", help="face detector: yunet, yunet-onet, blazeface or mtcnn  [the gallery's own; "
+              f"{ROBOT_DETECTOR} for a new gallery]")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the result as JSON")
 def enrol(model_path, gallery_dir, db, far, calibration, calibration_images, no_flip, aligned, overwrite,
           detector, json_out) -> None:
@@ -713,7 +714,7 @@ def enrol(model_path, gallery_dir, db, far, calibration, calibration_images, no_
 @click.option("--top-k", default=3, show_default=True, help="people listed per face")
 @click.option("--model", "model_path", help="check that the gallery was enrolled with this model  [its own]")
 @click.option("--aligned", is_flag=True, help="the images are already aligned 112x112 crops (one face each)")
-@click.option("--detector", help="face detector: yunet, blazeface or mtcnn  [the one the gallery was enrolled with]")
+@click.option("--detector", help="face detector: yunet, yunet-onet, blazeface or mtcnn  [the one the gallery was enrolled with]")
 @click.option("--camera", type=int, help="read frames from this camera index instead of files")
 @click.option("--vote", default="3/5", show_default=True, help="video/camera: confirmed after k of the last n frames")
 @click.option("--max-frames", type=int, help="video/camera: stop after this many frames")
@@ -764,7 +765,7 @@ def identify(db, images, top_k, model_path, aligned, detector, camera, vote, max
 @click.option("--allow-uncalibrated", is_flag=True,
               help="confirm even with a threshold not set on real faces (unsafe; every audit row records it)")
 @click.option("--aligned", is_flag=True, help="the image is an already aligned 112x112 crop (one face)")
-@click.option("--detector", help="face detector: yunet, blazeface or mtcnn  [the one the gallery was enrolled with]")
+@click.option("--detector", help="face detector: yunet, yunet-onet, blazeface or mtcnn  [the one the gallery was enrolled with]")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="also write the decision as JSON")
 def check_dose(db, plan_path, image, video, camera, vote, max_frames, at, margin, allow_uncalibrated, aligned,
                detector, json_out) -> None:
@@ -831,7 +832,7 @@ def data_fetch_mtcnn(force) -> None:
 @click.option("--no-cache", is_flag=True, help="do not read or write the aligned-crop cache")
 @click.option("--batch-size", default=16, show_default=True, type=_t(Range(1, 1024, integer=True)))
 @click.option("--detector", default="mtcnn", show_default=True,
-              help="face detector: mtcnn (the reference), yunet or blazeface")
+              help="face detector: mtcnn (the reference), yunet, yunet-onet or blazeface")
 def data_align(src, dst, haar_policy, no_cache, batch_size, detector) -> None:
     """Detect (MTCNN, or --detector) and 5-point align every image under SRC to 112x112 crops in DST (same tree)."""
     from .data.align import align_tree

@@ -46,7 +46,9 @@ def _sums(folder: Path) -> dict[str, str]:
 def test_bundle_carries_the_detector_and_its_sum(onnx_bundle):
     cfg = json.loads((onnx_bundle / CONFIG_FILE).read_text())
     fr, det = cfg["frame"], cfg["frame"]["detector"]
-    assert det["name"] == ROBOT_DETECTOR == "yunet"
+    assert det["name"] == ROBOT_DETECTOR == "yunet-onet"
+    lm = det["landmarks"]  # MTCNN ONet, which places the five points
+    assert lm["file"] in _sums(onnx_bundle) and lm["sha256"] == _sums(onnx_bundle)[lm["file"]]
     assert (onnx_bundle / det["file"]).read_bytes() == YUNET_FILE.read_bytes()
     assert _sums(onnx_bundle)[det["file"]] == det["sha256"] == board_runner.sha256_file(str(YUNET_FILE))
     assert "MIT License" in (onnx_bundle / det["licence"]).read_text() and det["licence"] in _sums(onnx_bundle)
@@ -85,9 +87,12 @@ def test_runner_frame_path_crops_as_the_host(onnx_bundle):
     finder = FaceFinder(config=frame_config(ROBOT_DETECTOR))
     boxes, lms, scores = finder.detect(frame)
     b2, l2, s2 = path.detect(frame)
-    assert len(boxes) == len(b2) == 1 and np.allclose(boxes, b2) and np.allclose(lms, l2)
-    host = finder.align(frame, boxes, lms, scores)[0].crop
-    assert np.array_equal(host, path.align(frame, l2)[0])
+    assert len(boxes) == len(b2) == 1 and np.allclose(boxes, b2)
+    # ONet runs in torch on the host and in OpenCV's dnn on the board: the points agree to float32 rounding
+    assert np.abs(np.asarray(lms) - l2).max() < 1e-3
+    host = finder.align(frame, boxes, lms, scores)[0].crop.astype(int)
+    board = path.align(frame, l2)[0].astype(int)
+    assert np.abs(host - board).max() <= 1 and (host != board).mean() < 0.01
 
 
 @needs_lfw

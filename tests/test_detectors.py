@@ -109,6 +109,26 @@ def test_yunet_runtime_is_checked():
         YunetDetector(runtime="tvm")
 
 
+@needs_lfw
+def test_yunet_onet_puts_mtcnns_points_on_yunets_faces():
+    """ONet on YuNet's box: the faces (boxes, scores) are YuNet's, the points land where MTCNN's do (its crops
+    were what the models learnt), much nearer than YuNet's own, and on MTCNN's template."""
+    from compress.data.detectors import make_detector
+
+    hybrid, yunet, mtcnn = make_detector("yunet-onet"), YunetDetector(), make_detector("mtcnn")
+    assert template_for("yunet-onet") is TEMPLATE_112
+    own, onet = [], []
+    for name in SAMPLE:
+        img = _rgb(LFW / name)
+        h, y, m = hybrid.detect([img])[0], yunet.detect([img])[0], mtcnn.detect([img])[0]
+        assert len(h) == len(y) >= 1 and np.array_equal(h.boxes, y.boxes) and np.array_equal(h.scores, y.scores)
+        eye = np.linalg.norm(m.landmarks[0, 0] - m.landmarks[0, 1])
+        own.append(np.linalg.norm(y.landmarks[0] - m.landmarks[0], axis=1).mean() / eye)
+        onet.append(np.linalg.norm(h.landmarks[0] - m.landmarks[0], axis=1).mean() / eye)
+    assert np.mean(onet) < 0.06 and np.mean(onet) < 0.6 * np.mean(own), (onet, own)
+    assert len(hybrid.detect([_face_free()])[0]) == 0
+
+
 def test_yunet_finds_no_face_in_a_face_free_image():
     assert len(YunetDetector().detect([_face_free()])[0]) == 0
     assert align_image(_face_free(), config=YUNET) is None
@@ -133,9 +153,9 @@ def test_cache_key_names_the_detector_and_keeps_mtcnns(tmp_path):
 def test_unknown_detector_is_a_user_error():
     with pytest.raises(UserError, match="unknown detector 'nope'"):
         AlignConfig(detector="nope").version
-    with pytest.raises(UserError, match="choose one of mtcnn, yunet, blazeface"):
+    with pytest.raises(UserError, match="choose one of mtcnn, yunet, yunet-onet, blazeface"):
         frame_config("nope")
-    assert DETECTORS == ("mtcnn", "yunet", "blazeface")
+    assert DETECTORS == ("mtcnn", "yunet", "yunet-onet", "blazeface")
 
 
 @pytest.mark.parametrize("args", [
@@ -168,7 +188,7 @@ def test_bench_frame_writes_per_stage_medians_and_names_what_ran(tmp_path, monke
                                       "--seconds", "0.2", "--templates", "50", "--json", str(out)])
     main()
     r = json.loads(out.read_text())
-    assert r["measured"] and r["detector"]["name"] == "yunet" and r["detector"]["sha256"] == YUNET_SHA256
+    assert r["measured"] and r["detector"]["name"] == "yunet-onet" and r["detector"]["sha256"] == YUNET_SHA256
     assert r["detector"]["detect_max_side"] == 320 and r["templates"] == 50 and r["flip"] is True
     assert set(r["stages"]) == {"detect", "align", "embed", "match"} and r["total"]["median_ms"] > 0
     assert len(r["model"]["sha256"]) == 64 and r["host"] and "cpu_flags" in r

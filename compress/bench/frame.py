@@ -129,6 +129,11 @@ def detector_file(name: str) -> dict[str, str]:
     if name == "yunet":
         return {"file": YUNET_FILE.name, "sha256": file_sha256(YUNET_FILE),
                 "runtime": "onnxruntime + numpy decoding (cv2.FaceDetectorYN's)"}
+    if name == "yunet-onet":
+        from ..data.mtcnn_weights import weights_dir
+
+        return {"file": YUNET_FILE.name, "sha256": file_sha256(YUNET_FILE), "landmarks": "MTCNN onet (facenet-pytorch "
+                f"2.6 weights, {weights_dir()})", "runtime": "onnxruntime (YuNet) + pytorch (ONet)"}
     if name == "blazeface":
         from ..data.blazeface import BLAZEFACE_FILE
 

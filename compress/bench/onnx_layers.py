@@ -79,9 +79,10 @@ def check_frame_detector(name: str | None, detect_side: int | None) -> None:
 
     if name is None:
         raise UserError("--detect-side needs --detector (e.g. --detector yunet --detect-side 320)")
-    if check_detector(name) != "yunet":
-        raise UserError(f"--detector {name}: only yunet has a per-layer model for the estimate (its ONNX graph); "
-                        "pass --detector yunet, or leave --detector out to estimate the embedder alone")
+    if check_detector(name) not in ("yunet", "yunet-onet"):
+        raise UserError(f"--detector {name}: only yunet and yunet-onet have a per-layer model for the estimate "
+                        "(their ONNX graphs); pass --detector yunet, or leave --detector out to estimate the embedder "
+                        "alone")
     if detect_side is not None and detect_side < YUNET_STRIDE:
         raise UserError(f"--detect-side {detect_side} is below YuNet's stride {YUNET_STRIDE}; pass e.g. 320")
 
@@ -95,8 +96,18 @@ def detector_layers(name: str, frame: tuple[int, int], detect_side: int) -> tupl
     f = min(1.0, detect_side / max(fw, fh))
     w, h = round(fw * f), round(fh * f)
     hh, ww = yunet_input_hw(w, h)
-    return onnx_layers(YUNET_FILE, (1, 3, hh, ww)), f"YuNet {YUNET_FILE.name} at {ww}x{hh} ({fw}x{fh} frame " \
-                                                    f"detected at {w}x{h}, padded to a multiple of {YUNET_STRIDE})"
+    layers = onnx_layers(YUNET_FILE, (1, 3, hh, ww))
+    what = f"YuNet {YUNET_FILE.name} at {ww}x{hh} ({fw}x{fh} frame detected at {w}x{h}, padded to a multiple of " \
+           f"{YUNET_STRIDE})"
+    if name == "yunet-onet":  # + MTCNN's ONet on one face's 48x48 crop
+        import tempfile
+
+        from ..data.mtcnn import write_onet_onnx
+
+        with tempfile.TemporaryDirectory() as tmp:
+            layers += onnx_layers(write_onet_onnx(Path(tmp) / "onet.onnx"), (1, 3, 48, 48))
+        what += " + MTCNN ONet on one 48x48 face"
+    return layers, what
 
 
 def frame_estimate(embed: dict, detector: str, detect_side: int | None, target, precision: str) -> dict:

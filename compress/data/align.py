@@ -41,6 +41,7 @@ CROP_SIZE = 112
 ALIGN_VERSION = "mtcnn-facenet2.6/arcface112-umeyama/haar-loose/v1"
 # Per detector (compress.data.detectors): crops of different detectors never share a cache entry.
 ALIGN_VERSIONS = {"mtcnn": ALIGN_VERSION, "yunet": "yunet-ebafce4e-cv2/mtcnn-matched112-umeyama/haar-loose/v2",
+                  "yunet-onet": "yunet-ebafce4e+onet-facenet2.6/arcface112-umeyama/haar-loose/v1",
                   "blazeface": "blazeface-sr-3bc182eb-litert/mtcnn-matched112-4pt-umeyama/haar-loose/v1"}
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 HAAR_POLICIES = ("flag", "drop")
@@ -569,7 +570,7 @@ def align_tree(src: str | Path, dst: str | Path, *, batch_size: int = 16, progre
 # Camera frames, per detector: (border padding, longer side the frame is detected at). MTCNN keeps the photo
 # settings (the baseline in reports/identify/latency.json); YuNet sees no padding (a frame is not a tight crop)
 # and a half-size 640x480 frame, its speed lever (the quality cost is measured in reports/detectors/).
-FRAME_SETTINGS = {"mtcnn": (0.25, 1280), "yunet": (0.0, 320), "blazeface": (0.0, 640)}  # BlazeFace: 128 inside
+FRAME_SETTINGS = {"mtcnn": (0.25, 1280), "yunet": (0.0, 320), "yunet-onet": (0.0, 320), "blazeface": (0.0, 640)}  # BlazeFace: 128 inside
 
 
 def frame_config(detector: str, detect_side: int | None = None) -> "AlignConfig":

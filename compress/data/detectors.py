@@ -6,6 +6,8 @@
   compress/data/yunet/, run by onnxruntime and decoded as OpenCV's ``cv2.FaceDetectorYN`` does (which stays
   selectable as the reference). One pass at one resolution, so it is cheap on a
   downscaled camera frame; docs/identify.md has its measured quality and frame latency against MTCNN.
+- ``yunet-onet``: YuNet's faces, their five points placed by MTCNN's output net (ONet, one 48x48 pass per face)
+  on YuNet's box: MTCNN's landmark convention and precision at YuNet's cost + ~1 ms (reports/detectors/).
 - ``blazeface``: MediaPipe BlazeFace short range (Apache-2.0; compress/data/blazeface.py), a 128x128 input run by
   LiteRT. Four points (eyes, nose tip, mouth centre), warped onto their own MTCNN-matched template.
 
@@ -24,13 +26,13 @@ import numpy as np
 
 from ..errors import UserError
 
-DETECTORS = ("mtcnn", "yunet", "blazeface")
+DETECTORS = ("mtcnn", "yunet", "yunet-onet", "blazeface")
 # Photos that become training or benchmark data keep the reference aligner.
 DATA_DETECTOR = "mtcnn"
 # The robot's path (enrol, identify, check-dose, video, the frame benchmark): chosen by measurement,
 # reports/detectors/ (quality vs MTCNN on LFW and CelebA, frame latency on one thread); docs/identify.md says
-# why, and what it costs (the teacher's LFW accuracy 0.28 pp below MTCNN-aligned).
-ROBOT_DETECTOR = "yunet"
+# why: YuNet's speed, and with ONet's points the teacher's LFW accuracy within 0.02 pp of MTCNN-aligned.
+ROBOT_DETECTOR = "yunet-onet"
 YUNET_FILE = Path(__file__).parent / "yunet" / "face_detection_yunet.onnx"
 YUNET_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
 YUNET_SCORE = 0.6  # lower than OpenCV's demo (0.9): alignment wants every real face; picking handles the rest
@@ -139,11 +141,50 @@ class YunetDetector:
         return [self.detect_one(np.ascontiguousarray(im)) for im in images]
 
 
+class YunetOnetDetector:
+    """YuNet finds the faces; MTCNN's ONet places their five points (compress.data.mtcnn.onet_landmarks), run by
+    onnxruntime from an ONNX export kept beside the MTCNN weights (torch's per-call overhead doubled its cost).
+    YuNet's own points scatter 2-3 px from MTCNN's in the aligned crop; ONet's on YuNet's box 0.9 px, and the
+    models were trained and benchmarked on MTCNN crops, so these points go onto MTCNN's template."""
+
+    name = "yunet-onet"
+
+    def __init__(self, weights_dir: Path | None = None, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        from .mtcnn import ONET_ONNX_OPSET, write_onet_onnx
+        from .mtcnn_weights import weights_dir as default_dir
+
+        self.yunet = YunetDetector(threads=threads)
+        path = Path(weights_dir or default_dir()) / f"onet-opset{ONET_ONNX_OPSET}.onnx"
+        if not path.is_file():
+            write_onet_onnx(path, weights_dir)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = max(1, threads)
+        self._onet = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def _points(self, x: np.ndarray) -> np.ndarray:
+        return self._onet.run(["pts"], {"x": x})[0]
+
+    def detect_one(self, rgb: np.ndarray):
+        from .mtcnn import Detections, onet_landmarks
+
+        d = self.yunet.detect_one(rgb)
+        if not len(d):
+            return d
+        return Detections(d.boxes, d.scores, onet_landmarks(self._points, rgb, d.boxes).astype(np.float32))
+
+    def detect(self, images: Sequence[np.ndarray]) -> list:
+        return [self.detect_one(np.ascontiguousarray(im)) for im in images]
+
+
 def make_detector(name: str, **mtcnn_opts) -> Detector:
     """A detector by name; ``mtcnn_opts`` are MTCNN's (min_face_size, thresholds, factor, weights_dir)."""
     check_detector(name)
     if name == "yunet":
         return YunetDetector()
+    if name == "yunet-onet":
+        return YunetOnetDetector(weights_dir=mtcnn_opts.get("weights_dir"))
     if name == "blazeface":
         from .blazeface import BlazeFaceDetector
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -198,6 +198,37 @@ def _to_input(batch: np.ndarray) -> torch.Tensor:
     and PReLUs on CPU than the contiguous NCHW layout)."""
     t = torch.from_numpy(batch).permute(0, 3, 1, 2).float()  # permute is a view: already channels-last
     return t.sub_(127.5).mul_(0.0078125)
+
+
+def onet_landmarks(run_onet: Callable[[np.ndarray], np.ndarray], image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """MTCNN's five points for faces another detector boxed: ONet once on each box (0-based x1, y1, x2, y2),
+    squared as MTCNN squares its own; (N, 5, 2) 0-based pixels. The box is not regressed again. ``run_onet``
+    maps the (N, 3, 48, 48) float32 input to ONet's (N, 10) points output."""
+    b = np.trunc(_square(boxes.astype(np.float64) + 1))  # MTCNN's boxes are 1-based
+    pts = run_onet(np.ascontiguousarray(_crops([image], np.zeros(len(b), np.int64), b, 48).numpy()))
+    bw, bh = b[:, 2] - b[:, 0] + 1, b[:, 3] - b[:, 1] + 1
+    # as in the cascade's last stage, which gives 0-based points
+    return np.stack([bw[:, None] * pts[:, :5] + b[:, 0:1] - 1, bh[:, None] * pts[:, 5:10] + b[:, 1:2] - 1], axis=2)
+
+
+ONET_ONNX_OPSET = 11  # OpenCV's dnn (the board runner's runtime for it) reads it; outputs prob, reg, pts
+ONET_MEAN, ONET_SCALE = 127.5, 0.0078125  # _to_input: (pixel - 127.5) / 128, RGB, NCHW
+
+
+def write_onet_onnx(path: Path, weights_dir: Path | None = None) -> Path:
+    """ONet as an ONNX file (input x: N x 3 x 48 x 48 normalised RGB; outputs prob, reg, pts) for runtimes without
+    torch: the board runner places yunet-onet's points with it."""
+    from ..artifacts import atomic_write
+
+    onet = ONet()
+    onet.load_state_dict(load_weights(weights_dir)["onet"])
+    onet.eval()
+    x = torch.zeros(1, 3, 48, 48)
+    atomic_write(path, lambda p: torch.onnx.export(onet, (x,), str(p), input_names=["x"],
+                                                   output_names=["prob", "reg", "pts"],
+                                                   dynamic_axes={"x": {0: "n"}}, opset_version=ONET_ONNX_OPSET,
+                                                   dynamo=False))
+    return Path(path)
 
 
 def _empty() -> Detections:

@@ -564,11 +564,43 @@ def frame_config(folder: str, cfg: Dict[str, Any]) -> Dict[str, Any]:
     if not isinstance(fr, dict) or not isinstance(fr.get("detector"), dict):
         raise BundleError("this bundle carries no face detector (no \"frame\" in {}): export it again with a newer "
                           "compress to time the whole frame".format(CONFIG))
-    name = bundle_name(str(fr["detector"].get("file")), "a file name in {}".format(CONFIG))
-    path = os.path.join(folder, name)
-    if not os.path.isfile(path) or sha256_file(path) != fr["detector"].get("sha256"):
-        raise BundleError("{} does not match the sha256 in {}: copy the export folder again".format(name, CONFIG))
+    for d in (fr["detector"], fr["detector"].get("landmarks")):
+        if d is None:
+            continue
+        name = bundle_name(str(d.get("file")), "a file name in {}".format(CONFIG))
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path) or sha256_file(path) != d.get("sha256"):
+            raise BundleError("{} does not match the sha256 in {}: copy the export folder again".format(name, CONFIG))
     return fr
+
+
+def square_boxes(boxes: np.ndarray) -> np.ndarray:
+    """(N, 4) x1, y1, x2, y2 grown to squares around their centres, as MTCNN squares its boxes."""
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    x1, y1 = boxes[:, 0] + w * 0.5 - side * 0.5, boxes[:, 1] + h * 0.5 - side * 0.5
+    return np.stack([x1, y1, x1 + side, y1 + side], 1)
+
+
+def onet_points(cv2: Any, net: Any, rgb: np.ndarray, boxes: np.ndarray, lm: Dict[str, Any]) -> np.ndarray:
+    """MTCNN's five points (N, 5, 2) for 0-based boxes in rgb: ONet once on each squared box, cut with zero
+    padding and area-resized to 48x48 (the host's compress.data.mtcnn.onet_landmarks)."""
+    b = np.trunc(square_boxes(boxes.astype(np.float64) + 1)).astype(np.int64)  # MTCNN's boxes are 1-based
+    size, (H, W) = int(lm["input"]), rgb.shape[:2]
+    crops = np.zeros((len(b), size, size, 3), np.uint8)
+    for k, (x1, y1, x2, y2) in enumerate(b - 1):
+        bw, bh = x2 - x1 + 1, y2 - y1 + 1
+        if bw <= 0 or bh <= 0:
+            continue
+        tmp = np.zeros((bh, bw, 3), np.uint8)
+        sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, W - 1), min(y2, H - 1)
+        if sx2 >= sx1 and sy2 >= sy1:
+            tmp[sy1 - y1:sy2 - y1 + 1, sx1 - x1:sx2 - x1 + 1] = rgb[sy1:sy2 + 1, sx1:sx2 + 1]
+        crops[k] = cv2.resize(tmp, (size, size), interpolation=cv2.INTER_AREA)
+    net.setInput(((crops.astype(np.float32) - float(lm["mean"])) * float(lm["scale"])).transpose(0, 3, 1, 2))
+    pts = np.asarray(net.forward("pts"), np.float64).reshape(len(b), 10)
+    bw, bh = (b[:, 2] - b[:, 0] + 1)[:, None], (b[:, 3] - b[:, 1] + 1)[:, None]
+    return np.stack([bw * pts[:, :5] + b[:, 0:1] - 1, bh * pts[:, 5:10] + b[:, 1:2] - 1], 2)
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -604,6 +636,9 @@ class FramePath(object):
             raise BundleError("OpenCV {} cannot load {} ({}): {}".format(cv2.__version__, d["file"],
                                                                          str(e).strip().splitlines()[-1], CV2_INSTALL))
         self.size = (side, side)
+        self.onet = None
+        if d.get("landmarks"):  # yunet-onet: MTCNN's output net places the five points
+            self.onet = cv2.dnn.readNetFromONNX(os.path.join(folder, d["landmarks"]["file"]))
         self.template = np.asarray(fr["template"], np.float64)
         self.crop = int(fr["crop_size"])
         n, dim = int(fr["templates"]), int(backend.run(prepare(np.zeros((1, self.crop, self.crop, 3), np.uint8),
@@ -631,9 +666,12 @@ class FramePath(object):
         _, faces = self.net.detect(bgr)
         if faces is None or len(faces) == 0:
             return np.zeros((0, 4)), np.zeros((0, 5, 2)), np.zeros((0,))
-        faces = faces[np.argsort(-faces[:, 14], kind="stable")]
+        faces = faces[np.argsort(-faces[:, 14], kind="stable")].astype(np.float64)
+        if self.onet is not None:
+            boxes = np.concatenate([faces[:, 0:2], faces[:, 0:2] + faces[:, 2:4]], 1)
+            faces[:, 4:14] = onet_points(cv2, self.onet, img, boxes.astype(np.float32),
+                                         fr["detector"]["landmarks"]).reshape(-1, 10)
         pts = np.concatenate([faces[:, 0:2], faces[:, 0:2] + faces[:, 2:4], faces[:, 4:14]], 1).reshape(-1, 7, 2)
-        pts = pts.astype(np.float64)
         if f != 1.0:  # cv2.resize maps pixel centres: x' = (x + 0.5) * f - 0.5
             pts = (pts + 0.5) / f - 0.5
         pts = pts - np.array([px, py], np.float64)
@@ -778,7 +816,8 @@ def time_frame(path: FramePath, frame_shows: Any, a: argparse.Namespace) -> Dict
                          "detect_max_side": fr["detect_max_side"], "pad_frac": fr["pad_frac"],
                          "score_threshold": d["score_threshold"], "nms_threshold": d["nms_threshold"],
                          "top_k": d["top_k"]},
-            "stage_runtime": {"detect": "OpenCV {} cv2.FaceDetectorYN".format(cv2.__version__),
+            "stage_runtime": {"detect": "OpenCV {} cv2.FaceDetectorYN".format(cv2.__version__) + (
+                                  " + MTCNN ONet (OpenCV dnn)" if fr["detector"].get("landmarks") else ""),
                               "align": "numpy similarity fit + OpenCV {} warpAffine".format(cv2.__version__),
                               "embed": runtime + (", with its mirror image" if fr["flip"] else ""),
                               "match": "numpy {} (cosine, top {})".format(np.__version__, fr["match_top_k"])},

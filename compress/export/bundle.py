@@ -8,7 +8,8 @@ only the board's Python, numpy and runtime (no compress package).
     bundle.json        what the runner needs: model file and sha256, input layout and normalisation, timing
                        protocol of `compress bench`, the target's board software
     parity_faces.npz   a few of the export's parity faces (uint8) with their PyTorch float embeddings
-    face_detection_yunet.onnx (+ .README.md, its MIT licence)
+    face_detection_yunet.onnx (+ .README.md, its MIT licence), mtcnn_onet.onnx (yunet-onet: MTCNN's output net,
+                       facenet-pytorch's MIT-licensed weights, which places the five points)
                        the robot's face detector, for `run_on_board.py --frame` (bundle.json "frame": the host's
                        frame path of `compress bench --frame`, every setting taken from the package)
     BOARD.md           the exact commands on the board
@@ -58,12 +59,16 @@ def timing_protocol() -> dict[str, Any]:
     return {k: sig[k].default for k in ("warmup", "min_runs", "min_seconds", "max_seconds")}
 
 
+ONET_FILE = "mtcnn_onet.onnx"
+
+
 def detector_files() -> dict[str, Path]:
     """The robot's face detector and its licence text: name in the bundle -> source file; empty when the robot's
-    detector is not one the runner runs (it has OpenCV's FaceDetectorYN, i.e. YuNet, only)."""
+    detector is not one the runner runs (YuNet by OpenCV's FaceDetectorYN, its points optionally placed by MTCNN's
+    ONet, written by write_landmark_net)."""
     from ..data.detectors import ROBOT_DETECTOR, YUNET_FILE
 
-    if ROBOT_DETECTOR != "yunet":
+    if ROBOT_DETECTOR not in ("yunet", "yunet-onet"):
         return {}
     out = {YUNET_FILE.name: YUNET_FILE}
     licence = YUNET_FILE.parent / "README.md"  # its provenance and MIT licence text
@@ -88,10 +93,17 @@ def frame_section(stage: Path) -> dict[str, Any] | None:
     det = inspect.signature(YunetDetector).parameters
     bench = inspect.signature(bench_frame).parameters
     align = frame_config(ROBOT_DETECTOR)
-    return {"detector": {"name": ROBOT_DETECTOR, "file": model, "sha256": file_sha256(stage / model),
-                         "licence": licence, "runtime": "OpenCV cv2.FaceDetectorYN (4.8+)",
-                         "score_threshold": det["score"].default, "nms_threshold": det["nms"].default,
-                         "top_k": det["top_k"].default},
+    detector = {"name": ROBOT_DETECTOR, "file": model, "sha256": file_sha256(stage / model),
+                "licence": licence, "runtime": "OpenCV cv2.FaceDetectorYN (4.8+)",
+                "score_threshold": det["score"].default, "nms_threshold": det["nms"].default,
+                "top_k": det["top_k"].default}
+    if (stage / ONET_FILE).is_file():
+        from ..data.mtcnn import ONET_MEAN, ONET_SCALE
+
+        detector["landmarks"] = {"file": ONET_FILE, "sha256": file_sha256(stage / ONET_FILE), "input": 48,
+                                 "mean": ONET_MEAN, "scale": ONET_SCALE, "runtime": "OpenCV dnn",
+                                 "source": "MTCNN ONet, facenet-pytorch 2.6 weights (MIT licence)"}
+    return {"detector": detector,
             "detect_max_side": align.detect_max_side, "pad_frac": align.pad_frac, "crop_size": CROP_SIZE,
             "template": template_for(ROBOT_DETECTOR).tolist(), "frame_size": list(FRAME_SIZE),
             "canvas_grey": CANVAS_GREY, "templates": DEFAULT_TEMPLATES, "flip": bench["flip"].default,
@@ -152,12 +164,24 @@ def write_bundle(stage: Path, target: Target, precision: str, model_file: str, i
             atomic_write_text(stage / name, src.read_text())
     for name, src in detector_files().items():
         atomic_write(stage / name, lambda p, src=src: p.write_bytes(src.read_bytes()))
+    landmark_net = write_landmark_net(stage)
     faces = write_parity_faces(stage, images, embeddings, images_desc, reference_desc)
     cfg = bundle_config(target, precision, artifact, model_file, file_sha256(stage / model_file), input_spec, faces,
                         frame_section(stage))
     write_json(stage / CONFIG_FILE, cfg)
     atomic_write_text(stage / BOARD_FILE, board_md(target, cfg, host_parity))
-    return [RUNNER_FILE, CONFIG_FILE, FACES_FILE, BOARD_FILE, *detector_files()]
+    return [RUNNER_FILE, CONFIG_FILE, FACES_FILE, BOARD_FILE, *detector_files(), *landmark_net]
+
+
+def write_landmark_net(stage: Path) -> list[str]:
+    """yunet-onet: MTCNN's ONet as ONNX into the bundle (the runner places the five points with it); its name."""
+    from ..data.detectors import ROBOT_DETECTOR
+    from ..data.mtcnn import write_onet_onnx
+
+    if ROBOT_DETECTOR != "yunet-onet":
+        return []
+    write_onet_onnx(stage / ONET_FILE)
+    return [ONET_FILE]
 
 
 def write_sums(stage: Path) -> str:
