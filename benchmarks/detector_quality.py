@@ -310,7 +310,8 @@ def readme(r: dict) -> str:
                   "640x480 frame letterboxed into BlazeFace's 128x128 input. YuNet's points are warped onto its "
                   "MTCNN-matched template (yunet_template.json); on the ArcFace template instead the teacher "
                   "was at 99.12% (quality_arcface_template.json). BlazeFace's four points (eyes, nose tip, mouth "
-                  "centre) onto theirs (blazeface_template.json). Goal: " + r["goal"] + ".", "",
+                  "centre) onto theirs (blazeface_template.json). 'yunet-onet': YuNet's faces, the five points "
+                  "placed by MTCNN's ONet on YuNet's box, onto MTCNN's template. Goal: " + r["goal"] + ".", "",
                   "| model (sha256) | aligned by | accuracy | vs MTCNN (pp) |", "|---|---|---|---|"]
         for label, row in r["lfw"].items():
             for det, v in row.items():

@@ -135,7 +135,7 @@ def detect_interleaved(photo: Path, n: int) -> dict:
     rows = []
     for j, (d, s, rt) in enumerate(DETECT_ROWS):
         t = times[:, j]
-        rows.append({"detector": d, "detect_max_side": s, "runtime": rt or {"yunet-onet": "onnxruntime + pytorch ONet"}.get(d, "LiteRT (XNNPACK)"), "median_ms": round(float(np.median(t)), 3),
+        rows.append({"detector": d, "detect_max_side": s, "runtime": rt or {"yunet-onet": "onnxruntime (YuNet and ONet)"}.get(d, "LiteRT (XNNPACK)"), "median_ms": round(float(np.median(t)), 3),
                      "p90_ms": round(float(np.percentile(t, 90)), 3), "min_ms": round(float(t.min()), 3),
                      "ratio_to_first_median": round(float(np.median(t / times[:, 0])), 3)})
     return {"created": now_iso(), "calls_per_detector": n, "load_average_at_start": load,
