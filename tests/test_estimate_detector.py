@@ -43,6 +43,15 @@ def test_yunet_walk_matches_an_independent_mac_count():
     assert [ly.macs for ly in same] == [ly.macs for ly in layers] and "320x256" in what
 
 
+def test_yunet_onet_adds_onets_layers_for_one_face():
+    yunet, _ = detector_layers("yunet", (640, 480), 320)
+    both, what = detector_layers("yunet-onet", (640, 480), 320)
+    onet = both[len(yunet):]
+    assert [ly.macs for ly in both[:len(yunet)]] == [ly.macs for ly in yunet] and "ONet" in what
+    # ONet on 48x48: four convs and the dense layers, ~13 M MACs (conv1 46x46x32x27 alone is 1.8 M)
+    assert 10e6 < sum(ly.macs for ly in onet) < 20e6 and {"dense"} <= {ly.kind for ly in onet}
+
+
 def test_estimate_cli_prints_detect_embed_total_per_board(tmp_path):
     out = tmp_path / "e.json"
     code, stdout, err = run_cli("estimate", "--model", "table3", "--target", "raspberry-pi-5", "--detector", "yunet",
