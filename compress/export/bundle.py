@@ -173,6 +173,12 @@ def write_bundle(stage: Path, target: Target, precision: str, model_file: str, i
     return [RUNNER_FILE, CONFIG_FILE, FACES_FILE, BOARD_FILE, *detector_files(), *landmark_net]
 
 
+def _landmarks_md(d: dict[str, Any]) -> str:
+    lm = d.get("landmarks")
+    return (f", the five points placed by `{lm['file']}` (MTCNN's output net, one {lm['input']}x{lm['input']} pass "
+            "per face on YuNet's box, through OpenCV's dnn)") if lm else ""
+
+
 def write_landmark_net(stage: Path) -> list[str]:
     """yunet-onet: MTCNN's ONet as ONNX into the bundle (the runner places the five points with it); its name."""
     from ..data.detectors import ROBOT_DETECTOR
@@ -283,8 +289,8 @@ def _frame_md(cfg: dict[str, Any]) -> str:
 Times what `{fr['host']}` times on the host, stage by stage: the photo centred in a {w}x{h} frame on grey
 {fr['canvas_grey']} (a larger photo is shrunk to fit); **detect** with `{d['file']}` (YuNet, carried in this
 bundle with its licence, sha256 in `SHA256SUMS`) through OpenCV's FaceDetectorYN at longer side
-{fr['detect_max_side']} (score {d['score_threshold']}, NMS {d['nms_threshold']}, top-k {d['top_k']}); **align**
-its five points onto the {fr['crop_size']}x{fr['crop_size']} template by a least-squares similarity and
+{fr['detect_max_side']} (score {d['score_threshold']}, NMS {d['nms_threshold']}, top-k {d['top_k']}){_landmarks_md(d)};
+**align** its five points onto the {fr['crop_size']}x{fr['crop_size']} template by a least-squares similarity and
 cv2.warpAffine; **embed** with the model above in the board's runtime{' and its mirror image' if fr['flip'] else ''};
 **match** against {fr['templates']} random unit templates. Threads: {fr['threads']} unless `--threads`; per stage
 and in total: median, p90 and min over at least {fr['min_runs']} frames and {fr['seconds']} s after {fr['warmup']}
