@@ -193,3 +193,25 @@ def test_bench_frame_writes_per_stage_medians_and_names_what_ran(tmp_path, monke
     assert set(r["stages"]) == {"detect", "align", "embed", "match"} and r["total"]["median_ms"] > 0
     assert len(r["model"]["sha256"]) == 64 and r["host"] and "cpu_flags" in r
     assert "total median" in capsys.readouterr().out
+
+
+def test_yunet_onet_exports_onet_elsewhere_when_the_weights_folder_is_read_only(tmp_path, monkeypatch):
+    """ONet's ONNX lives beside the MTCNN weights; a folder it cannot write gets a per-process copy instead."""
+    import compress.data.mtcnn as mtcnn
+    from compress.data.detectors import YunetOnetDetector
+    from compress.data.mtcnn_weights import weights_dir
+
+    src = weights_dir()
+    for f in ("pnet.pt", "rnet.pt", "onet.pt"):
+        (tmp_path / f).write_bytes((src / f).read_bytes())
+    real = mtcnn.write_onet_onnx
+
+    def refuse_there(path, wd=None):
+        if Path(path).parent == tmp_path:
+            raise PermissionError(13, "read-only", str(path))
+        return real(path, wd)
+
+    monkeypatch.setattr(mtcnn, "write_onet_onnx", refuse_there)
+    det = YunetOnetDetector(weights_dir=tmp_path)
+    assert not (tmp_path / "onet-opset11.onnx").exists()
+    assert det._onet.run(["pts"], {"x": np.zeros((1, 3, 48, 48), np.float32)})[0].shape == (1, 10)

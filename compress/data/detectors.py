@@ -158,7 +158,12 @@ class YunetOnetDetector:
         self.yunet = YunetDetector(threads=threads)
         path = Path(weights_dir or default_dir()) / f"onet-opset{ONET_ONNX_OPSET}.onnx"
         if not path.is_file():
-            write_onet_onnx(path, weights_dir)
+            try:
+                write_onet_onnx(path, weights_dir)
+            except OSError:  # a read-only weights folder: export for this process only
+                import tempfile
+
+                path = write_onet_onnx(Path(tempfile.mkdtemp(prefix="compress-onet-")) / path.name, weights_dir)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = opts.inter_op_num_threads = max(1, threads)
         self._onet = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
