@@ -133,7 +133,7 @@ def detector_file(name: str) -> dict[str, str]:
         from ..data.mtcnn_weights import weights_dir
 
         return {"file": YUNET_FILE.name, "sha256": file_sha256(YUNET_FILE), "landmarks": "MTCNN onet (facenet-pytorch "
-                f"2.6 weights, {weights_dir()})", "runtime": "onnxruntime (YuNet) + pytorch (ONet)"}
+                f"2.6 weights, {weights_dir()})", "runtime": "onnxruntime (YuNet and ONet)"}
     if name == "blazeface":
         from ..data.blazeface import BLAZEFACE_FILE
 

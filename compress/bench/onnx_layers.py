@@ -15,14 +15,15 @@ from pathlib import Path
 
 from .reference_nets import LayerSpec
 
-# YuNet through cv2.FaceDetectorYN pads its input up to a multiple of 32 (the deepest stride)
-YUNET_STRIDE = 32
+from ..data.yunet_onnx import STRIDES, pad_hw
+
+# YuNet (either runtime) pads its input up to a multiple of 32 (the deepest stride)
+YUNET_STRIDE = STRIDES[-1]
 
 
 def yunet_input_hw(width: int, height: int) -> tuple[int, int]:
     """The (H, W) YuNet's graph runs at for a width x height image (FaceDetectorYN's padding to 32)."""
-    up = lambda v: int(math.ceil(v / YUNET_STRIDE)) * YUNET_STRIDE  # noqa: E731
-    return up(height), up(width)
+    return pad_hw(height, width)
 
 
 def _dims(value_info) -> tuple[int, ...]:
@@ -100,12 +101,9 @@ def detector_layers(name: str, frame: tuple[int, int], detect_side: int) -> tupl
     what = f"YuNet {YUNET_FILE.name} at {ww}x{hh} ({fw}x{fh} frame detected at {w}x{h}, padded to a multiple of " \
            f"{YUNET_STRIDE})"
     if name == "yunet-onet":  # + MTCNN's ONet on one face's 48x48 crop
-        import tempfile
+        from ..data.mtcnn import onet_onnx_file
 
-        from ..data.mtcnn import write_onet_onnx
-
-        with tempfile.TemporaryDirectory() as tmp:
-            layers += onnx_layers(write_onet_onnx(Path(tmp) / "onet.onnx"), (1, 3, 48, 48))
+        layers += onnx_layers(onet_onnx_file(), (1, 3, 48, 48))
         what += " + MTCNN ONet on one 48x48 face"
     return layers, what
 

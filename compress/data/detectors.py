@@ -152,18 +152,10 @@ class YunetOnetDetector:
     def __init__(self, weights_dir: Path | None = None, threads: int = 1) -> None:
         import onnxruntime as ort
 
-        from .mtcnn import ONET_ONNX_OPSET, write_onet_onnx
-        from .mtcnn_weights import weights_dir as default_dir
+        from .mtcnn import onet_onnx_file
 
         self.yunet = YunetDetector(threads=threads)
-        path = Path(weights_dir or default_dir()) / f"onet-opset{ONET_ONNX_OPSET}.onnx"
-        if not path.is_file():
-            try:
-                write_onet_onnx(path, weights_dir)
-            except OSError:  # a read-only weights folder: export for this process only
-                import tempfile
-
-                path = write_onet_onnx(Path(tempfile.mkdtemp(prefix="compress-onet-")) / path.name, weights_dir)
+        path = onet_onnx_file(weights_dir)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = opts.inter_op_num_threads = max(1, threads)
         self._onet = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

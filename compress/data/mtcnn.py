@@ -231,6 +231,22 @@ def write_onet_onnx(path: Path, weights_dir: Path | None = None) -> Path:
     return Path(path)
 
 
+def onet_onnx_file(weights_dir: Path | None = None) -> Path:
+    """ONet's ONNX export kept beside the MTCNN weights, made once; a folder it cannot write gets a copy for this
+    process only."""
+    from .mtcnn_weights import weights_dir as default_dir
+
+    path = Path(weights_dir or default_dir()) / f"onet-opset{ONET_ONNX_OPSET}.onnx"
+    if path.is_file():
+        return path
+    try:
+        return write_onet_onnx(path, weights_dir)
+    except OSError:  # a read-only weights folder
+        import tempfile
+
+        return write_onet_onnx(Path(tempfile.mkdtemp(prefix="compress-onet-")) / path.name, weights_dir)
+
+
 def _empty() -> Detections:
     return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
 
