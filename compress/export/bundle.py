@@ -180,13 +180,15 @@ def _landmarks_md(d: dict[str, Any]) -> str:
 
 
 def write_landmark_net(stage: Path) -> list[str]:
-    """yunet-onet: MTCNN's ONet as ONNX into the bundle (the runner places the five points with it); its name."""
+    """yunet-onet: MTCNN's ONet as ONNX into the bundle (the runner places the five points with it), the same
+    file the host's detector runs; its name."""
     from ..data.detectors import ROBOT_DETECTOR
-    from ..data.mtcnn import write_onet_onnx
+    from ..data.mtcnn import onet_onnx_file
 
     if ROBOT_DETECTOR != "yunet-onet":
         return []
-    write_onet_onnx(stage / ONET_FILE)
+    src = onet_onnx_file()
+    atomic_write(stage / ONET_FILE, lambda p: p.write_bytes(src.read_bytes()))
     return [ONET_FILE]
 
 

@@ -351,8 +351,9 @@ def _pt2e_keep_float(model: nn.Module, keep_float: list[str]) -> list[str]:
     input, the head's per-tensor int8 output (the same loss as an int8 GDC; mfn-18m embedding cosine 0.20 vs
     0.95 with `head` float too, 32 CelebA-299 faces). NNCF quantizes a float op's inputs only where it reads
     them, so its path needs no such rule."""
-    pool = getattr(model, "pool", None)
-    gdc = "pool" in keep_float and pool is not None and any(True for _ in pool.parameters())
+    from ..quantize.in_memory import has_weighted_gdc
+
+    gdc = "pool" in keep_float and has_weighted_gdc(model)
     return list(keep_float) + (["head"] if gdc and "head" not in keep_float else [])
 
 

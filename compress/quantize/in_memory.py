@@ -76,9 +76,14 @@ def resolve_keep_float(model: FaceMobileNet, keep_float: Iterable[str] | None) -
     return out
 
 
-def _expand(model: nn.Module, name: str) -> tuple[str, ...]:
+def has_weighted_gdc(model: nn.Module) -> bool:
+    """Whether the pool before the embedding is a global depthwise conv with weights (MobileFaceNet's GDC)."""
     pool = getattr(model, "pool", None)
-    gdc = name == "embedding" and pool is not None and any(True for _ in pool.parameters())
+    return pool is not None and any(True for _ in pool.parameters())
+
+
+def _expand(model: nn.Module, name: str) -> tuple[str, ...]:
+    gdc = name == "embedding" and has_weighted_gdc(model)
     return (_GDC_EMBEDDING if gdc else ()) + _ALIASES.get(name, (name,))
 
 
