@@ -130,6 +130,8 @@ def import_onnx_cmd(onnx_file: Path, out: Path, overwrite: bool) -> None:
               help="teacher embeds each image once (cached) or every augmented view the student sees (online)")
 @click.option("--augment-policy", type=click.Choice(["light", "strong", "mirror"]), help="training augmentation  [light]")
 @click.option("--mixup", type=float, help="online teacher: fraction of each batch made of two-image mixes")
+@click.option("--feature-weight", type=float,
+              help="online teacher of the same stage widths: weight of block-wise feature distillation  [0]")
 @click.option("--data", help="'synthetic' (built-in generator), an ImageFolder of aligned 112x112 crops, or an "
                             "insightface train.rec (streamed)")
 @click.option("--stream", is_flag=True, default=None, help="read the folder from disk per batch, not into memory first")

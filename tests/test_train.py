@@ -271,3 +271,38 @@ def test_every_shipped_profile_loads():
         kinds[p.stem] = "pipeline" if set(sections) - {"train"} else "train"
     assert kinds["table3"] == "table3" and kinds["celeba-table3"] == "train" and kinds["demo"] == "pipeline"
     assert make_config("table2-pruned-ft").init_model and make_config("table2-pruned-ft").distill_weight > 50
+
+
+@pytest.mark.slow
+def test_feature_distillation_targets_the_teachers_maps(tmp_path, faces, monkeypatch):
+    """Block-wise feature distillation compares the student's stem/stage/head maps with the teacher's: ~0 when
+    the teacher is the student's own start, large for an unrelated teacher of the same widths; a teacher whose
+    widths differ is refused with the first point that differs."""
+    from compress.model import build_model
+    from compress.model.io import save_model
+    from compress.prune.in_memory import prune_to_schedule
+
+    monkeypatch.setenv("COMPRESS_TEACHER_CACHE", str(tmp_path / "tc"))
+    torch.manual_seed(5)
+    save_model(build_model("table3").eval(), tmp_path / "a" / "model.pt")
+    save_model(build_model("table3").eval(), tmp_path / "b" / "model.pt")
+    common = dict(epochs=1, init_model=str(tmp_path / "a"), distill_weight=10.0, feature_weight=5.0, augment=False,
+                  threads=1, lr=1e-12, teacher_views="online")
+    own = train(cfg(teacher=str(tmp_path / "a"), **common), tmp_path / "own", faces=faces)
+    other = train(cfg(teacher=str(tmp_path / "b"), **common), tmp_path / "other", faces=faces)
+    f_own, f_other = own["history"][0]["feature_loss"], other["history"][0]["feature_loss"]
+    assert f_own < 0.05 and f_other > 0.5, (f_own, f_other)
+    assert own["teacher"]["online_runtime"].startswith("pytorch")
+    big = build_model("table2").eval()
+    save_model(big, tmp_path / "t2" / "model.pt")
+    save_model(prune_to_schedule(big, "table3"), tmp_path / "p" / "model.pt")
+    with pytest.raises(UserError, match=r"feature distillation: teacher t2 has 7 stages, table3 6; use the network"):
+        train(cfg(**{**common, "init_model": str(tmp_path / "p")}, teacher=str(tmp_path / "t2")), tmp_path / "x",
+              faces=faces)
+
+
+def test_feature_distillation_needs_an_online_teacher():
+    with pytest.raises(UserError, match="feature distillation runs the teacher on every batch"):
+        cfg(feature_weight=1.0, teacher="t.onnx", distill_weight=1.0).validate()
+    with pytest.raises(UserError, match="feature distillation runs the teacher on every batch"):
+        cfg(feature_weight=1.0).validate()

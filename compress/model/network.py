@@ -56,6 +56,16 @@ class FaceMobileNet(nn.Module):
         x = self.pool(self.head(x))
         return self.bn(self.embedding(x).flatten(1))
 
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(embedding, [the stem's, every stage's and the head's output maps]): the points where a pruned
+        network keeps its source's widths (pruning narrows only the hidden channels inside the blocks), so
+        block-wise feature distillation can compare them without adapters."""
+        feats = [self.stem(x)]
+        for stage in self.stages:
+            feats.append(stage(feats[-1]))
+        feats.append(self.head(feats[-1]))
+        return self.bn(self.embedding(self.pool(feats[-1])).flatten(1)), feats
+
     def rows(self) -> list[tuple[str, nn.Module, dict[str, Any]]]:
         """The paper's table rows: (operator, module, {t, c, n, s}) in forward order."""
         sch = self.schedule

@@ -65,6 +65,11 @@ class TrainConfig:
     # ignored). "online": the teacher embeds every augmented batch the student sees (function matching; one
     # teacher forward per image per step), which strong augmentation and mixup need.
     teacher_views: str = "cached"
+    # Block-wise feature distillation (online teacher run as a network of the same stage widths, e.g. the
+    # MobileFaceNet a pruned student came from): mean over the stem's, stages' and head's output maps of
+    # |student - teacher|^2 / |teacher|^2, weighted by feature_weight. Richer signal per image than the
+    # embedding alone, which is what a small training set lacks.
+    feature_weight: float = num(0.0, Range(0, 1000, why="the margin loss is of order 10"))
     mixup: float = 0.0  # online teacher only: fraction of each batch replaced by mixes of two images, distilled only
     # Faces with no usable labels (distillation only), comma-separated: folders (aligned like `data` when align
     # is set), `aligned:FOLDER` (crops aligned already), `lfw-unpaired:LFW_DIR` (LFW people in no test pair).
@@ -118,6 +123,9 @@ class TrainConfig:
             raise UserError(f"unknown augment_policy '{self.augment_policy}'; choose one of: {', '.join(AUGMENT_POLICIES)}")
         if self.teacher_views not in ("cached", "online"):
             raise UserError(f"unknown teacher_views '{self.teacher_views}'; choose cached or online")
+        if self.feature_weight and not (self.teacher and self.teacher_views == "online"):
+            raise UserError("feature distillation runs the teacher on every batch; it needs a teacher with "
+                            "teacher_views = \"online\" (or feature_weight = 0)")
         if not 0 <= self.mixup < 1:
             raise UserError(f"mixup is a fraction of the batch in [0, 1), got {self.mixup}")
         if self.mixup and not (self.teacher and self.teacher_views == "online"):

@@ -48,20 +48,32 @@ class _Trainable(nn.Module):
         super().__init__()
         self.model, self.head = model, head
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None, distill_weight: float = 0.0
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(total loss, classification accuracy, distillation loss). Labels < 0 mark unlabelled images,
-        which only enter the distillation term."""
-        emb = self.model(x)
+    def forward(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None, distill_weight: float = 0.0,
+                target_maps: list[torch.Tensor] | None = None, feature_weight: float = 0.0
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(total loss, classification accuracy, distillation loss, feature-distillation loss). Labels < 0 mark
+        unlabelled images, which only enter the distillation terms."""
+        if target_maps is None:
+            emb, maps = self.model(x), []
+        else:
+            emb, maps = self.model.forward_with_features(x)
         known = y >= 0
         zero = emb.sum() * 0.0  # keeps every parameter in the graph (DDP) when a batch has no labels
         cls_loss = self.head(emb[known], y[known])[0] if known.any() else zero
         distill = zero
         if target is not None:
             distill = (1 - torch.nn.functional.cosine_similarity(emb, target, dim=1)).mean()
+        feature = feature_loss(maps, target_maps) if target_maps is not None else zero
         with torch.no_grad():
             acc = (self.head.logits(emb[known]).argmax(1) == y[known]).float().mean() if known.any() else zero
-        return cls_loss + distill_weight * distill, acc, distill
+        return cls_loss + distill_weight * distill + feature_weight * feature, acc, distill, feature
+
+
+def feature_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over the feature points of |s - t|^2 / |t|^2 (per batch): each point's error relative to the
+    teacher's energy there, so the stem's large maps do not outweigh the head's small ones."""
+    terms = [(s - t).pow(2).mean() / t.pow(2).mean().clamp_min(1e-8) for s, t in zip(student, teacher)]
+    return torch.stack(terms).mean()
 
 
 def _dist_info(device: str) -> tuple[int, int, str]:
@@ -279,17 +291,24 @@ class _Teacher:
     sha256: str
     targets: tuple[torch.Tensor, torch.Tensor] | None
     online: Embedder | None
+    network: FaceMobileNet | None = None  # feature distillation: the teacher as a network, its maps are targets
 
     def batch_targets(self, x: torch.Tensor, idx: torch.Tensor | None, flip: torch.Tensor, device: str
-                      ) -> torch.Tensor:
+                      ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """(target embeddings, target feature maps or None) of one augmented batch."""
+        if self.network is not None:
+            with torch.no_grad():
+                return self.network.forward_with_features(x)
         if self.online is not None:
-            return self.online.forward_tensor(x)
+            return self.online.forward_tensor(x), None
         plain, mirror = self.targets
-        return torch.where(flip[:, None], mirror[idx], plain[idx]).to(device)
+        return torch.where(flip[:, None], mirror[idx], plain[idx]).to(device), None
 
 
 def _load_teacher(cfg: TrainConfig, schedule: Schedule, data: _Data, device: str, main: bool) -> _Teacher:
     path = resolve_path(cfg.teacher)
+    if cfg.feature_weight:
+        return _teacher_network(path, schedule, device)
     if cfg.teacher_views == "online":
         sha = teacher_sha256(path)
         online = load_embedder(path, device=device, onnx_runtime="auto")
@@ -305,6 +324,32 @@ def _load_teacher(cfg: TrainConfig, schedule: Schedule, data: _Data, device: str
         raise UserError(f"teacher embeds to {dim} dims but {schedule.name} to "
                         f"{schedule.embedding_size}; set embedding_size in the schedule to match")
     return teacher
+
+
+def _teacher_network(path: Path, schedule: Schedule, device: str) -> _Teacher:
+    """The teacher as a project network (an imported ONNX or an artifact), refused unless each of its feature
+    points has the student's shape."""
+    net = load_model(path).to(device).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    student = FaceMobileNet(schedule).to(device).eval()
+    x = torch.zeros(1, 3, schedule.input_size, schedule.input_size, device=device)
+    with torch.no_grad():
+        emb, t_maps = net.forward_with_features(x)
+        _, s_maps = student.forward_with_features(x)
+    names = ["stem"] + [f"stage {i + 1}" for i in range(len(schedule.stages))] + ["head"]
+    if len(t_maps) != len(s_maps):
+        raise UserError(f"feature distillation: teacher {path.name} has {len(t_maps) - 2} stages, {schedule.name} "
+                        f"{len(s_maps) - 2}; use the network the student was pruned from, or feature_weight = 0")
+    for name, t, s in zip(names, t_maps, s_maps):
+        if t.shape != s.shape:
+            raise UserError(f"feature distillation: the {name} output is {list(t.shape[1:])} in teacher {path.name} "
+                            f"but {list(s.shape[1:])} in {schedule.name}; use the network the student was pruned "
+                            "from, or feature_weight = 0")
+    if emb.shape[1] != schedule.embedding_size:
+        raise UserError(f"teacher embeds to {emb.shape[1]} dims but {schedule.name} to "
+                        f"{schedule.embedding_size}; set embedding_size in the schedule to match")
+    return _Teacher(teacher_sha256(path), None, None, net)
 
 
 # -- network and optimiser ------------------------------------------------------------------------------------------
@@ -392,6 +437,8 @@ def _announce(run: _Run) -> None:
     extra = (f" + {cfg.distill_weight:g} x (1 - cos) distillation from {Path(cfg.teacher).name} "
              f"({cfg.teacher_views} teacher views{f', {cfg.mixup:.0%} mixup' if cfg.mixup else ''})"
              if cfg.teacher else "")
+    if cfg.feature_weight:
+        extra += f" + {cfg.feature_weight:g} x block-wise feature distillation (stem, stages, head)"
     extra += f"; {cfg.augment_policy} augmentation" if cfg.augment else "; no augmentation"
     print(f"training {run.schedule.name} on {run.data.faces.describe()}\n  loss {run.net.head.describe()}{extra}, "
           f"{cfg.epochs} epochs x {run.steps} steps, batch {cfg.batch_size}, {run.world} process(es) on {run.device}")
@@ -436,8 +483,8 @@ def _epoch_batches(run: _Run, epoch: int, g: torch.Generator
 
 
 def _prepare_batch(run: _Run, idx: torch.Tensor | None, xb: torch.Tensor, yb: torch.Tensor, g: torch.Generator
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Augmented float images, labels (-1 for mixes) and distillation targets of one batch."""
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[torch.Tensor] | None]:
+    """Augmented float images, labels (-1 for mixes), distillation targets and target maps of one batch."""
     cfg, device = run.cfg, run.device
     x = to_float(xb.to(device))
     flip = torch.zeros(len(x), dtype=torch.bool)
@@ -451,8 +498,8 @@ def _prepare_batch(run: _Run, idx: torch.Tensor | None, xb: torch.Tensor, yb: to
         other = x[torch.randint(len(x), (k,), generator=g).to(device)]
         x = torch.cat([lam * x[:k] + (1 - lam) * other, x[k:]])
         y = torch.cat([torch.full((k,), -1, dtype=y.dtype, device=device), y[k:]])
-    target = run.teacher.batch_targets(x, idx, flip, device) if run.teacher is not None else None
-    return x, y, target
+    target, maps = run.teacher.batch_targets(x, idx, flip, device) if run.teacher is not None else (None, None)
+    return x, y, target, maps
 
 
 def _run_epoch(run: _Run, epoch: int, bar: tqdm) -> dict[str, Any]:
@@ -461,14 +508,15 @@ def _run_epoch(run: _Run, epoch: int, bar: tqdm) -> dict[str, Any]:
     run.ddp.train()
     # Per-epoch generators: a resumed run draws exactly the batches and augmentations it would have.
     g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-    losses, accs, distills, t0 = [], [], [], time.perf_counter()
+    losses, accs, distills, feats, t0 = [], [], [], [], time.perf_counter()
     bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
     for i, (idx, xb, yb) in enumerate(_epoch_batches(run, epoch, g)):
-        x, y, target = _prepare_batch(run, idx, xb, yb, g)
+        x, y, target, maps = _prepare_batch(run, idx, xb, yb, g)
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, epoch * steps + i, steps)
-        loss, acc, dist_loss = run.ddp(x, y, target, cfg.distill_weight)
+        loss, acc, dist_loss, feat_loss = run.ddp(x, y, target, cfg.distill_weight, maps, cfg.feature_weight)
         distills.append(dist_loss.item())
+        feats.append(feat_loss.item())
         if not torch.isfinite(loss):
             raise RuntimeError(f"loss became {loss.item()} at epoch {epoch + 1} step {i + 1}; lower --lr")
         opt.zero_grad(set_to_none=True)
@@ -480,7 +528,8 @@ def _run_epoch(run: _Run, epoch: int, bar: tqdm) -> dict[str, Any]:
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", acc=f"{np.mean(accs[-20:]):.2f}",
                         img_s=f"{(i + 1) * cfg.batch_size / (time.perf_counter() - t0):.0f}")
     return {"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_accuracy": float(np.mean(accs)),
-            "distill_loss": float(np.mean(distills)), "lr_end": opt.param_groups[0]["lr"],
+            "distill_loss": float(np.mean(distills)),
+            **({"feature_loss": float(np.mean(feats))} if cfg.feature_weight else {}), "lr_end": opt.param_groups[0]["lr"],
             "images_per_s": round(steps * cfg.batch_size / (time.perf_counter() - t0), 1)}
 
 
@@ -528,7 +577,8 @@ def _manifest(run: _Run, metrics: dict[str, Any]) -> dict[str, Any]:
                  "dropped_by_cleaning": {k: len(v) for k, v in faces.dropped.items()},
                  "lfw_leakage_filter": data.leakage},
         "teacher": {"path": cfg.teacher, "sha256": teacher.sha256,
-                    "online_runtime": teacher.online.runtime if teacher.online is not None else None}
+                    "online_runtime": ("pytorch (project network, feature maps)" if teacher.network is not None
+                                       else teacher.online.runtime if teacher.online is not None else None)}
                    if teacher is not None else None,
         "init_model": cfg.init_model or None,
         "loss": run.net.head.describe(),
