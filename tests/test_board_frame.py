@@ -1,7 +1,8 @@
 """The robot's whole frame on the board: the bundle carries the YuNet detector (issue 27), and
 `run_on_board.py --frame [PHOTO]` repeats `compress bench --frame` (detect, align, embed with flip, match) with
-numpy and OpenCV only. The runner runs as a separate process with the compress package made unimportable
-(tests/test_bundle.py's run_board). No timing figure is asserted, only the record's shape."""
+numpy, OpenCV and (for the detector, by default) onnxruntime only. The runner runs as a separate process with the
+compress package made unimportable (tests/test_bundle.py's run_board). No timing figure is asserted, only the
+record's shape."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from compress.bench.frame import CANVAS_GREY, DEFAULT_TEMPLATES, FRAME_SIZE, STAGES
 from compress.data.align import frame_config
 from compress.data.detectors import ROBOT_DETECTOR, YUNET_FILE, YUNET_NMS, YUNET_SCORE, YUNET_TOP_K, template_for
+from compress.data.yunet_onnx import STRIDES, decode, pad_hw
 from compress.export import board_runner
 from compress.export.bundle import CONFIG_FILE, SUMS_FILE
 
@@ -28,6 +30,9 @@ pytest.importorskip("onnxruntime")
 cv2 = pytest.importorskip("cv2")
 ONE_FACE = SHARED / "data" / "lfw" / "lfw-deepfunneled" / "Hal_Sutton" / "Hal_Sutton_0001.jpg"
 TWO_FACES = SHARED / "data" / "lfw" / "lfw-deepfunneled" / "Sandy_Smith" / "Sandy_Smith_0001.jpg"
+LFW_PHOTOS = [ONE_FACE, TWO_FACES] + [SHARED / "data" / "lfw" / "lfw-deepfunneled" / n for n in (
+    "Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "Colin_Powell/Colin_Powell_0001.jpg",
+    "Serena_Williams/Serena_Williams_0001.jpg", "Hugo_Chavez/Hugo_Chavez_0001.jpg")]
 needs_lfw = pytest.mark.skipif(not ONE_FACE.is_file(), reason="../shared LFW photos not present")
 
 
@@ -72,27 +77,154 @@ def test_runner_similarity_is_the_aligners():
                            similarity_transform(src, template_for("yunet")), atol=1e-9)
 
 
+def _frame_path(folder: Path, runtime: str, cv: object = cv2) -> board_runner.FramePath:
+    cfg = json.loads((folder / CONFIG_FILE).read_text())
+    backend = board_runner.load_backend("onnxruntime", str(folder), cfg, 1)
+    return board_runner.FramePath(cv, str(folder), cfg["frame"], backend, cfg, runtime, 1)
+
+
+def _without_face_detector_yn() -> object:
+    """An OpenCV older than 4.8 as the runner sees it: cv2 without FaceDetectorYN (JetPack 4.6 ships 4.1)."""
+    import types
+
+    old = types.ModuleType("cv2")
+    old.__dict__.update({k: v for k, v in vars(cv2).items() if k != "FaceDetectorYN"})
+    return old
+
+
+def test_runner_yunet_decode_is_the_hosts():
+    """The runner's re-implemented YuNet decoding (padding, per-stride decode, sqrt(cls * obj), NMS, top-k) gives
+    the host's rows, bit for bit, on random graph outputs with many overlapping faces."""
+    rng = np.random.default_rng(0)
+    for (h, w), top_k in (((240, 320), 50), ((250, 190), 50), ((480, 640), 3)):
+        ph, pw = pad_hw(h, w)
+        assert board_runner.yunet_pad_hw(h, w) == (ph, pw)
+        out = {}
+        for s in STRIDES:
+            n = (ph // s) * (pw // s)
+            out[f"cls_{s}"], out[f"obj_{s}"] = (rng.uniform(0, 1.1, (1, n, 1)).astype(np.float32) for _ in "co")
+            out[f"bbox_{s}"] = rng.normal(0, 1, (1, n, 4)).astype(np.float32)
+            out[f"kps_{s}"] = rng.normal(0, 1, (1, n, 10)).astype(np.float32)
+        host = decode(out, ph, pw, 0.6, 0.3, top_k)
+        assert len(host) == top_k or len(host) > 5
+        assert np.array_equal(board_runner.yunet_decode(out, ph, pw, 0.6, 0.3, top_k), host)
+        assert np.array_equal(board_runner.yunet_decode(out, ph, pw, 1.01, 0.3, top_k), decode(out, ph, pw, 1.01, 0.3,
+                                                                                             top_k))
+
+
 @needs_lfw
-def test_runner_frame_path_crops_as_the_host(onnx_bundle):
-    """The same frame, boxes, landmarks and 112x112 crops as compress bench --frame's FaceFinder."""
+@pytest.mark.parametrize("runtime", ["onnxruntime", "opencv"])
+def test_runner_frame_path_crops_as_the_host(onnx_bundle, runtime):
+    """The same frame, boxes, landmarks and 112x112 crops as compress bench --frame's FaceFinder, with the detector
+    in onnxruntime (the host's own way) or in OpenCV's FaceDetectorYN and dnn."""
     from compress.bench.frame import place_in_frame
     from compress.identify.pipeline import FaceFinder, read_image
 
-    cfg = json.loads((onnx_bundle / CONFIG_FILE).read_text())
-    backend = board_runner.load_backend("onnxruntime", str(onnx_bundle), cfg, 1)
-    path = board_runner.FramePath(cv2, str(onnx_bundle), cfg["frame"], backend, cfg)
+    path = _frame_path(onnx_bundle, runtime)
+    assert path.runtime == runtime
+    assert path.detect_how.startswith({"onnxruntime": "onnxruntime ", "opencv": "OpenCV "}[runtime])
+    assert path.detect_how.endswith("MTCNN ONet ({})".format({"onnxruntime": "onnxruntime",
+                                                               "opencv": "OpenCV dnn"}[runtime]))
     frame = place_in_frame(read_image(ONE_FACE))
     assert np.array_equal(frame, board_runner.place_in_frame(cv2, board_runner.read_photo(cv2, str(ONE_FACE)),
-                                                             cfg["frame"]))
+                                                             path.fr))
     finder = FaceFinder(config=frame_config(ROBOT_DETECTOR))
     boxes, lms, scores = finder.detect(frame)
     b2, l2, s2 = path.detect(frame)
     assert len(boxes) == len(b2) == 1 and np.allclose(boxes, b2)
-    # ONet runs in torch on the host and in OpenCV's dnn on the board: the points agree to float32 rounding
+    # ONet runs in onnxruntime on the host and in onnxruntime or OpenCV's dnn on the board: float32 rounding
     assert np.abs(np.asarray(lms) - l2).max() < 1e-3
     host = finder.align(frame, boxes, lms, scores)[0].crop.astype(int)
     board = path.align(frame, l2)[0].astype(int)
     assert np.abs(host - board).max() <= 1 and (host != board).mean() < 0.01
+
+
+@needs_lfw
+def test_runner_onnxruntime_detector_is_the_hosts_on_photos(onnx_bundle):
+    """With onnxruntime the runner's detector is the host's yunet-onet: on real photos, one face and two, the same
+    boxes, scores and five points (to 1e-3 px; the same graphs, inputs and decoding)."""
+    from compress.bench.frame import place_in_frame
+    from compress.identify.pipeline import FaceFinder, read_image
+
+    path = _frame_path(onnx_bundle, "onnxruntime")
+    finder = FaceFinder(config=frame_config(ROBOT_DETECTOR))
+    worst = 0.0
+    for photo in [p for p in LFW_PHOTOS if p.is_file()]:
+        frame = place_in_frame(read_image(photo))
+        boxes, lms, scores = finder.detect(frame)
+        b2, l2, s2 = path.detect(frame)
+        assert len(boxes) == len(b2) >= 1, photo.name
+        assert np.abs(np.asarray(scores) - s2).max() < 1e-5, photo.name
+        worst = max(worst, np.abs(np.asarray(boxes) - b2).max(), np.abs(np.asarray(lms) - l2).max())
+    assert worst < 1e-3, worst
+
+
+def test_auto_falls_back_to_onnxruntime_without_face_detector_yn(onnx_bundle):
+    """OpenCV 4.1 (JetPack 4.6): no FaceDetectorYN; auto detects with onnxruntime, and OpenCV does the rest."""
+    old = _without_face_detector_yn()
+    assert board_runner.import_cv2() is cv2  # import_cv2 asks nothing of FaceDetectorYN
+    assert board_runner.detector_runtime(old, "auto") == board_runner.detector_runtime(old, "onnxruntime") \
+        == "onnxruntime"
+    path = _frame_path(onnx_bundle, "auto", old)
+    assert path.runtime == "onnxruntime" and path.detect_how.startswith("onnxruntime ")
+    if ONE_FACE.is_file():
+        frame = board_runner.place_in_frame(old, board_runner.read_photo(old, str(ONE_FACE)), path.fr)
+        _, landmarks, _ = path.detect(frame)
+        assert len(landmarks) == 1 and path.align(frame, landmarks)[0].shape == (112, 112, 3)
+
+
+def test_detector_runtime_choices_and_their_errors(monkeypatch):
+    old = _without_face_detector_yn()
+    with pytest.raises(board_runner.BundleError) as e:
+        board_runner.detector_runtime(old, "opencv")
+    assert "has no FaceDetectorYN" in str(e.value) and "4.8+" in str(e.value) and "\n" not in str(e.value)
+    assert board_runner.detector_runtime(cv2, "opencv") == "opencv"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    assert board_runner.detector_runtime(cv2, "auto") == "opencv"  # no onnxruntime: FaceDetectorYN
+    with pytest.raises(board_runner.BundleError, match="pip3 install onnxruntime"):
+        board_runner.detector_runtime(cv2, "onnxruntime")
+    with pytest.raises(board_runner.BundleError) as e:
+        board_runner.detector_runtime(old, "auto")
+    msg = str(e.value)
+    assert "neither" in msg and "pip3 install onnxruntime" in msg and "opencv-python-headless" in msg
+    assert "\n" not in msg
+
+
+def _cv2_without_face_detector_yn(tmp_path: Path) -> Path:
+    """A folder for PYTHONPATH whose cv2 is the real one less FaceDetectorYN."""
+    stub = tmp_path / "oldcv2"
+    (stub / "cv2").mkdir(parents=True)
+    (stub / "cv2" / "__init__.py").write_text(
+        "import os\nimport sys\n"
+        "_here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))\n"
+        "sys.path[:] = [p for p in sys.path if os.path.abspath(p or '.') != _here]\n"
+        "del sys.modules['cv2']\n"
+        "import cv2 as _real  # noqa: E402\n"
+        "del _real.FaceDetectorYN\n")
+    return stub
+
+
+def test_runtime_errors_are_one_line(onnx_bundle, tmp_path):
+    """The runner as run: --detector-runtime opencv on an OpenCV without FaceDetectorYN, and auto with neither it
+    nor onnxruntime, each one line and exit 2 before any timing."""
+    old = _cv2_without_face_detector_yn(tmp_path)
+    no_ort = tmp_path / "noort"
+    (no_ort / "onnxruntime").mkdir(parents=True)
+    (no_ort / "onnxruntime" / "__init__.py").write_text("raise ImportError('No module named onnxruntime')\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    no_compress = Path(__file__).parent / "data" / "no_compress"
+
+    def run(*paths: Path, args: tuple = ()) -> subprocess.CompletedProcess:
+        env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(map(str, (*paths, no_compress))))
+        return subprocess.run([sys.executable, "run_on_board.py", "--frame", *args, *QUICK], cwd=onnx_bundle,
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    _one_line_error(run(old, args=("--detector-runtime", "opencv")), onnx_bundle, "has no FaceDetectorYN",
+                    "--detector-runtime opencv needs 4.8+", "--detector-runtime onnxruntime")
+    _one_line_error(run(old, no_ort), onnx_bundle, "needs onnxruntime or OpenCV 4.8+", "pip3 install onnxruntime",
+                    "opencv-python-headless")
+    r = run_board(onnx_bundle, "--detector-runtime", "opencv", *QUICK)
+    _one_line_error(r, onnx_bundle, "--detector-runtime is for --frame")
 
 
 @needs_lfw
@@ -113,6 +245,9 @@ def test_frame_record_has_the_stages_and_the_report_shows_them(onnx_bundle, tmp_
     assert f["detector"]["sha256"] == _sums(onnx_bundle)[f["detector"]["file"]]
     assert f["templates"] == DEFAULT_TEMPLATES and f["flip"] is True
     assert set(f["stage_runtime"]) == set(STAGES) and "onnxruntime" in f["stage_runtime"]["embed"]
+    # the detector's runtime by default: onnxruntime, YuNet decoded in numpy, ONet in onnxruntime too
+    assert f["stage_runtime"]["detect"].startswith("onnxruntime ") and "numpy decode" in f["stage_runtime"]["detect"]
+    assert f["stage_runtime"]["detect"].endswith("MTCNN ONet (onnxruntime)")
     assert isinstance(f["cpu_flags"], list)
     report, variant = merged(onnx_bundle, tmp_path / "run")
     assert variant["latency"]["board"]["frame"]["total"] == f["total"]

@@ -211,7 +211,7 @@ def onet_landmarks(run_onet: Callable[[np.ndarray], np.ndarray], image: np.ndarr
     return np.stack([bw[:, None] * pts[:, :5] + b[:, 0:1] - 1, bh[:, None] * pts[:, 5:10] + b[:, 1:2] - 1], axis=2)
 
 
-ONET_ONNX_OPSET = 11  # OpenCV's dnn (the board runner's runtime for it) reads it; outputs prob, reg, pts
+ONET_ONNX_OPSET = 11  # the board runner's onnxruntime and OpenCV's dnn read it; outputs prob, reg, pts
 ONET_MEAN, ONET_SCALE = 127.5, 0.0078125  # _to_input: (pixel - 127.5) / 128, RGB, NCHW
 
 

@@ -107,6 +107,7 @@ def recipe_extras(faces: FaceSet, cfg: Any, device: str = "cpu", progress: bool 
     what a training run (and a data snapshot of it) sees. Returns (faces, the teacher's (plain, mirror)
     embeddings of the kept faces when the filter computed them, else None, the filter's record or None)."""
     from ..recipe import resolve_path, resolve_sources
+    from ..train.distill import teacher_path
 
     if cfg.unlabelled:
         faces = with_unlabelled(faces, resolve_sources(cfg.unlabelled), progress=progress, align=cfg.align)
@@ -114,5 +115,5 @@ def recipe_extras(faces: FaceSet, cfg: Any, device: str = "cpu", progress: bool 
         return faces, None, None
     from .leakage import drop_lfw_leaks
 
-    return drop_lfw_leaks(faces, resolve_path(cfg.teacher), resolve_path(cfg.leakage_lfw), cfg.leakage_quantile,
+    return drop_lfw_leaks(faces, teacher_path(cfg.teacher), resolve_path(cfg.leakage_lfw), cfg.leakage_quantile,
                           device, progress)

@@ -11,7 +11,9 @@ with vermin)::
 
 The JSON it writes is a "compress.bench/1" record: copy it into RUN/board/ and `compress report --run RUN`
 shows it as "measured on board", with the on-board parity (and, with --frame, the per-stage frame times).
---frame also needs OpenCV 4.8+ (cv2.FaceDetectorYN runs the YuNet detector the bundle carries).
+--frame also needs OpenCV (any 4.x: resize, warpAffine) and runs the YuNet detector the bundle carries (with
+MTCNN's ONet for its points) in onnxruntime, decoded in numpy as the host does, or else in OpenCV 4.8+'s
+cv2.FaceDetectorYN (--detector-runtime).
 BOARD.md in the bundle has the exact commands.
 
 Exit codes: 0 done; 2 a problem the user can fix, said in one line on stderr (a missing, changed or unlisted
@@ -45,7 +47,7 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
-from typing import Any, Callable, Dict, List, Optional  # noqa: E402
+from typing import Any, Callable, Dict, List, Optional, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -303,15 +305,22 @@ class Backend(object):
         return lambda: self.run(x)
 
 
+def ort_session(path: str, threads: int) -> Any:
+    """An onnxruntime CPU session with `threads` intra-op threads (0: the runtime's default): the embedding model's,
+    and with --frame the detector's."""
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
 class OnnxRuntimeBackend(Backend):
     runtime = "onnxruntime"
 
     def __init__(self, path: str, threads: int) -> None:
         import onnxruntime as ort
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        self.session = ort_session(path, threads)
         self.name = self.session.get_inputs()[0].name
         self.ort, self.version = ort, ort.__version__
         self.how = ("onnxruntime CPUExecutionProvider, run_with_iobinding() on input and output bound once "
@@ -541,21 +550,41 @@ class TensorRtBackend(Backend):
 # The host's frame path (compress/bench/frame.py, identify/pipeline.py run_frame, data/align.py) re-implemented
 # with numpy and OpenCV only, every setting read from bundle.json's "frame"; tests/test_board_frame.py checks the
 # geometry against the package's.
-CV2_INSTALL = ("pip install opencv-python-headless (OpenCV 4.8+; JetPack's own OpenCV serves only if it is 4.8+, "
-               "JetPack 4.6 ships 4.1)")
+CV2_INSTALL = ("pip install opencv-python-headless, or the board's own OpenCV (with onnxruntime any OpenCV 4 "
+               "serves, JetPack 4.6's 4.1 too; --detector-runtime opencv needs 4.8+ for cv2.FaceDetectorYN)")
+YN_INSTALL = ("pip install opencv-python-headless (4.8+; none is built for Python 3.6, JetPack 4.6's), or "
+              "--detector-runtime onnxruntime")
+ORT_INSTALL = "pip3 install onnxruntime (on a Jetson: NVIDIA's onnxruntime-gpu wheel for its JetPack)"
+DETECTOR_RUNTIMES = ("auto", "onnxruntime", "opencv")
 
 
 def import_cv2() -> Any:
-    """OpenCV, the detector's runtime on every board, or a BundleError naming how to install it."""
+    """OpenCV (resize, warpAffine; FaceDetectorYN too with --detector-runtime opencv), or a BundleError naming how
+    to install it."""
     try:
         import cv2
     except ImportError as e:
-        raise BundleError("--frame needs OpenCV, the face detector's runtime, and it is not importable here ({}): "
-                          "{}".format(e, CV2_INSTALL))
-    if not hasattr(cv2, "FaceDetectorYN"):
-        raise BundleError("OpenCV {} has no FaceDetectorYN (--frame needs 4.8+): {}".format(cv2.__version__,
-                                                                                           CV2_INSTALL))
+        raise BundleError("--frame needs OpenCV (resize, warp) and it is not importable here ({}): {}".format(
+            e, CV2_INSTALL))
     return cv2
+
+
+def detector_runtime(cv2: Any, wanted: str) -> str:
+    """What runs YuNet and ONet for --frame: "onnxruntime" (YuNet decoded in numpy, auto's first choice) or "opencv"
+    (cv2.FaceDetectorYN, OpenCV 4.8+, and ONet through cv2.dnn); a BundleError when the one wanted is missing."""
+    if wanted != "opencv" and _importable("onnxruntime"):
+        return "onnxruntime"
+    if wanted != "onnxruntime" and hasattr(cv2, "FaceDetectorYN"):
+        return "opencv"
+    if wanted == "opencv":
+        raise BundleError("OpenCV {} has no FaceDetectorYN (--detector-runtime opencv needs 4.8+): {}".format(
+            cv2.__version__, YN_INSTALL))
+    if wanted == "onnxruntime":
+        raise BundleError("--detector-runtime onnxruntime: onnxruntime is not importable here: {}".format(
+            ORT_INSTALL))
+    raise BundleError("--frame's face detector needs onnxruntime or OpenCV 4.8+'s FaceDetectorYN, and neither is "
+                      "here (OpenCV {}): {}; or pip install opencv-python-headless (4.8+)".format(cv2.__version__,
+                                                                                                ORT_INSTALL))
 
 
 def frame_config(folder: str, cfg: Dict[str, Any]) -> Dict[str, Any]:
@@ -574,6 +603,115 @@ def frame_config(folder: str, cfg: Dict[str, Any]) -> Dict[str, Any]:
     return fr
 
 
+# YuNet through onnxruntime, decoded in numpy as cv2.FaceDetectorYN decodes it: the host's default
+# (compress/data/yunet_onnx.py), re-implemented; tests/test_board_frame.py checks both give the same rows. The graph
+# takes BGR floats, unnormalised, zero-padded right and bottom to a multiple of 32, and gives per stride and grid
+# cell a class and an objectness score, a box (centre offset, log size, in cells) and five points (offsets).
+YUNET_STRIDES = (8, 16, 32)
+
+
+def yunet_pad_hw(height: int, width: int, stride: int = YUNET_STRIDES[-1]) -> Tuple[int, int]:
+    """The (H, W) the graph runs at: each side rounded up to a multiple of the deepest stride."""
+    return -(-height // stride) * stride, -(-width // stride) * stride
+
+
+def yunet_nms(boxes: np.ndarray, scores: np.ndarray, iou: float, top_k: int) -> np.ndarray:
+    """Greedy non-maximum suppression over (N, 4) x, y, w, h boxes; indices kept, best score first."""
+    order = np.argsort(-scores, kind="stable")
+    x1, y1 = boxes[:, 0], boxes[:, 1]
+    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+    area = boxes[:, 2] * boxes[:, 3]
+    keep = []  # type: List[int]
+    while order.size and len(keep) < top_k:
+        i, rest = order[0], order[1:]
+        keep.append(int(i))
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = w * h
+        order = rest[inter / np.maximum(area[i] + area[rest] - inter, 1e-9) <= iou]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def yunet_decode(outputs: Dict[str, np.ndarray], pad_h: int, pad_w: int, score: float, iou: float,
+                 top_k: int) -> np.ndarray:
+    """The graph's outputs to FaceDetectorYN's rows: (N, 15) x, y, w, h, five (x, y) points, sqrt(cls * obj)."""
+    rows = []
+    for s in YUNET_STRIDES:
+        cols, nrow = pad_w // s, pad_h // s
+        cls = np.clip(outputs["cls_{}".format(s)].reshape(-1), 0, 1)
+        obj = np.clip(outputs["obj_{}".format(s)].reshape(-1), 0, 1)
+        if cols * nrow != cls.size:
+            raise BundleError("YuNet's stride-{} output does not match its padded {}x{} input: the detector file "
+                              "is not the YuNet the bundle was made with; copy the export folder again".format(
+                                  s, pad_w, pad_h))
+        conf = np.sqrt(cls * obj)
+        idx = np.nonzero(conf >= score)[0]
+        if not idx.size:
+            continue
+        c, r = (idx % cols).astype(np.float32), (idx // cols).astype(np.float32)
+        box = outputs["bbox_{}".format(s)].reshape(-1, 4)[idx]
+        kps = outputs["kps_{}".format(s)].reshape(-1, 10)[idx]
+        cx, cy = (c + box[:, 0]) * s, (r + box[:, 1]) * s
+        w, h = np.exp(box[:, 2]) * s, np.exp(box[:, 3]) * s
+        pts = (kps.reshape(-1, 5, 2) + np.stack([c, r], 1)[:, None, :]) * s
+        rows.append(np.concatenate([np.stack([cx - w / 2, cy - h / 2, w, h], 1), pts.reshape(-1, 10),
+                                    conf[idx, None]], 1))
+    if not rows:
+        return np.zeros((0, 15), np.float32)
+    faces = np.concatenate(rows).astype(np.float32)
+    return faces[yunet_nms(faces[:, :4], faces[:, 14], iou, top_k)]
+
+
+class YunetOrt(object):
+    """YuNet in an onnxruntime session; detect(bgr) gives FaceDetectorYN's rows."""
+
+    def __init__(self, path: str, score: float, iou: float, top_k: int, threads: int) -> None:
+        self.session = ort_session(path, threads)
+        self.input = self.session.get_inputs()[0].name
+        self.names = [o.name for o in self.session.get_outputs()]
+        self.score, self.iou, self.top_k = score, iou, top_k
+
+    def detect(self, bgr: np.ndarray) -> np.ndarray:
+        h, w = bgr.shape[:2]
+        ph, pw = yunet_pad_hw(h, w)
+        x = np.zeros((1, 3, ph, pw), np.float32)
+        x[0, :, :h, :w] = bgr.transpose(2, 0, 1)
+        out = dict(zip(self.names, self.session.run(self.names, {self.input: x})))
+        return yunet_decode(out, ph, pw, self.score, self.iou, self.top_k)
+
+
+class YunetCv(object):
+    """YuNet in OpenCV's cv2.FaceDetectorYN (4.8+); detect(bgr) gives its rows (None when no face)."""
+
+    def __init__(self, cv2: Any, path: str, side: int, score: float, iou: float, top_k: int) -> None:
+        try:
+            self.net = cv2.FaceDetectorYN.create(path, "", (side, side), score, iou, top_k)
+        except cv2.error as e:
+            raise BundleError("OpenCV {} cannot load {} ({}): {}".format(
+                cv2.__version__, os.path.basename(path), str(e).strip().splitlines()[-1], YN_INSTALL))
+        self.size = (side, side)
+
+    def detect(self, bgr: np.ndarray) -> Any:
+        if self.size != (bgr.shape[1], bgr.shape[0]):
+            self.size = (bgr.shape[1], bgr.shape[0])
+            self.net.setInputSize(self.size)
+        return self.net.detect(bgr)[1]
+
+
+def onet_runner(cv2: Any, path: str, runtime: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """MTCNN's ONet as a function of its (N, 3, 48, 48) input to its (N, 10) points, in onnxruntime or cv2.dnn."""
+    if runtime == "onnxruntime":
+        session = ort_session(path, threads)
+        name = session.get_inputs()[0].name
+        return lambda x: session.run(["pts"], {name: x})[0]
+    net = cv2.dnn.readNetFromONNX(path)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        net.setInput(x)
+        return net.forward("pts")
+    return run
+
+
 def square_boxes(boxes: np.ndarray) -> np.ndarray:
     """(N, 4) x1, y1, x2, y2 grown to squares around their centres, as MTCNN squares its boxes."""
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
@@ -582,9 +720,10 @@ def square_boxes(boxes: np.ndarray) -> np.ndarray:
     return np.stack([x1, y1, x1 + side, y1 + side], 1)
 
 
-def onet_points(cv2: Any, net: Any, rgb: np.ndarray, boxes: np.ndarray, lm: Dict[str, Any]) -> np.ndarray:
-    """MTCNN's five points (N, 5, 2) for 0-based boxes in rgb: ONet once on each squared box, cut with zero
-    padding and area-resized to 48x48 (the host's compress.data.mtcnn.onet_landmarks)."""
+def onet_points(cv2: Any, run_onet: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray, boxes: np.ndarray,
+                lm: Dict[str, Any]) -> np.ndarray:
+    """MTCNN's five points (N, 5, 2) for 0-based boxes in rgb: ONet (`run_onet`, from onet_runner) once on each
+    squared box, cut with zero padding and area-resized to 48x48 (the host's compress.data.mtcnn.onet_landmarks)."""
     b = np.trunc(square_boxes(boxes.astype(np.float64) + 1)).astype(np.int64)  # MTCNN's boxes are 1-based
     size, (H, W) = int(lm["input"]), rgb.shape[:2]
     crops = np.zeros((len(b), size, size, 3), np.uint8)
@@ -597,8 +736,9 @@ def onet_points(cv2: Any, net: Any, rgb: np.ndarray, boxes: np.ndarray, lm: Dict
         if sx2 >= sx1 and sy2 >= sy1:
             tmp[sy1 - y1:sy2 - y1 + 1, sx1 - x1:sx2 - x1 + 1] = rgb[sy1:sy2 + 1, sx1:sx2 + 1]
         crops[k] = cv2.resize(tmp, (size, size), interpolation=cv2.INTER_AREA)
-    net.setInput(((crops.astype(np.float32) - float(lm["mean"])) * float(lm["scale"])).transpose(0, 3, 1, 2))
-    pts = np.asarray(net.forward("pts"), np.float64).reshape(len(b), 10)
+    x = (crops.astype(np.float32) - float(lm["mean"])) * float(lm["scale"])
+    x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    pts = np.asarray(run_onet(x), np.float64).reshape(len(b), 10)
     bw, bh = (b[:, 2] - b[:, 0] + 1)[:, None], (b[:, 3] - b[:, 1] + 1)[:, None]
     return np.stack([bw * pts[:, :5] + b[:, 0:1] - 1, bh * pts[:, 5:10] + b[:, 1:2] - 1], 2)
 
@@ -622,23 +762,27 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 class FramePath(object):
-    """detect -> align -> embed (flip) -> match on one RGB frame, as the host's run_frame."""
+    """detect -> align -> embed (flip) -> match on one RGB frame, as the host's run_frame. The detector (YuNet, and
+    ONet for yunet-onet) runs in `runtime` (DETECTOR_RUNTIMES) with `threads` intra-op threads (0: its default)."""
 
-    def __init__(self, cv2: Any, folder: str, fr: Dict[str, Any], backend: Backend, cfg: Dict[str, Any]) -> None:
+    def __init__(self, cv2: Any, folder: str, fr: Dict[str, Any], backend: Backend, cfg: Dict[str, Any],
+                 runtime: str = "auto", threads: int = 0) -> None:
         d = fr["detector"]
-        side = int(fr["detect_max_side"])
         self.cv2, self.fr, self.backend, self.cfg = cv2, fr, backend, cfg
-        try:
-            self.net = cv2.FaceDetectorYN.create(os.path.join(folder, d["file"]), "", (side, side),
-                                                 float(d["score_threshold"]), float(d["nms_threshold"]),
-                                                 int(d["top_k"]))
-        except cv2.error as e:
-            raise BundleError("OpenCV {} cannot load {} ({}): {}".format(cv2.__version__, d["file"],
-                                                                         str(e).strip().splitlines()[-1], CV2_INSTALL))
-        self.size = (side, side)
+        self.runtime = detector_runtime(cv2, runtime)
+        score, iou, top_k = float(d["score_threshold"]), float(d["nms_threshold"]), int(d["top_k"])
+        if self.runtime == "onnxruntime":
+            import onnxruntime
+            self.net = YunetOrt(os.path.join(folder, d["file"]), score, iou, top_k, threads)  # type: Any
+            self.detect_how = "onnxruntime {} YuNet + numpy decode".format(onnxruntime.__version__)
+        else:
+            self.net = YunetCv(cv2, os.path.join(folder, d["file"]), int(fr["detect_max_side"]), score, iou, top_k)
+            self.detect_how = "OpenCV {} cv2.FaceDetectorYN".format(cv2.__version__)
         self.onet = None
         if d.get("landmarks"):  # yunet-onet: MTCNN's output net places the five points
-            self.onet = cv2.dnn.readNetFromONNX(os.path.join(folder, d["landmarks"]["file"]))
+            self.onet = onet_runner(cv2, os.path.join(folder, d["landmarks"]["file"]), self.runtime, threads)
+            self.detect_how += " + MTCNN ONet ({})".format("onnxruntime" if self.runtime == "onnxruntime" else
+                                                            "OpenCV dnn")
         self.template = np.asarray(fr["template"], np.float64)
         self.crop = int(fr["crop_size"])
         n, dim = int(fr["templates"]), int(backend.run(prepare(np.zeros((1, self.crop, self.crop, 3), np.uint8),
@@ -659,11 +803,7 @@ class FramePath(object):
             f = float(fr["detect_max_side"]) / big
             img = cv2.resize(img, (int(round(img.shape[1] * f)), int(round(img.shape[0] * f))),
                              interpolation=cv2.INTER_AREA)
-        bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-        if self.size != (bgr.shape[1], bgr.shape[0]):
-            self.size = (bgr.shape[1], bgr.shape[0])
-            self.net.setInputSize(self.size)
-        _, faces = self.net.detect(bgr)
+        faces = self.net.detect(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         if faces is None or len(faces) == 0:
             return np.zeros((0, 4)), np.zeros((0, 5, 2)), np.zeros((0,))
         faces = faces[np.argsort(-faces[:, 14], kind="stable")].astype(np.float64)
@@ -816,8 +956,7 @@ def time_frame(path: FramePath, frame_shows: Any, a: argparse.Namespace) -> Dict
                          "detect_max_side": fr["detect_max_side"], "pad_frac": fr["pad_frac"],
                          "score_threshold": d["score_threshold"], "nms_threshold": d["nms_threshold"],
                          "top_k": d["top_k"]},
-            "stage_runtime": {"detect": "OpenCV {} cv2.FaceDetectorYN".format(cv2.__version__) + (
-                                  " + MTCNN ONet (OpenCV dnn)" if fr["detector"].get("landmarks") else ""),
+            "stage_runtime": {"detect": path.detect_how,
                               "align": "numpy similarity fit + OpenCV {} warpAffine".format(cv2.__version__),
                               "embed": runtime + (", with its mirror image" if fr["flip"] else ""),
                               "match": "numpy {} (cosine, top {})".format(np.__version__, fr["match_top_k"])},
@@ -973,13 +1112,14 @@ def measure_bundle(folder: str, cfg: Dict[str, Any], ident: Dict[str, Any], a: a
     if a.frame is not None:  # OpenCV, the detector, the photo and its face: checked before minutes of timing
         fr = frame_config(folder, cfg)
         cv2 = import_cv2()
+        det_runtime = detector_runtime(cv2, a.detector_runtime)
         if a.frame:
             read_photo(cv2, a.frame)
         if a.threads:
             cv2.setNumThreads(a.threads)
     backend = load_backend(runtime, folder, cfg, a.threads)
     if a.frame is not None:
-        fpath = FramePath(cv2, folder, fr, backend, cfg)
+        fpath = FramePath(cv2, folder, fr, backend, cfg, det_runtime, a.threads)
         frame = frame_input(cv2, fpath, folder, a.frame)
     out = time_backend(backend, cfg, a)
     out.update(runtime=backend.runtime, runtime_version=backend.version, parity=board_parity(backend, folder, cfg),
@@ -1084,7 +1224,10 @@ def parse_args(argv: Optional[List[str]], cfg_defaults: Dict[str, Any],
     ap.add_argument("--overwrite", action="store_true", help="replace an existing result JSON")
     ap.add_argument("--frame", nargs="?", const="", metavar="PHOTO",
                     help="also time the robot's whole frame (detect, align, embed, match) on this photo with one face; "
-                         "without PHOTO on a parity face; needs OpenCV 4.8+")
+                         "without PHOTO on a parity face; needs OpenCV (any 4.x with onnxruntime)")
+    ap.add_argument("--detector-runtime", default="auto", choices=list(DETECTOR_RUNTIMES),
+                    help="--frame: what runs the face detector: onnxruntime (YuNet decoded in numpy) or OpenCV "
+                         "4.8+'s FaceDetectorYN  [auto: onnxruntime when importable, else OpenCV]")
     a = ap.parse_args(argv)
     # what was given explicitly also applies to --frame, whose own defaults are the host frame benchmark's
     a.explicit = dict((k, getattr(a, k)) for k in ("threads", "warmup", "min_runs", "seconds")
@@ -1096,6 +1239,8 @@ def parse_args(argv: Optional[List[str]], cfg_defaults: Dict[str, Any],
     a.seconds = a.explicit.get("seconds", cfg_defaults.get("min_seconds", 3.0))
     if a.threads < 0 or a.warmup < 0 or a.min_runs < 1 or not 0 < a.seconds <= a.max_seconds:
         raise BundleError("need --threads >= 0, --warmup >= 0, --min-runs >= 1 and 0 < --seconds <= --max-seconds")
+    if a.detector_runtime != "auto" and a.frame is None:
+        raise BundleError("--detector-runtime is for --frame (the face detector); add --frame [PHOTO]")
     return a
 
 

@@ -64,8 +64,8 @@ ONET_FILE = "mtcnn_onet.onnx"
 
 def detector_files() -> dict[str, Path]:
     """The robot's face detector and its licence text: name in the bundle -> source file; empty when the robot's
-    detector is not one the runner runs (YuNet by OpenCV's FaceDetectorYN, its points optionally placed by MTCNN's
-    ONet, written by write_landmark_net)."""
+    detector is not one the runner runs (YuNet by onnxruntime or OpenCV's FaceDetectorYN, its points optionally
+    placed by MTCNN's ONet, written by write_landmark_net)."""
     from ..data.detectors import ROBOT_DETECTOR, YUNET_FILE
 
     if ROBOT_DETECTOR not in ("yunet", "yunet-onet"):
@@ -94,14 +94,14 @@ def frame_section(stage: Path) -> dict[str, Any] | None:
     bench = inspect.signature(bench_frame).parameters
     align = frame_config(ROBOT_DETECTOR)
     detector = {"name": ROBOT_DETECTOR, "file": model, "sha256": file_sha256(stage / model),
-                "licence": licence, "runtime": "OpenCV cv2.FaceDetectorYN (4.8+)",
+                "licence": licence, "runtime": "onnxruntime + numpy decoding, or OpenCV 4.8+ cv2.FaceDetectorYN",
                 "score_threshold": det["score"].default, "nms_threshold": det["nms"].default,
                 "top_k": det["top_k"].default}
     if (stage / ONET_FILE).is_file():
         from ..data.mtcnn import ONET_MEAN, ONET_SCALE
 
         detector["landmarks"] = {"file": ONET_FILE, "sha256": file_sha256(stage / ONET_FILE), "input": 48,
-                                 "mean": ONET_MEAN, "scale": ONET_SCALE, "runtime": "OpenCV dnn",
+                                 "mean": ONET_MEAN, "scale": ONET_SCALE, "runtime": "onnxruntime, or OpenCV dnn",
                                  "source": "MTCNN ONet, facenet-pytorch 2.6 weights (MIT licence)"}
     return {"detector": detector,
             "detect_max_side": align.detect_max_side, "pad_frac": align.pad_frac, "crop_size": CROP_SIZE,
@@ -176,7 +176,7 @@ def write_bundle(stage: Path, target: Target, precision: str, model_file: str, i
 def _landmarks_md(d: dict[str, Any]) -> str:
     lm = d.get("landmarks")
     return (f", the five points placed by `{lm['file']}` (MTCNN's output net, one {lm['input']}x{lm['input']} pass "
-            "per face on YuNet's box, through OpenCV's dnn)") if lm else ""
+            "per face on YuNet's box, in the detector's runtime)") if lm else ""
 
 
 def write_landmark_net(stage: Path) -> list[str]:
@@ -285,19 +285,21 @@ def _frame_md(cfg: dict[str, Any]) -> str:
     return f"""
 ## The robot's whole frame
 
-    python3 -m pip install opencv-python-headless      # OpenCV 4.8+ (cv2.FaceDetectorYN); or the board's own
+    python3 -m pip install onnxruntime opencv-python-headless   # or the board's own (any OpenCV 4, e.g. JetPack's)
     python3 run_on_board.py --frame PHOTO              # a photo with one face; without PHOTO: a parity face
 
 Times what `{fr['host']}` times on the host, stage by stage: the photo centred in a {w}x{h} frame on grey
 {fr['canvas_grey']} (a larger photo is shrunk to fit); **detect** with `{d['file']}` (YuNet, carried in this
-bundle with its licence, sha256 in `SHA256SUMS`) through OpenCV's FaceDetectorYN at longer side
+bundle with its licence, sha256 in `SHA256SUMS`) through onnxruntime, decoded in numpy as on the host (without
+onnxruntime, or with `--detector-runtime opencv`: OpenCV 4.8+'s FaceDetectorYN) at longer side
 {fr['detect_max_side']} (score {d['score_threshold']}, NMS {d['nms_threshold']}, top-k {d['top_k']}){_landmarks_md(d)};
 **align** its five points onto the {fr['crop_size']}x{fr['crop_size']} template by a least-squares similarity and
 cv2.warpAffine; **embed** with the model above in the board's runtime{' and its mirror image' if fr['flip'] else ''};
 **match** against {fr['templates']} random unit templates. Threads: {fr['threads']} unless `--threads`; per stage
 and in total: median, p90 and min over at least {fr['min_runs']} frames and {fr['seconds']} s after {fr['warmup']}
 warm-up frames. The result JSON gains a `frame` object; `compress report` shows it. Exit 2 with one line when
-OpenCV is missing or older than 4.8 (JetPack 4.6 ships 4.1), the photo is unreadable or has not exactly one face.
+OpenCV is missing, neither onnxruntime nor FaceDetectorYN (OpenCV 4.8+) is there, the photo is unreadable or has
+not exactly one face.
 {"TensorRT: `--frame` runs the engine through the Python bindings (not trtexec)." if cfg["runtime"] == "tensorrt" else ""}
 """
 

@@ -25,6 +25,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("COMPRESS_TEACHER_CACHE", Path.home() / ".cache" / "facecompress" / "teacher"))
 
 
+def teacher_path(value: str) -> Path:
+    """A recipe's teacher: `zoo:NAME` (hash-checked; its folder) or a path resolved as the recipe's others."""
+    from ..recipe import resolve_path
+    from ..zoo import is_zoo_spec, verified_model_file
+
+    return verified_model_file(value).parent if is_zoo_spec(value) else resolve_path(value)
+
+
 def teacher_sha256(teacher: Path) -> str:
     """sha256 of the teacher's weights file (an ONNX file, or an artifact folder's model.pt)."""
     weights = teacher / "model.pt" if teacher.is_dir() else teacher

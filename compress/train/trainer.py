@@ -33,7 +33,7 @@ from ..model.io import load_model, save_model
 from ..model.network import FaceMobileNet
 from ..schedules import Schedule, load_schedule
 from .config import TrainConfig, resolve_path, resolve_sources
-from .distill import teacher_sha256, teacher_targets
+from .distill import teacher_path, teacher_sha256, teacher_targets
 from .losses import MarginHead
 
 CHECKPOINT_FORMAT = "compress.checkpoint/1"
@@ -306,7 +306,7 @@ class _Teacher:
 
 
 def _load_teacher(cfg: TrainConfig, schedule: Schedule, data: _Data, device: str, main: bool) -> _Teacher:
-    path = resolve_path(cfg.teacher)
+    path = teacher_path(cfg.teacher)
     if cfg.feature_weight:
         return _teacher_network(path, schedule, device)
     if cfg.teacher_views == "online":
