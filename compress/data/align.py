@@ -209,7 +209,7 @@ class Aligner:
         c = self.config
         h, w = img.shape[:2]
         py, px = int(round(h * c.pad_frac)), int(round(w * c.pad_frac))
-        padded = cv2.copyMakeBorder(img, py, py, px, px, cv2.BORDER_REPLICATE)
+        padded = cv2.copyMakeBorder(img, py, py, px, px, cv2.BORDER_REPLICATE) if py or px else img
         f = 1.0
         big = max(padded.shape[:2])
         if big > c.detect_max_side:

@@ -177,6 +177,11 @@ def _regress(boxes: np.ndarray, reg: np.ndarray, plus_one: bool) -> np.ndarray:
 
 def _crops(images: Sequence[np.ndarray], img_ids: np.ndarray, boxes: np.ndarray, size: int) -> torch.Tensor:
     """Cut integer boxes (1-based inclusive) out of the images, zero-padding outside, resize to size x size."""
+    return _to_input(_crop_boxes(images, img_ids, boxes, size))
+
+
+def _crop_boxes(images: Sequence[np.ndarray], img_ids: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """_crops' uint8 (N, size, size, 3) crops, before the nets' normalisation."""
     out = np.zeros((len(boxes), size, size, 3), dtype=np.uint8)
     for k, (i, b) in enumerate(zip(img_ids, boxes.astype(np.int64))):
         img = images[i]
@@ -190,7 +195,7 @@ def _crops(images: Sequence[np.ndarray], img_ids: np.ndarray, boxes: np.ndarray,
         if sx2 >= sx1 and sy2 >= sy1:
             tmp[sy1 - y1:sy2 - y1 + 1, sx1 - x1:sx2 - x1 + 1] = img[sy1:sy2 + 1, sx1:sx2 + 1]
         out[k] = cv2.resize(tmp, (size, size), interpolation=cv2.INTER_AREA)
-    return _to_input(out)
+    return out
 
 
 def _to_input(batch: np.ndarray) -> torch.Tensor:
@@ -205,7 +210,10 @@ def onet_landmarks(run_onet: Callable[[np.ndarray], np.ndarray], image: np.ndarr
     squared as MTCNN squares its own; (N, 5, 2) 0-based pixels. The box is not regressed again. ``run_onet``
     maps the (N, 3, 48, 48) float32 input to ONet's (N, 10) points output."""
     b = np.trunc(_square(boxes.astype(np.float64) + 1))  # MTCNN's boxes are 1-based
-    pts = run_onet(np.ascontiguousarray(_crops([image], np.zeros(len(b), np.int64), b, 48).numpy()))
+    crops = _crop_boxes([image], np.zeros(len(b), np.int64), b, 48)
+    # _to_input's arithmetic in numpy (float32, same order): no torch call on the robot's per-frame path
+    pts = run_onet(np.ascontiguousarray(((crops.astype(np.float32) - np.float32(ONET_MEAN)) * np.float32(ONET_SCALE)
+                                         ).transpose(0, 3, 1, 2)))
     bw, bh = b[:, 2] - b[:, 0] + 1, b[:, 3] - b[:, 1] + 1
     # as in the cascade's last stage, which gives 0-based points
     return np.stack([bw[:, None] * pts[:, :5] + b[:, 0:1] - 1, bh[:, None] * pts[:, 5:10] + b[:, 1:2] - 1], axis=2)
