@@ -16,6 +16,10 @@ BUDGET=${BUDGET:-57M}
 DEVICE=${DEVICE:-cpu}
 T=${THREADS:-0}
 TEACHER=${TEACHER:-../shared/models/mobilefacenet-teacher/MobileFaceNet.onnx}
+# SOURCE: the network pruned (default the teacher); pruning an already pruned and distilled network (iterative,
+# e.g. SOURCE=zoo:mfn-113m BUDGET=57M) needs its own TAG, which names the run folders instead of BUDGET.
+SOURCE=${SOURCE:-$TEACHER}
+TAG=${TAG:-$BUDGET}
 R=runs/mfn-chain
 EXTRA=()
 [ -n "${EPOCHS:-}" ] && EXTRA+=(--epochs "$EPOCHS")
@@ -25,8 +29,8 @@ KEEP=()
 start=$(date +%s)
 step() { echo "[$(( $(date +%s) - start )) s] $*"; }
 mkdir -p "$R"
-[ -f "$R/pruned-$BUDGET/manifest.json" ] || { step "1. prune to $BUDGET MACs"; $C prune --model "$TEACHER" \
-    --macs "$BUDGET" "${KEEP[@]}" --allocation importance --data ../shared/data/celeba-299 --align --out "$R/pruned-$BUDGET" \
+[ -f "$R/pruned-$TAG/manifest.json" ] || { step "1. prune $SOURCE to $BUDGET MACs"; $C prune --model "$SOURCE" \
+    --macs "$BUDGET" "${KEEP[@]}" --allocation importance --data ../shared/data/celeba-299 --align --out "$R/pruned-$TAG" \
     --no-progress; }
 # train NAME ARGS...: runs/mfn-chain/NAME, skipped when finished; an interrupted run continues from its checkpoint
 train() {
@@ -37,17 +41,17 @@ train() {
   step "$name: train $*"
   $C train --recipe mfn-distill --teacher "$TEACHER" --device "$DEVICE" --threads "$T" "$@" "${where[@]}" --no-progress
 }
-train "ft-$BUDGET" --init-model "$R/pruned-$BUDGET" "${EXTRA[@]}"
-LAST=ft-$BUDGET
+train "ft-$TAG" --init-model "$R/pruned-$TAG" "${EXTRA[@]}"
+LAST=ft-$TAG
 # POLISH=2,6: round 1 (ft-B-polish) 2 epochs from the distilled run, round 2 (ft-B-polish-r2) 6 from round 1, ...
 round=0
 P=${POLISH:-}
 for epochs in ${P//,/ }; do
-  round=$((round + 1)); name=ft-$BUDGET-polish; [ "$round" -gt 1 ] && name=$name-r$round
+  round=$((round + 1)); name=ft-$TAG-polish; [ "$round" -gt 1 ] && name=$name-r$round
   train "$name" --init-model "$R/$LAST" --epochs "$epochs" --augment-policy mirror --lr "${POLISH_LR:-0.0005}"
   LAST=$name
 done
 # The run's own LFW evaluation (train's eval_lfw: View 2, 10-fold, flip) is the chain's record.
 [ -f "$R/lfw-$LAST.json" ] || "$(dirname "$C")/python" -c 'import json,sys; m=json.load(open(sys.argv[1])); \
 json.dump(m["metrics"]["lfw"], open(sys.argv[2], "w"), indent=2)' "$R/$LAST/manifest.json" "$R/lfw-$LAST.json"
-step "done: $R/$LAST (schedule $R/pruned-$BUDGET/schedule.toml), LFW $R/lfw-$LAST.json"
+step "done: $R/$LAST (schedule $R/pruned-$TAG/schedule.toml), LFW $R/lfw-$LAST.json"
