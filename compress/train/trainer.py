@@ -329,7 +329,7 @@ def _load_teacher(cfg: TrainConfig, schedule: Schedule, data: _Data, device: str
 def _teacher_network(path: Path, schedule: Schedule, device: str) -> _Teacher:
     """The teacher as a project network (an imported ONNX or an artifact), refused unless each of its feature
     points has the student's shape."""
-    net = load_model(path).to(device, memory_format=memory_format(device)).eval()
+    net = load_model(path).to(device).eval()
     for p in net.parameters():
         p.requires_grad_(False)
     student = FaceMobileNet(schedule).to(device).eval()
@@ -361,14 +361,7 @@ def _make_net(cfg: TrainConfig, schedule: Schedule, init: FaceMobileNet | None, 
     if init is not None:
         model.load_state_dict(init.state_dict())
     head = MarginHead(schedule.embedding_size, num_classes, cfg.loss, cfg.s, cfg.m, cfg.terms)
-    return _Trainable(model.to(memory_format=memory_format(device)), head).to(device)
-
-
-def memory_format(device: str) -> torch.memory_format:
-    """channels_last on the CPU: convolutions follow their input's layout, and a grid-sampled batch (light and
-    strong augmentation) comes out NCHW, whose path runs a pruned MobileFaceNet's training step ~1.7x slower
-    (one thread); the same function, to float rounding."""
-    return torch.channels_last if device == "cpu" else torch.contiguous_format
+    return _Trainable(model, head).to(device)
 
 
 RECENTER_IMAGES = 256  # faces whose activations the BNs of an init model are re-expressed around
@@ -505,7 +498,6 @@ def _prepare_batch(run: _Run, idx: torch.Tensor | None, xb: torch.Tensor, yb: to
         other = x[torch.randint(len(x), (k,), generator=g).to(device)]
         x = torch.cat([lam * x[:k] + (1 - lam) * other, x[k:]])
         y = torch.cat([torch.full((k,), -1, dtype=y.dtype, device=device), y[k:]])
-    x = x.contiguous(memory_format=memory_format(device))
     target, maps = run.teacher.batch_targets(x, idx, flip, device) if run.teacher is not None else (None, None)
     return x, y, target, maps
 
