@@ -107,7 +107,7 @@ def _mfn(budget: str, tag: str, epochs: int | None = None, min_keep: float | Non
 
 ENTRIES["mfn-113m"] = _mfn("113.5M", "the most accurate pruned point", epochs=3, polish=(2, 3, 3, 3))
 # Iterative pruning (session 16): from zoo:mfn-113m's second polish round, not from the teacher. At 57M it beat
-# the direct chain (95.73%) by 1.65 pp on all 10 LFW folds after one polish round (reports/mfn)
+# the direct chain (95.73%) by 2.23 pp on all 10 LFW folds after three polish rounds (reports/mfn)
 ENTRIES["mfn-57m"] = _mfn("57M", "a quarter of the teacher's MACs", epochs=6, policy="mirror", polish=(4, 4, 4),
                           source=("mfn-113m", "runs/mfn-chain/ft-113.5M-polish-r2"), run_tag="57M-from113m")
 ENTRIES["mfn-18m"] = _mfn("18.1M", "the paper's Table 3 budget, every width kept >= 20% of the teacher's",
